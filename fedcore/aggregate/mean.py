@@ -1,0 +1,53 @@
+"""Weighted mean as a running sum: FedAvg's aggregation in O(model) memory."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedcore.aggregate.base import AggregateResult
+from fedcore.params import Array
+
+
+class WeightedMean:
+    """Running weighted sum of updates, divided by the total weight at the end.
+
+    The sum is kept in float64 for float64 inputs and float32 otherwise; each update is
+    scaled in place (the caller hands over ownership), so folding allocates nothing.
+    """
+
+    def __init__(self) -> None:
+        self._sum: dict[str, Array] | None = None
+        self._total_weight = 0.0
+        self._count = 0
+
+    def add(self, update: dict[str, Array], weight: float) -> None:
+        """Fold `weight * update` into the running sum."""
+        if not np.isfinite(weight) or weight <= 0:
+            raise ValueError(f"weight must be a positive finite number, got {weight}")
+        if self._sum is None:
+            self._sum = {name: _accumulator_like(value) for name, value in update.items()}
+        elif list(update) != list(self._sum):
+            raise ValueError("update names differ from the first update's")
+        for name, value in update.items():
+            acc = self._sum[name]
+            if value.shape != acc.shape:
+                raise ValueError(f"shape of {name!r} is {value.shape}, expected {acc.shape}")
+            if value.dtype == acc.dtype:
+                np.multiply(value, weight, out=value)
+                np.add(acc, value, out=acc)
+            else:
+                acc += np.asarray(value, dtype=acc.dtype) * weight
+        self._total_weight += float(weight)
+        self._count += 1
+
+    def result(self) -> AggregateResult:
+        """The weighted mean of everything added so far."""
+        if self._sum is None:
+            raise ValueError("no updates were added; a mean of nothing is undefined")
+        mean = {name: acc / self._total_weight for name, acc in self._sum.items()}
+        return AggregateResult(update=mean, count=self._count, total_weight=self._total_weight)
+
+
+def _accumulator_like(value: Array) -> Array:
+    dtype = np.float64 if value.dtype == np.float64 else np.float32
+    return np.zeros(value.shape, dtype=dtype)
