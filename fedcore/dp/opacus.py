@@ -1,0 +1,299 @@
+"""The one boundary to Opacus: local DP-SGD, ε from an accountant history, noise calibration.
+
+Guarantee (sample-level, add/remove-one-example neighbours): each optimizer step of
+`train_private` clips every per-sample gradient to L2 norm `max_grad_norm` and adds Gaussian
+noise of standard deviation `noise_multiplier * max_grad_norm` to their sum, over a batch drawn
+by Poisson sampling with rate `1 / len(data_loader)` (Opacus' `DPDataLoader`). That is the
+subsampled Gaussian mechanism, and ε for any composition of such steps is what Opacus'
+accountant (RDP or PRV) computes from the history `(noise_multiplier, sample_rate, steps)`.
+The FedProx proximal term does not touch the data, so adding its gradient after the noise is
+post-processing and costs no privacy. Not covered: the reported loss and `num_examples` (exact
+dataset size), which a client releases outside the guarantee unless the caller withholds them.
+
+Nothing else in fedcore imports opacus; everything privacy-related goes through here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from opacus import PrivacyEngine
+from opacus.accountants import PRVAccountant, RDPAccountant
+from opacus.accountants.analysis import rdp as rdp_analysis
+from opacus.accountants.utils import get_noise_multiplier
+from torch import nn
+from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from fedcore.dp.accountant import PrivacyAccountant
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+_WRAPPER_PREFIX = "_module."
+
+
+class Mechanism(enum.Enum):
+    """Which Opacus accountant turns a history into ε."""
+
+    RDP = "rdp"
+    PRV = "prv"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """`steps` subsampled-Gaussian steps at one (noise multiplier, sample rate): Opacus' tuple."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.noise_multiplier) or self.noise_multiplier < 0:
+            raise ValueError(f"noise_multiplier must be >= 0, got {self.noise_multiplier}")
+        if not 0 < self.sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalTrainResult:
+    """What one DP-SGD task produced.
+
+    `state` has the plain parameter names of the un-wrapped model (CPU tensors); `epsilon` is
+    the client's total ε after this task, at the `delta` the task was given.
+    """
+
+    state: dict[str, torch.Tensor]
+    loss: float
+    num_examples: int
+    steps: int
+    epsilon: float
+
+
+def epsilon(history: Sequence[HistoryEntry], *, delta: float, mechanism: Mechanism) -> float:
+    """ε spent by `history` at `delta`, as Opacus' accountant for `mechanism` computes it."""
+    _check_delta(delta)
+    entries = [e for e in history if e.steps > 0]
+    if not entries:
+        return 0.0
+    accountant = _opacus_accountant(mechanism)
+    accountant.history = [(e.noise_multiplier, e.sample_rate, e.steps) for e in entries]
+    return float(accountant.get_epsilon(delta=delta))
+
+
+def rdp_orders() -> list[float]:
+    """The RDP orders Opacus' RDP accountant searches over."""
+    return [float(a) for a in RDPAccountant.DEFAULT_ALPHAS]
+
+
+def epsilon_from_rdp(
+    orders: Sequence[float], rdp: npt.NDArray[np.float64], *, delta: float
+) -> float:
+    """Convert an RDP curve to ε at `delta` with Opacus' conversion (Balle et al. 2020)."""
+    _check_delta(delta)
+    eps, _ = rdp_analysis.get_privacy_spent(orders=list(orders), rdp=list(rdp), delta=delta)
+    return float(eps)
+
+
+def noise_multiplier_for_target(
+    *,
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    mechanism: Mechanism = Mechanism.RDP,
+) -> float:
+    """The smallest noise multiplier (Opacus' search, tolerance 0.01) with ε <= target after `steps`.
+
+    For a client, `steps` = planned rounds × local steps per round (epochs × batches).
+    """
+    _check_delta(delta)
+    if target_epsilon <= 0 or steps <= 0:
+        raise ValueError("target_epsilon and steps must be positive")
+    sigma = get_noise_multiplier(
+        target_epsilon=target_epsilon,
+        target_delta=delta,
+        sample_rate=sample_rate,
+        steps=steps,
+        accountant=mechanism.value,
+        epsilon_tolerance=0.01,
+    )
+    return float(sigma)
+
+
+def plan_local_task(
+    data_loader: DataLoader[tuple[torch.Tensor, ...]], *, epochs: int, noise_multiplier: float
+) -> HistoryEntry:
+    """The accountant entry `train_private` will add for this loader (before training)."""
+    sample_rate = 1 / len(data_loader)
+    return HistoryEntry(
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=epochs * int(1 / sample_rate),  # Opacus' DPDataLoader length
+    )
+
+
+def train_private(
+    *,
+    model: nn.Module,
+    optimizer_factory: OptimizerFactory,
+    data_loader: DataLoader[tuple[torch.Tensor, ...]],
+    noise_multiplier: float,
+    max_grad_norm: float,
+    epochs: int,
+    accountant: PrivacyAccountant,
+    delta: float,
+    device: str | torch.device = "cpu",
+    criterion: nn.Module | None = None,
+    proximal_mu: float = 0.0,
+    global_state: Mapping[str, torch.Tensor] | None = None,
+    noise_generator: torch.Generator | None = None,
+) -> LocalTrainResult:
+    """Train `model` in place with DP-SGD for `epochs`; record the steps in `accountant`.
+
+    The batch size is the loader's (expected batch size under Poisson sampling). With
+    `proximal_mu > 0` the FedProx term `mu/2 ||w - global_state||^2` is added to the objective.
+    The steps taken are recorded even when training fails part-way.
+
+    Raises:
+        ValueError: a bad argument, or a model Opacus cannot make private (fix it first with
+            `opacus.validators.ModuleValidator.fix`, e.g. BatchNorm -> GroupNorm).
+    """
+    _check_train_args(noise_multiplier, max_grad_norm, epochs, proximal_mu, global_state)
+    model.to(device)
+    model.train()
+    plain_names = list(model.state_dict())
+    engine = PrivacyEngine(accountant=accountant.mechanism.value)
+    wrapped, optimizer, private_loader = engine.make_private(
+        module=model,
+        optimizer=optimizer_factory(model.parameters()),
+        data_loader=data_loader,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=noise_generator,
+    )
+    anchors = {} if global_state is None else _anchors(model, global_state, device)
+    try:
+        loss, steps = _run_epochs(
+            wrapped, optimizer, private_loader, epochs, device,
+            criterion or nn.CrossEntropyLoss(), proximal_mu, anchors,
+        )
+        state = _plain_state(wrapped, plain_names)
+    finally:
+        wrapped.cleanup()
+        for n, s, k in engine.accountant.history:
+            accountant.record(HistoryEntry(noise_multiplier=n, sample_rate=s, steps=k))
+    return LocalTrainResult(
+        state=state,
+        loss=loss,
+        num_examples=len(data_loader.dataset),  # type: ignore[arg-type]
+        steps=steps,
+        epsilon=accountant.epsilon(delta),
+    )
+
+
+def strip_wrapper_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop Opacus' `_module.` prefix from state-dict names (the exchanged names are plain)."""
+    return {
+        name.removeprefix(_WRAPPER_PREFIX): value.detach().cpu().clone()
+        for name, value in state.items()
+    }
+
+
+def _run_epochs(
+    wrapped: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader[tuple[torch.Tensor, ...]],
+    epochs: int,
+    device: str | torch.device,
+    criterion: nn.Module,
+    proximal_mu: float,
+    anchors: dict[str, torch.Tensor],
+) -> tuple[float, int]:
+    loss_sum, seen, steps = 0.0, 0, 0
+    for _ in range(epochs):
+        for features, labels in loader:
+            features, labels = features.to(device), labels.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(wrapped(features), labels)
+            loss.backward()
+            if optimizer.pre_step():  # type: ignore[attr-defined]
+                _add_proximal_grad(wrapped, proximal_mu, anchors)
+                optimizer.original_optimizer.step()  # type: ignore[attr-defined]
+            steps += 1
+            if len(labels) > 0:
+                loss_sum += float(loss.detach()) * len(labels)
+                seen += len(labels)
+    return (loss_sum / seen if seen else float("nan")), steps
+
+
+def _add_proximal_grad(
+    wrapped: nn.Module, proximal_mu: float, anchors: dict[str, torch.Tensor]
+) -> None:
+    """Add mu (w - w_global) to the privatised gradient: data-independent post-processing."""
+    if proximal_mu <= 0:
+        return
+    with torch.no_grad():
+        for name, param in wrapped.named_parameters():
+            if param.grad is not None:
+                param.grad.add_(param - anchors[name.removeprefix(_WRAPPER_PREFIX)],
+                                alpha=proximal_mu)
+
+
+def _anchors(
+    model: nn.Module,
+    global_state: Mapping[str, torch.Tensor],
+    device: str | torch.device,
+) -> dict[str, torch.Tensor]:
+    anchors = {}
+    for name, _ in model.named_parameters():
+        if name not in global_state:
+            raise ValueError(f"global_state has no tensor {name!r}; pass the global model's")
+        anchors[name] = global_state[name].detach().to(device)
+    return anchors
+
+
+def _plain_state(wrapped: nn.Module, plain_names: list[str]) -> dict[str, torch.Tensor]:
+    state = strip_wrapper_names(wrapped.state_dict())
+    if list(state) != plain_names:
+        raise RuntimeError(f"exchanged names {list(state)} differ from the model's {plain_names}")
+    return state
+
+
+def _check_train_args(
+    noise_multiplier: float,
+    max_grad_norm: float,
+    epochs: int,
+    proximal_mu: float,
+    global_state: Mapping[str, torch.Tensor] | None,
+) -> None:
+    if not np.isfinite(noise_multiplier) or noise_multiplier < 0:
+        raise ValueError(f"noise_multiplier must be a finite number >= 0, got {noise_multiplier}")
+    if not np.isfinite(max_grad_norm) or max_grad_norm <= 0:
+        raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if proximal_mu < 0:
+        raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
+    if proximal_mu > 0 and global_state is None:
+        raise ValueError("proximal_mu > 0 needs global_state, the weights to stay close to")
+
+
+def _check_delta(delta: float) -> None:
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}; 1/(10 * dataset size) is usual")
+
+
+def _opacus_accountant(mechanism: Mechanism) -> RDPAccountant | PRVAccountant:
+    match mechanism:
+        case Mechanism.RDP:
+            return RDPAccountant()
+        case Mechanism.PRV:
+            return PRVAccountant()

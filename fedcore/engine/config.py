@@ -1,0 +1,78 @@
+"""Settings of the round engine, validated when constructed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelectionConfig:
+    """How many clients a round asks for and how many it needs.
+
+    Exactly one of `count` (clients per round) and `fraction` (of the available clients) is set.
+    The round closes as soon as that many results arrive. `over_selection` asks that fraction
+    more clients than needed, so stragglers and dropouts do not hold the round up.
+    `min_results` is what a round needs by its deadline to count; `min_available` is how many
+    clients must be connected before a round starts.
+    """
+
+    count: int = 0
+    fraction: float = 0.0
+    over_selection: float = 0.0
+    min_results: int = 1
+    min_available: int = 1
+
+    def __post_init__(self) -> None:
+        if (self.count > 0) == (self.fraction > 0):
+            raise ValueError("set exactly one of count (> 0) and fraction (in (0, 1])")
+        if self.count < 0 or not 0 <= self.fraction <= 1:
+            raise ValueError(f"count must be >= 0 and fraction in [0, 1], got {self}")
+        if self.over_selection < 0:
+            raise ValueError(f"over_selection must be >= 0, got {self.over_selection}")
+        if self.min_results < 1 or self.min_available < 1:
+            raise ValueError("min_results and min_available must be >= 1")
+        if self.min_results > self.min_available:
+            raise ValueError(
+                f"min_results ({self.min_results}) cannot exceed min_available "
+                f"({self.min_available}): the round could never succeed"
+            )
+
+    def target(self, available: int) -> int:
+        """Results the round waits for, given how many clients are available."""
+        wanted = self.count if self.count else math.ceil(self.fraction * available)
+        return max(self.min_results, min(wanted, available))
+
+    def to_select(self, available: int) -> int:
+        """Clients to select: the target plus over-selection, capped by what is available."""
+        return min(available, math.ceil(self.target(available) * (1 + self.over_selection)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Everything the round engine needs to know; times are in seconds."""
+
+    num_rounds: int
+    train: SelectionConfig = field(default_factory=lambda: SelectionConfig(fraction=1.0))
+    evaluate: SelectionConfig | None = field(default_factory=lambda: SelectionConfig(fraction=1.0))
+    eval_every: int = 1
+    round_timeout_s: float = 60.0
+    eval_timeout_s: float = 30.0
+    client_timeout_s: float = 60.0
+    retry_after_s: float = 1.0
+    seed: int = 0
+    max_payload_bytes: int = 4 << 30
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+    def __post_init__(self) -> None:
+        if self.num_rounds < 1:
+            raise ValueError(f"num_rounds must be >= 1, got {self.num_rounds}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        for name in ("round_timeout_s", "eval_timeout_s", "client_timeout_s", "retry_after_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_payload_bytes < 1 or self.chunk_bytes < 1:
+            raise ValueError("max_payload_bytes and chunk_bytes must be >= 1")

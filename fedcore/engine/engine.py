@@ -1,0 +1,398 @@
+"""The coordinator's round engine, as a state machine without I/O.
+
+Drivers (the gRPC service, the in-process simulator) call its methods with the current time
+and move bytes; the engine decides who trains, when a round closes, and what the next model is.
+Every refused call raises `EngineError` and leaves the engine unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fedcore.aggregate.base import AggregateResult
+from fedcore.engine.config import EngineConfig, SelectionConfig
+from fedcore.engine.errors import EngineError, Reason
+from fedcore.engine.model import RoundModel
+from fedcore.engine.records import RoundRecord
+from fedcore.engine.registry import Registry
+from fedcore.engine.selection import round_rng, select_clients
+from fedcore.engine.task_round import TaskRound
+from fedcore.messages import (
+    PROTOCOL_VERSION,
+    Done,
+    ResultHeader,
+    Task,
+    TaskKind,
+    TaskReply,
+    TaskResult,
+    TrainConfig,
+    Wait,
+)
+from fedcore.params import Array, Params
+from fedcore.strategy.base import Strategy
+from fedcore.wire.errors import WireError
+from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_finite, check_matches, spec_of
+
+MAX_EXAMPLES = 1 << 40
+
+
+class Phase(enum.Enum):
+    """Where the run stands."""
+
+    WAITING = "waiting"
+    INITIALIZING = "initializing"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    DONE = "done"
+
+
+@dataclass(slots=True, kw_only=True)
+class _Draft:
+    """A round's record while it is still in progress."""
+
+    round: int
+    opened_at: float
+    clients_selected: int = 0
+    results_received: int = 0
+    train_loss: float | None = None
+    status: str = "ok"
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class RoundEngine:
+    """Runs `config.num_rounds` rounds of train (+ evaluate) over the clients that join."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        strategy: Strategy,
+        *,
+        initial_params: Params | None = None,
+        token_source: Callable[[int], bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self.strategy = strategy
+        self._registry = (
+            Registry(config.client_timeout_s, token_source)
+            if token_source
+            else Registry(config.client_timeout_s)
+        )
+        self._model = RoundModel.of(initial_params) if initial_params is not None else None
+        self._phase = Phase.WAITING
+        self._round = 0
+        self._task: TaskRound | None = None
+        self._task_seq = 0
+        self._closed: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._draft: _Draft | None = None
+        self._records: list[RoundRecord] = []
+        self._unread = 0
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def phase(self) -> Phase:
+        """The current phase of the run."""
+        return self._phase
+
+    @property
+    def round_number(self) -> int:
+        """The training round in progress or last completed (0 before the first)."""
+        return self._round
+
+    @property
+    def params(self) -> dict[str, Array] | None:
+        """The current global model (read-only views), or None before initialization."""
+        return self._model.params if self._model else None
+
+    @property
+    def records(self) -> list[RoundRecord]:
+        """Every completed round so far."""
+        return list(self._records)
+
+    def pop_new_records(self) -> list[RoundRecord]:
+        """Rounds completed since the last call (for logging and history writers)."""
+        new = self._records[len(self._records) - self._unread :] if self._unread else []
+        self._unread = 0
+        return new
+
+    def available_clients(self, now: float) -> list[str]:
+        """Clients that could be selected now."""
+        return self._registry.available(now)
+
+    # ----------------------------------------------------------------- requests
+    def join(
+        self,
+        client_id: str,
+        *,
+        now: float,
+        protocol_version: int = PROTOCOL_VERSION,
+        properties: dict[str, str] | None = None,
+    ) -> bytes:
+        """Register a client and return its session token."""
+        if protocol_version != PROTOCOL_VERSION:
+            raise EngineError(
+                Reason.UNSUPPORTED,
+                f"protocol version {protocol_version} is not supported; this coordinator "
+                f"speaks version {PROTOCOL_VERSION}: upgrade the client",
+            )
+        session = self._registry.join(client_id, now=now, properties=properties or {})
+        self.tick(now)
+        return session
+
+    def authenticate(self, client_id: str, session: bytes, *, now: float) -> None:
+        """Check a request's credentials and note that the client is alive."""
+        self._registry.authenticate(client_id, session)
+        self._registry.touch(client_id, now)
+
+    def poll(self, client_id: str, *, now: float) -> TaskReply:
+        """The client's task in the open round, or when to ask again, or that the run is over."""
+        self.tick(now)
+        if self._phase is Phase.DONE:
+            return Done(reason=self._done_reason())
+        task = self._task
+        if task is not None and task.is_open_for(client_id):
+            return Task(
+                round=task.number,
+                task_id=task.task_id,
+                kind=task.kind,
+                train=task.train_config,
+                time_left_s=max(0.0, task.deadline - now),
+                model_spec=task.model.spec if task.model else EMPTY_SPEC,
+            )
+        return Wait(retry_after_s=self.config.retry_after_s, reason=self._wait_reason(client_id))
+
+    def model_for(self, client_id: str, task_id: str, *, now: float) -> RoundModel:
+        """The model a client's open task is about."""
+        self.tick(now)
+        task = self._open_task(client_id, task_id)
+        if task.model is None:
+            raise EngineError(Reason.INVALID, f"task {task_id} has no model to download")
+        return task.model
+
+    def check_result(self, header: ResultHeader, *, now: float) -> ModelSpec:
+        """Validate a result's header before its payload arrives; returns the spec to expect."""
+        self.tick(now)
+        task = self._open_task(header.client_id, header.task_id)
+        if header.declined_reason:
+            return EMPTY_SPEC
+        if not 1 <= header.num_examples <= MAX_EXAMPLES:
+            raise EngineError(Reason.INVALID, f"num_examples must be in 1..{MAX_EXAMPLES}")
+        expected = self._expected_spec(task, header.spec)
+        if expected.nbytes > self.config.max_payload_bytes:
+            raise EngineError(
+                Reason.TOO_LARGE,
+                f"payload of {expected.nbytes} bytes exceeds max_payload_bytes "
+                f"({self.config.max_payload_bytes})",
+            )
+        return expected
+
+    def submit(self, result: TaskResult, *, now: float) -> None:
+        """Accept a complete result: validate everything, then fold it in."""
+        header = result.header
+        expected = self.check_result(header, now=now)
+        task = self._open_task(header.client_id, header.task_id)
+        if header.declined_reason:
+            task.gone[header.client_id] = f"declined: {header.declined_reason}"
+        else:
+            self._validate_tensors(result.tensors, expected)
+            self._fold(task, result)
+            task.received.add(header.client_id)
+        self._settle(now)
+
+    def leave(self, client_id: str, *, now: float) -> None:
+        """The client leaves; an open task of its counts as dropped."""
+        if self._task is not None and self._task.is_open_for(client_id):
+            self._task.gone[client_id] = "left"
+        self._registry.remove(client_id)
+        self._settle(now)
+
+    def tick(self, now: float) -> None:
+        """Advance time: close settled rounds and start the next when clients are available."""
+        self._settle(now)
+        if self._phase is Phase.WAITING:
+            self._try_start(now)
+
+    # ----------------------------------------------------------------- internals
+    def _open_task(self, client_id: str, task_id: str) -> TaskRound:
+        task = self._task
+        if task is None or task.task_id != task_id:
+            if task_id in self._closed:
+                raise EngineError(Reason.LATE, f"task {task_id} is closed ({self._closed[task_id]})")
+            raise EngineError(Reason.NOT_ASSIGNED, f"no open task {task_id!r} for {client_id!r}")
+        if client_id not in task.selected:
+            raise EngineError(Reason.NOT_ASSIGNED, f"{client_id!r} was not selected for {task_id}")
+        if client_id in task.received:
+            raise EngineError(Reason.DUPLICATE, f"{client_id!r} already reported for {task_id}")
+        if client_id in task.gone:
+            raise EngineError(
+                Reason.LATE, f"{client_id!r} counts as dropped from {task_id}: {task.gone[client_id]}"
+            )
+        return task
+
+    def _expected_spec(self, task: TaskRound, announced: ModelSpec) -> ModelSpec:
+        try:
+            if task.kind is TaskKind.EVALUATE:
+                check_matches(announced, EMPTY_SPEC)
+                return EMPTY_SPEC
+            if task.kind is TaskKind.INITIALIZE:
+                if not announced.tensors:
+                    raise WireError("initial parameters must contain at least one tensor")
+                return announced
+            assert task.model is not None  # TRAIN tasks always carry the model
+            check_matches(announced, task.model.spec)
+            return task.model.spec
+        except WireError as err:
+            raise EngineError(Reason.INVALID, f"result for {task.task_id} rejected: {err}") from err
+
+    def _validate_tensors(self, tensors: dict[str, Array], expected: ModelSpec) -> None:
+        try:
+            check_matches(spec_of(tensors), expected)
+            check_finite(tensors)
+        except WireError as err:
+            raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
+
+    def _fold(self, task: TaskRound, result: TaskResult) -> None:
+        weight = float(result.header.num_examples)
+        if task.kind is TaskKind.TRAIN:
+            assert task.aggregator is not None
+            task.aggregator.add(result.tensors, weight)
+        elif task.kind is TaskKind.INITIALIZE:
+            self._model = RoundModel.of(result.tensors)
+        task.metrics.add(result.header.metrics, weight)
+
+    def _settle(self, now: float) -> None:
+        while self._task is not None and self._task.is_settled(now):
+            task, self._task = self._task, None
+            self._closed[task.task_id] = "deadline passed" if now >= task.deadline else "round closed"
+            while len(self._closed) > 64:
+                self._closed.popitem(last=False)
+            match task.kind:
+                case TaskKind.INITIALIZE:
+                    self._phase = Phase.WAITING
+                case TaskKind.TRAIN:
+                    self._close_train(task, now)
+                case TaskKind.EVALUATE:
+                    self._close_evaluate(task, now)
+            if self._phase is Phase.WAITING:
+                self._try_start(now)
+
+    def _try_start(self, now: float) -> None:
+        available = self._registry.available(now)
+        if self._model is None:
+            if available:
+                self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
+                self._phase = Phase.INITIALIZING
+            return
+        if len(available) < self.config.train.min_available:
+            return
+        self._round += 1
+        self._draft = _Draft(round=self._round, opened_at=now)
+        task = self._open(TaskKind.TRAIN, self.config.train, available, now)
+        self._draft.clients_selected = len(task.selected)
+        self._phase = Phase.TRAINING
+
+    def _open(
+        self, kind: TaskKind, sel: SelectionConfig, available: list[str], now: float
+    ) -> TaskRound:
+        self._task_seq += 1
+        rng = round_rng(self.config.seed, self._round, f"{kind.value}/{self._task_seq}")
+        selected = select_clients(available, sel.to_select(len(available)), rng)
+        timeout = self.config.eval_timeout_s if kind is TaskKind.EVALUATE else self.config.round_timeout_s
+        self._task = TaskRound(
+            kind=kind,
+            number=self._round,
+            task_id=f"t{self._task_seq}-{kind.value}-r{self._round}",
+            selected=frozenset(selected),
+            target=sel.target(len(available)),
+            min_results=sel.min_results,
+            opened_at=now,
+            deadline=now + timeout,
+            model=self._model if kind is not TaskKind.INITIALIZE else None,
+            train_config=self.strategy.train_config(self._round) if kind is TaskKind.TRAIN
+            else TrainConfig(),
+            aggregator=self.strategy.aggregator(self._round) if kind is TaskKind.TRAIN else None,
+        )
+        return self._task
+
+    def _close_train(self, task: TaskRound, now: float) -> None:
+        draft = self._draft
+        assert draft is not None
+        draft.results_received = len(task.received)
+        draft.train_loss = task.metrics.result().get("loss")
+        if not task.succeeded:
+            draft.status = "failed"
+            draft.reason = (
+                f"{len(task.received)} results by the deadline, {task.min_results} needed"
+            )
+            self._finish_round(now)
+            return
+        assert task.aggregator is not None and self._model is not None
+        aggregate: AggregateResult = task.aggregator.result()
+        self._model = RoundModel.of(self.strategy.apply(self._model.params, aggregate))
+        draft.metrics.update(aggregate.measurements)
+        if self._evaluation_due():
+            available = self._registry.available(now)
+            assert self.config.evaluate is not None
+            if len(available) >= self.config.evaluate.min_results:
+                self._open(TaskKind.EVALUATE, self.config.evaluate, available, now)
+                self._phase = Phase.EVALUATING
+                return
+            draft.reason = "evaluation skipped: too few clients available"
+        self._finish_round(now)
+
+    def _close_evaluate(self, task: TaskRound, now: float) -> None:
+        draft = self._draft
+        assert draft is not None
+        if task.succeeded:
+            metrics = task.metrics.result()
+            draft.metrics.update(metrics)
+            draft.metrics["eval_clients"] = float(len(task.received))
+        else:
+            draft.reason = f"evaluation failed: {len(task.received)} results"
+        self._finish_round(now)
+
+    def _finish_round(self, now: float) -> None:
+        draft = self._draft
+        assert draft is not None
+        metrics = dict(draft.metrics)
+        loss = metrics.pop("loss", None)
+        accuracy = metrics.pop("accuracy", None)
+        eval_clients = int(metrics.pop("eval_clients", 0))
+        self._records.append(
+            RoundRecord(
+                round=draft.round,
+                status=draft.status,
+                clients_selected=draft.clients_selected,
+                results_received=draft.results_received,
+                train_loss=draft.train_loss,
+                loss=loss,
+                accuracy=accuracy,
+                eval_clients=eval_clients,
+                duration_s=now - draft.opened_at,
+                reason=draft.reason,
+                metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+            )
+        )
+        self._unread += 1
+        self._draft = None
+        self._phase = Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING
+
+    def _evaluation_due(self) -> bool:
+        cfg = self.config
+        return cfg.evaluate is not None and (
+            self._round % cfg.eval_every == 0 or self._round == cfg.num_rounds
+        )
+
+    def _wait_reason(self, client_id: str) -> str:
+        match self._phase:
+            case Phase.WAITING:
+                return "waiting for clients to join"
+            case _:
+                return f"round {self._round} ({self._phase.value}) is full"
+
+    def _done_reason(self) -> str:
+        return f"the run finished after {self._round} rounds"

@@ -1,0 +1,100 @@
+"""The protocol's messages as typed dataclasses, shared by the coordinator, clients and drivers.
+
+The wire layer (`fedcore.wire.convert`) maps them to and from protobuf; the round engine and the
+client's task handler see only these.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from fedcore.params import Array, Metrics
+from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec
+
+PROTOCOL_VERSION = 1
+
+
+class TaskKind(enum.Enum):
+    """What a client is asked to do."""
+
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+    INITIALIZE = "initialize"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    """Local training settings the coordinator sends with a TRAIN task."""
+
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    proximal_mu: float = 0.0
+    max_train_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.local_epochs < 1:
+            raise ValueError(f"local_epochs must be >= 1, got {self.local_epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.proximal_mu < 0:
+            raise ValueError(f"proximal_mu must be >= 0, got {self.proximal_mu}")
+        if self.max_train_s < 0:
+            raise ValueError(f"max_train_s must be >= 0, got {self.max_train_s}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """One unit of work for one client."""
+
+    round: int
+    task_id: str
+    kind: TaskKind
+    train: TrainConfig = field(default_factory=TrainConfig)
+    time_left_s: float = 0.0
+    model_spec: ModelSpec = EMPTY_SPEC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wait:
+    """No work now; poll again after `retry_after_s`."""
+
+    retry_after_s: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Done:
+    """The run is over; the client should leave."""
+
+    reason: str = ""
+
+
+TaskReply = Task | Wait | Done
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultHeader:
+    """What a client says about its result before (or instead of) the tensors."""
+
+    client_id: str
+    task_id: str
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+    spec: ModelSpec = EMPTY_SPEC
+    declined_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResult:
+    """A complete result: the header plus, for TRAIN and INITIALIZE, the tensors.
+
+    For TRAIN the tensors are the update (local model minus the global model it started from);
+    for INITIALIZE they are the client's initial parameters.
+    """
+
+    header: ResultHeader
+    tensors: dict[str, Array] = field(default_factory=dict)

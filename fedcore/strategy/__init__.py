@@ -1,0 +1,6 @@
+"""Strategies: what a round asks of clients and how their results become the next model."""
+
+from fedcore.strategy.base import Strategy
+from fedcore.strategy.fedavg import FedAvg, FedProx
+
+__all__ = ["FedAvg", "FedProx", "Strategy"]

@@ -1,0 +1,9 @@
+"""Errors raised while decoding or validating what arrived on the wire."""
+
+
+class WireError(ValueError):
+    """A message is malformed: wrong layout, bad values, or too large. Nothing was changed."""
+
+
+class PayloadTooLarge(WireError):
+    """A payload exceeds its announced size or a configured limit."""

@@ -1,0 +1,217 @@
+"""Tensors as raw little-endian bytes: layouts (specs), chunked encoding and bounded decoding.
+
+A parameter list travels as its `ModelSpec` (names, dtypes, shapes) followed by the tensors'
+bytes concatenated in spec order, C order, little-endian, without padding. The size follows
+from the spec alone, so a receiver preallocates one buffer and rejects anything that does not
+fit it. Nothing here pickles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedcore.params import Array, Params
+from fedcore.wire.errors import PayloadTooLarge, WireError
+
+DEFAULT_CHUNK_BYTES = 1 << 20
+"""1 MiB: well below gRPC's 4 MiB default message limit, large enough to amortise overhead."""
+
+SUPPORTED_DTYPES: tuple[np.dtype[np.generic], ...] = tuple(
+    np.dtype(name)
+    for name in (
+        "float32", "float64", "float16", "int8", "int16", "int32", "int64",
+        "uint8", "uint16", "uint32", "uint64", "bool",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One tensor's layout. `dtype` is a native NumPy dtype; bytes travel little-endian."""
+
+    name: str
+    dtype: np.dtype[np.generic]
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise WireError(f"tensor {self.name!r}: unsupported dtype {self.dtype}")
+        if any(d < 0 for d in self.shape):
+            raise WireError(f"tensor {self.name!r}: negative dimension in shape {self.shape}")
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the wire."""
+        return self.size * self.dtype.itemsize
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """The layout of a parameter list, in order."""
+
+    tensors: tuple[TensorSpec, ...]
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tensors]
+        if len(set(names)) != len(names):
+            raise WireError(f"duplicate tensor names in spec: {names}")
+
+    @property
+    def nbytes(self) -> int:
+        """Total payload bytes."""
+        return sum(t.nbytes for t in self.tensors)
+
+    @property
+    def num_elements(self) -> int:
+        """Total number of scalar entries."""
+        return sum(t.size for t in self.tensors)
+
+
+EMPTY_SPEC = ModelSpec(tensors=())
+
+
+def spec_of(params: Params) -> ModelSpec:
+    """The layout of `params`."""
+    return ModelSpec(
+        tensors=tuple(
+            TensorSpec(name=name, dtype=_native(value.dtype), shape=tuple(int(d) for d in value.shape))
+            for name, value in params.items()
+        )
+    )
+
+
+def tensor_bytes(value: Array) -> memoryview:
+    """A zero-copy (where possible) little-endian, C-ordered byte view of one tensor."""
+    little = value.astype(value.dtype.newbyteorder("<"), copy=False)
+    return memoryview(np.ascontiguousarray(little).reshape(-1).view(np.uint8))
+
+
+def iter_chunks(
+    params: Params, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """Yield `(offset, data)` slices of the concatenated payload, each at most `chunk_bytes`.
+
+    Small tensors are coalesced into one chunk; large ones are cut. Empty params yield nothing.
+    """
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    pending: list[memoryview] = []
+    pending_len = 0
+    offset = 0
+    for value in params.values():
+        view = tensor_bytes(np.asarray(value))
+        start = 0
+        while start < len(view):
+            take = min(chunk_bytes - pending_len, len(view) - start)
+            pending.append(view[start : start + take])
+            pending_len += take
+            start += take
+            if pending_len == chunk_bytes:
+                yield offset, b"".join(pending)
+                offset += pending_len
+                pending, pending_len = [], 0
+    if pending_len:
+        yield offset, b"".join(pending)
+
+
+def iter_buffer_chunks(
+    buffer: bytes | memoryview, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """Yield `(offset, data)` slices of an already-encoded payload."""
+    view = memoryview(buffer)
+    for start in range(0, len(view), chunk_bytes):
+        yield start, bytes(view[start : start + chunk_bytes])
+
+
+def encode(params: Params) -> bytes:
+    """The whole payload in one buffer (for models known to be small)."""
+    return b"".join(tensor_bytes(np.asarray(v)) for v in params.values())
+
+
+class PayloadAssembler:
+    """Receives chunks in order into one preallocated buffer and decodes them as tensors.
+
+    Raises `WireError` for out-of-order chunks and `PayloadTooLarge` for bytes beyond what the
+    spec announces; nothing is allocated beyond `spec.nbytes`.
+    """
+
+    def __init__(self, spec: ModelSpec, *, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and spec.nbytes > max_bytes:
+            raise PayloadTooLarge(
+                f"payload of {spec.nbytes} bytes exceeds the limit of {max_bytes} bytes"
+            )
+        self.spec = spec
+        self._buffer = bytearray(spec.nbytes)
+        self._received = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every announced byte has arrived."""
+        return self._received == len(self._buffer)
+
+    def add(self, offset: int, data: bytes) -> None:
+        """Accept the next chunk, which must start where the previous one ended."""
+        if offset != self._received:
+            raise WireError(f"chunk at offset {offset}, expected {self._received}")
+        end = offset + len(data)
+        if end > len(self._buffer):
+            raise PayloadTooLarge(
+                f"chunk ends at byte {end}, beyond the announced {len(self._buffer)} bytes"
+            )
+        self._buffer[offset:end] = data
+        self._received = end
+
+    def finish(self) -> dict[str, Array]:
+        """The decoded tensors (writable views of the buffer, native byte order)."""
+        if not self.complete:
+            raise WireError(f"payload incomplete: {self._received} of {len(self._buffer)} bytes")
+        return decode(self.spec, self._buffer)
+
+
+def decode(spec: ModelSpec, buffer: bytes | bytearray | memoryview) -> dict[str, Array]:
+    """Tensors of `spec` read from `buffer`; views when the buffer is writable and native-endian."""
+    if len(buffer) != spec.nbytes:
+        raise WireError(f"payload has {len(buffer)} bytes, spec announces {spec.nbytes}")
+    out: dict[str, Array] = {}
+    offset = 0
+    for t in spec.tensors:
+        flat = np.frombuffer(buffer, dtype=t.dtype.newbyteorder("<"), count=t.size, offset=offset)
+        out[t.name] = flat.astype(t.dtype, copy=False).reshape(t.shape)
+        offset += t.nbytes
+    return out
+
+
+def check_matches(spec: ModelSpec, expected: ModelSpec) -> None:
+    """Raise `WireError` naming the first difference between two layouts."""
+    got = {t.name: t for t in spec.tensors}
+    want = {t.name: t for t in expected.tensors}
+    if list(got) != list(want):
+        missing = [n for n in want if n not in got]
+        extra = [n for n in got if n not in want]
+        raise WireError(f"tensor names differ: missing {missing}, unexpected {extra}")
+    for name, w in want.items():
+        g = got[name]
+        if g.dtype != w.dtype:
+            raise WireError(f"tensor {name!r} has dtype {g.dtype}, expected {w.dtype}")
+        if g.shape != w.shape:
+            raise WireError(f"tensor {name!r} has shape {g.shape}, expected {w.shape}")
+
+
+def check_finite(params: Params, names: Sequence[str] | None = None) -> None:
+    """Raise `WireError` if a floating-point tensor holds NaN or infinity."""
+    for name in names if names is not None else list(params):
+        value = params[name]
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise WireError(f"tensor {name!r} contains NaN or infinite values")
+
+
+def _native(dtype: np.dtype[np.generic]) -> np.dtype[np.generic]:
+    return dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype
