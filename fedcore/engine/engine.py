@@ -109,6 +109,11 @@ class RoundEngine:
         return self._model.params if self._model else None
 
     @property
+    def open_task_id(self) -> str | None:
+        """The id of the task round now open, if any."""
+        return self._task.task_id if self._task else None
+
+    @property
     def records(self) -> list[RoundRecord]:
         """Every completed round so far."""
         return list(self._records)

@@ -1,0 +1,96 @@
+"""The client's task handler: turns a task and the global model into a result, without I/O.
+
+The gRPC connection loop and the in-process simulator both call it, so a client behaves the
+same in deployment and in simulation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fedcore.client.app import ClientApp, ClientAppError
+from fedcore.messages import ResultHeader, Task, TaskKind, TaskResult
+from fedcore.params import Array, Params
+from fedcore.wire.errors import WireError
+from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
+
+
+class TaskHandler:
+    """Runs one task against a `ClientApp` and packages the result for the coordinator."""
+
+    def __init__(self, app: ClientApp, client_id: str) -> None:
+        self.app = app
+        self.client_id = client_id
+
+    def handle(self, task: Task, params: Params | None) -> TaskResult:
+        """The result of `task`; `params` is the downloaded global model (None for INITIALIZE).
+
+        Raises:
+            ClientAppError: the app returned parameters that do not match the task's model.
+        """
+        match task.kind:
+            case TaskKind.INITIALIZE:
+                return self._initialize(task)
+            case TaskKind.TRAIN:
+                return self._train(task, _required(params, task))
+            case TaskKind.EVALUATE:
+                return self._evaluate(task, _required(params, task))
+
+    def decline(self, task: Task, reason: str) -> TaskResult:
+        """A result that refuses `task` and says why (e.g. the privacy budget is spent)."""
+        return TaskResult(
+            header=ResultHeader(
+                client_id=self.client_id, task_id=task.task_id, num_examples=0,
+                declined_reason=reason or "declined",
+            )
+        )
+
+    def _initialize(self, task: Task) -> TaskResult:
+        params = {k: np.asarray(v) for k, v in self.app.get_parameters().items()}
+        return self._result(task, num_examples=1, metrics={}, tensors=params)
+
+    def _train(self, task: Task, params: Params) -> TaskResult:
+        fit = self.app.fit(_copy(params), task.train)
+        new = {k: np.asarray(v) for k, v in fit.params.items()}
+        try:
+            check_matches(spec_of(new), task.model_spec)
+        except WireError as err:
+            raise ClientAppError(f"fit() returned parameters that do not match the model: {err}")
+        delta = {name: np.subtract(new[name], params[name]).astype(params[name].dtype) for name in new}
+        return self._result(task, num_examples=fit.num_examples, metrics=fit.metrics, tensors=delta)
+
+    def _evaluate(self, task: Task, params: Params) -> TaskResult:
+        ev = self.app.evaluate(_copy(params), task.train)
+        metrics = {**ev.metrics, "loss": float(ev.loss)}
+        return self._result(task, num_examples=ev.num_examples, metrics=metrics, tensors={})
+
+    def _result(
+        self, task: Task, *, num_examples: int, metrics: dict[str, float] | object,
+        tensors: dict[str, Array],
+    ) -> TaskResult:
+        if num_examples < 1:
+            raise ClientAppError(f"num_examples must be >= 1, the app returned {num_examples}")
+        clean = {str(k): float(v) for k, v in dict(metrics).items()}  # type: ignore[call-overload]
+        bad = [k for k, v in clean.items() if not math.isfinite(v)]
+        if bad:
+            raise ClientAppError(f"metrics {bad} are not finite")
+        header = ResultHeader(
+            client_id=self.client_id,
+            task_id=task.task_id,
+            num_examples=int(num_examples),
+            metrics=clean,
+            spec=spec_of(tensors) if tensors else EMPTY_SPEC,
+        )
+        return TaskResult(header=header, tensors=tensors)
+
+
+def _required(params: Params | None, task: Task) -> Params:
+    if params is None:
+        raise ValueError(f"task {task.task_id} ({task.kind.value}) needs the global model")
+    return params
+
+
+def _copy(params: Params) -> dict[str, Array]:
+    return {k: np.array(v, copy=True) for k, v in params.items()}

@@ -1,0 +1,8 @@
+"""Differential privacy: local DP-SGD (Opacus), accounting and budgets, user-level and
+distributed DP for federated averaging.
+
+Import paths are the API: `fedcore.dp.opacus` (training, ε; the only module importing
+opacus), `fedcore.dp.accountant`, `fedcore.dp.budget`, `fedcore.dp.user_level`,
+`fedcore.dp.distributed`. The aggregator wrappers live in `fedcore.aggregate.clip` and
+`fedcore.aggregate.dp_noise`.
+"""

@@ -1,0 +1,166 @@
+"""A privacy accountant that outlives rounds and process restarts.
+
+The history is Opacus' `(noise_multiplier, sample_rate, steps)` list, kept as JSON in the
+client's state directory (never pickle). Every `record` rewrites the file atomically (temp
+file, fsync, `os.replace`, mode 0600), so a restarted client continues its history instead of
+starting from zero and under-reporting ε. ε itself always comes from `fedcore.dp.opacus`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon
+
+FILE_NAME = "privacy_accountant.json"
+_FORMAT_VERSION = 1
+
+
+class PrivacyAccountant:
+    """Opacus-compatible history of DP steps, optionally persisted to `path` on every change."""
+
+    def __init__(
+        self,
+        *,
+        mechanism: Mechanism = Mechanism.RDP,
+        history: Iterable[HistoryEntry] = (),
+        path: Path | None = None,
+    ) -> None:
+        self.mechanism = mechanism
+        self.path = path
+        self._history: list[HistoryEntry] = []
+        for entry in history:
+            _append_merged(self._history, entry)
+
+    @classmethod
+    def open(cls, state_dir: Path, *, mechanism: Mechanism = Mechanism.RDP) -> PrivacyAccountant:
+        """Load the accountant kept in `state_dir`, or start an empty one that will be kept there.
+
+        Raises:
+            ValueError: the stored file is unreadable or uses another mechanism.
+        """
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / FILE_NAME
+        if not path.exists():
+            return cls(mechanism=mechanism, path=path)
+        stored = accountant_from_json(path.read_text(encoding="utf-8"), path=path)
+        if stored.mechanism is not mechanism:
+            raise ValueError(
+                f"{path} holds a {stored.mechanism.value} history, not {mechanism.value}; "
+                "open it with the mechanism it was written with"
+            )
+        return stored
+
+    @property
+    def history(self) -> tuple[HistoryEntry, ...]:
+        """The steps so far, consecutive runs with equal parameters merged (as Opacus does)."""
+        return tuple(self._history)
+
+    @property
+    def steps(self) -> int:
+        """Total number of DP steps recorded."""
+        return sum(entry.steps for entry in self._history)
+
+    def record(self, entry: HistoryEntry) -> None:
+        """Append `entry` and persist when this accountant has a path."""
+        if entry.steps == 0:
+            return
+        _append_merged(self._history, entry)
+        if self.path is not None:
+            write_atomically(self.path, accountant_to_json(self))
+
+    def epsilon(self, delta: float) -> float:
+        """ε spent so far at `delta`."""
+        return epsilon(self._history, delta=delta, mechanism=self.mechanism)
+
+    def epsilon_after(self, entry: HistoryEntry, delta: float) -> float:
+        """ε that recording `entry` would bring; this accountant is left unchanged."""
+        would_be = list(self._history)
+        _append_merged(would_be, entry)
+        return epsilon(would_be, delta=delta, mechanism=self.mechanism)
+
+
+def accountant_to_json(accountant: PrivacyAccountant) -> str:
+    """The accountant's mechanism and history as a JSON document."""
+    return json.dumps(
+        {
+            "version": _FORMAT_VERSION,
+            "mechanism": accountant.mechanism.value,
+            "history": [
+                {"noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate,
+                 "steps": e.steps}
+                for e in accountant.history
+            ],
+        },
+        indent=1,
+    )
+
+
+def accountant_from_json(text: str, *, path: Path | None = None) -> PrivacyAccountant:
+    """Parse `accountant_to_json`'s output.
+
+    Raises:
+        ValueError: the document is not an accountant this version understands.
+    """
+    try:
+        doc = json.loads(text)
+        if doc["version"] != _FORMAT_VERSION:
+            raise ValueError(f"unsupported version {doc['version']}")
+        mechanism = Mechanism(doc["mechanism"])
+        history = [_entry_from_json(item) for item in doc["history"]]
+    except (ValueError, KeyError, TypeError) as err:
+        where = f" in {path}" if path else ""
+        raise ValueError(
+            f"unreadable privacy accountant{where}: {err}; restore it from a backup — deleting it "
+            "would reset the ε this client reports"
+        ) from err
+    return PrivacyAccountant(mechanism=mechanism, history=history, path=path)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so readers see the old or the new file, never a mix (0600)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _entry_from_json(item: Any) -> HistoryEntry:
+    steps = item["steps"]
+    if not isinstance(steps, int) or isinstance(steps, bool):
+        raise TypeError(f"steps must be an integer, got {steps!r}")
+    return HistoryEntry(
+        noise_multiplier=float(item["noise_multiplier"]),
+        sample_rate=float(item["sample_rate"]),
+        steps=steps,
+    )
+
+
+def _append_merged(history: list[HistoryEntry], entry: HistoryEntry) -> None:
+    if entry.steps == 0:
+        return
+    last = history[-1] if history else None
+    if (
+        last is not None
+        and last.noise_multiplier == entry.noise_multiplier
+        and last.sample_rate == entry.sample_rate
+    ):
+        history[-1] = HistoryEntry(
+            noise_multiplier=last.noise_multiplier,
+            sample_rate=last.sample_rate,
+            steps=last.steps + entry.steps,
+        )
+    else:
+        history.append(entry)

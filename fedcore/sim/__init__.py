@@ -1,0 +1,1 @@
+"""In-process simulation: lazy client populations and backends that train many clients at once."""

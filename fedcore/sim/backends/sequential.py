@@ -1,0 +1,151 @@
+"""The reference local-training kernel: clients trained one after another on one torch model.
+
+This module also fixes the semantics every backend reproduces exactly:
+
+- a client starts from the global params and runs `local_epochs` epochs of minibatch SGD;
+- each epoch visits its examples in the order `torch.randperm(n, generator=g)`, where `g` is
+  a CPU `torch.Generator` seeded with the client's seed, drawn once per epoch in turn;
+- batches are consecutive slices of `batch_size` of that order; the last may be smaller;
+- a batch's loss is the mean per-example loss plus `proximal_mu / 2 * ||w - w_global||^2`
+  (FedProx), and the step is `w -= learning_rate * grad`;
+- the update is `w_local - w_global`; `train_loss` is the mean per-example loss (without the
+  proximal term) over every example visited, each measured before its batch's step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from fedcore.params import Array, Params
+
+LocalData = tuple[npt.NDArray[np.floating], npt.NDArray[np.integer]]
+PerExampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TrainSettings(Protocol):
+    """Local training hyper-parameters (`fedcore.messages.TrainConfig` satisfies it)."""
+
+    @property
+    def local_epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def proximal_mu(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalResult:
+    """One client's outcome; `client` is its position in the input sequence."""
+
+    client: int
+    update: dict[str, Array]
+    num_examples: int
+    train_loss: float
+
+
+def cross_entropy_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Unreduced cross-entropy: the default per-example loss."""
+    return nn.functional.cross_entropy(logits, labels, reduction="none")
+
+
+def epoch_orders(num_examples: int, *, epochs: int, seed: int) -> list[torch.Tensor]:
+    """The example order of each epoch for a client with this seed (see module docstring)."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randperm(num_examples, generator=generator) for _ in range(epochs)]
+
+
+def check_inputs(
+    model: nn.Module,
+    global_params: Params,
+    clients: Sequence[LocalData],
+    seeds: Sequence[int],
+    settings: TrainSettings,
+) -> None:
+    """Raise `ValueError` naming what is inconsistent between model, params, data and seeds."""
+    names = [name for name, _ in model.named_parameters()]
+    if list(global_params) != names:
+        raise ValueError(f"global params {list(global_params)} differ from the model's {names}")
+    if len(seeds) != len(clients):
+        raise ValueError(f"{len(clients)} clients but {len(seeds)} seeds")
+    if settings.local_epochs < 1 or settings.batch_size < 1:
+        raise ValueError("local_epochs and batch_size must be at least 1")
+    for position, (x, y) in enumerate(clients):
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"client {position}: {len(x)} features for {len(y)} labels")
+
+
+def train_sequential(
+    model: nn.Module,
+    global_params: Params,
+    clients: Sequence[LocalData],
+    *,
+    seeds: Sequence[int],
+    settings: TrainSettings,
+    loss_fn: PerExampleLoss = cross_entropy_per_example,
+) -> Iterator[LocalResult]:
+    """Train each client in turn on `model` (its parameters are overwritten) and yield results.
+
+    Buffers (e.g. batch-norm statistics) are restored before every client and not reported.
+    """
+    check_inputs(model, global_params, clients, seeds, settings)
+    start = {name: torch.as_tensor(np.asarray(value)) for name, value in global_params.items()}
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    for position, ((x, y), seed) in enumerate(zip(clients, seeds)):
+        with torch.no_grad():
+            for name, tensor in model.named_buffers():
+                tensor.copy_(buffers[name])
+        yield _train_one(model, start, x, y, seed, settings, loss_fn, position)
+
+
+def _train_one(
+    model: nn.Module,
+    start: dict[str, torch.Tensor],
+    x: npt.NDArray[np.floating],
+    y: npt.NDArray[np.integer],
+    seed: int,
+    settings: TrainSettings,
+    loss_fn: PerExampleLoss,
+    position: int,
+) -> LocalResult:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in params.items():
+            tensor.copy_(start[name])
+    features, labels = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.int64)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    for order in epoch_orders(len(labels), epochs=settings.local_epochs, seed=seed):
+        for batch in torch.split(order, settings.batch_size):
+            per_example = loss_fn(model(features[batch]), labels[batch])
+            loss = per_example.mean()
+            if settings.proximal_mu:
+                loss = loss + proximal_term(params, start, settings.proximal_mu)
+            grads = torch.autograd.grad(loss, list(params.values()))
+            with torch.no_grad():
+                for tensor, grad in zip(params.values(), grads):
+                    tensor.sub_(grad, alpha=settings.learning_rate)
+            loss_sum += per_example.detach().sum().double()
+    update = {n: (t.detach() - start[n]).numpy() for n, t in params.items()}
+    visited = len(labels) * settings.local_epochs
+    return LocalResult(
+        client=position,
+        update=update,
+        num_examples=len(labels),
+        train_loss=float(loss_sum) / visited,
+    )
+
+
+def proximal_term(
+    params: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor], mu: float
+) -> torch.Tensor:
+    """FedProx's `mu / 2 * ||w - w_start||^2` over all tensors."""
+    squares = [((params[name] - start[name]) ** 2).sum() for name in params]
+    return torch.stack(squares).sum() * (mu / 2)

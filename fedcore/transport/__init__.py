@@ -1,0 +1,1 @@
+"""Drivers that carry fedcore's messages over a network."""

@@ -1,0 +1,1 @@
+"""The gRPC driver: the coordinator service and the client's connection."""

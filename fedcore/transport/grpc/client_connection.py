@@ -1,0 +1,134 @@
+"""The client's side of the wire: one method per RPC, dataclasses in and out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from fedcore.messages import PROTOCOL_VERSION, Task, TaskReply, TaskResult
+from fedcore.params import Array
+from fedcore.proto.v1 import coordinator_pb2 as pb
+from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
+from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.wire import convert
+from fedcore.wire.errors import WireError
+from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES, PayloadAssembler, check_matches, iter_chunks
+
+MAX_MESSAGE_BYTES = 8 << 20
+
+
+class StopRequested(Exception):
+    """A call was abandoned because the caller asked to stop."""
+
+
+class GrpcConnection:
+    """A client's channel to the coordinator and its session.
+
+    Args:
+        address: host:port of the coordinator.
+        client_id: this client's stable identity.
+        auth_token: shared token when the coordinator requires one.
+        credentials: TLS channel credentials; None for plaintext.
+        chunk_bytes: upload chunk size.
+        rpc_timeout_s: deadline for unary calls other than the long-poll.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        client_id: str,
+        auth_token: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        rpc_timeout_s: float = 30.0,
+    ) -> None:
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        self._channel = (
+            grpc.secure_channel(address, credentials, options=options)
+            if credentials is not None
+            else grpc.insecure_channel(address, options=options)
+        )
+        self._stub = pb_grpc.CoordinatorStub(self._channel)
+        self.client_id = client_id
+        self._auth_token = auth_token
+        self._chunk_bytes = chunk_bytes
+        self._timeout = rpc_timeout_s
+        self.session = b""
+
+    @property
+    def joined(self) -> bool:
+        """Whether a session is held."""
+        return bool(self.session)
+
+    def join(self, properties: dict[str, str] | None = None) -> None:
+        """Register with the coordinator and keep the session."""
+        reply = self._stub.Join(
+            pb.JoinRequest(
+                client_id=self.client_id,
+                protocol_version=PROTOCOL_VERSION,
+                auth_token=self._auth_token,
+                properties=properties or {},
+            ),
+            timeout=self._timeout,
+        )
+        self.session = reply.session
+
+    def get_task(self, stop: threading.Event | None = None, timeout_s: float = 60.0) -> TaskReply:
+        """Ask for work (the coordinator may hold the call while it waits for a round)."""
+        request = pb.TaskRequest(credentials=self._credentials())
+        future = self._stub.GetTask.future(request, timeout=timeout_s)
+        if stop is not None:
+            answered = threading.Event()
+            future.add_done_callback(lambda _: answered.set())
+            while not answered.wait(0.1):
+                if stop.is_set():
+                    future.cancel()
+                    raise StopRequested("stopped while waiting for work")
+        return convert.task_reply_from_proto(future.result())
+
+    def download(self, task: Task) -> dict[str, Array]:
+        """The task's global model, reassembled from its chunks and checked against the task."""
+        stream: Iterator[pb.ModelChunk] = self._stub.DownloadModel(
+            pb.DownloadRequest(credentials=self._credentials(), task_id=task.task_id),
+            timeout=self._timeout + task.time_left_s,
+        )
+        assembler: PayloadAssembler | None = None
+        for msg in stream:
+            if assembler is None:
+                spec = convert.spec_from_proto(msg.spec)
+                check_matches(spec, task.model_spec)
+                assembler = PayloadAssembler(spec)
+            assembler.add(msg.chunk.offset, msg.chunk.data)
+        if assembler is None:
+            raise WireError("the coordinator sent no model")
+        return assembler.finish()
+
+    def submit(self, result: TaskResult) -> None:
+        """Stream a result: the header, then the tensors in chunks."""
+        header = convert.result_header_to_proto(result.header, self.session)
+
+        def messages() -> Iterator[pb.ResultChunk]:
+            yield pb.ResultChunk(header=header)
+            for offset, data in iter_chunks(result.tensors, self._chunk_bytes):
+                yield pb.ResultChunk(chunk=tpb.Chunk(offset=offset, data=data))
+
+        self._stub.SubmitResult(messages(), timeout=self._timeout + 600.0)
+
+    def leave(self) -> None:
+        """Tell the coordinator this client is going (best effort)."""
+        if self.session:
+            self._stub.Leave(pb.LeaveRequest(credentials=self._credentials()), timeout=5.0)
+            self.session = b""
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def _credentials(self) -> pb.Credentials:
+        return pb.Credentials(client_id=self.client_id, session=self.session)
