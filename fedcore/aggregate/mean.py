@@ -28,10 +28,12 @@ class WeightedMean:
             self._sum = {name: _accumulator_like(value) for name, value in update.items()}
         elif list(update) != list(self._sum):
             raise ValueError("update names differ from the first update's")
+        for name, value in update.items():  # check all before folding any: a refusal changes nothing
+            expected = self._sum[name].shape
+            if value.shape != expected:
+                raise ValueError(f"shape of {name!r} is {value.shape}, expected {expected}")
         for name, value in update.items():
             acc = self._sum[name]
-            if value.shape != acc.shape:
-                raise ValueError(f"shape of {name!r} is {value.shape}, expected {acc.shape}")
             if value.dtype == acc.dtype:
                 np.multiply(value, weight, out=value)
                 np.add(acc, value, out=acc)
