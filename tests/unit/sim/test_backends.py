@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fedcore.sim.backends.sequential import LocalResult, epoch_orders, train_sequential
+from fedcore.sim.backends.vmap import plan_chunks, train_vectorised
+
+FEATURES, CLASSES = 6, 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    local_epochs: int = 3
+    batch_size: int = 5
+    learning_rate: float = 0.1
+    proximal_mu: float = 0.0
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, 8), nn.Tanh(), nn.Linear(8, CLASSES))
+
+
+def _global(model: nn.Module) -> dict[str, np.ndarray]:
+    return {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
+
+
+def _clients(sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [
+        (rng.normal(size=(n, FEATURES)).astype(np.float32), rng.integers(0, CLASSES, n))
+        for n in sizes
+    ]
+
+
+def _by_client(results: list[LocalResult]) -> dict[int, LocalResult]:
+    return {r.client: r for r in results}
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5])
+@pytest.mark.parametrize("chunk_size", [2, 100])
+def test_vectorised_matches_sequential_with_unequal_sizes(mu: float, chunk_size: int) -> None:
+    model, settings = _mlp(), Settings(proximal_mu=mu)
+    start = _global(model)
+    clients, seeds = _clients([7, 23, 50, 1, 13, 5]), [11, 12, 13, 14, 15, 16]
+
+    seq = _by_client(list(train_sequential(model, start, clients, seeds=seeds, settings=settings)))
+    vec = _by_client(
+        list(
+            train_vectorised(
+                model,
+                start,
+                clients,
+                seeds=seeds,
+                settings=settings,
+                chunk_size=chunk_size,
+            )
+        )
+    )
+
+    assert sorted(vec) == sorted(seq) == list(range(len(clients)))
+    for k, expected in seq.items():
+        assert vec[k].num_examples == expected.num_examples == len(clients[k][1])
+        assert vec[k].train_loss == pytest.approx(expected.train_loss, rel=1e-5)
+        for name, value in expected.update.items():
+            np.testing.assert_allclose(vec[k].update[name], value, rtol=1e-4, atol=1e-6)
+        assert any(np.abs(v).max() > 1e-3 for v in expected.update.values())
+
+
+def test_a_client_trains_the_same_alone_and_in_a_crowd() -> None:
+    model, settings = _mlp(), Settings()
+    start = _global(model)
+    clients = _clients([9, 40, 3])
+    crowd = _by_client(
+        list(train_vectorised(model, start, clients, seeds=[1, 2, 3], settings=settings))
+    )
+    alone = next(train_vectorised(model, start, clients[:1], seeds=[1], settings=settings))
+    for name, value in alone.update.items():
+        np.testing.assert_allclose(crowd[0].update[name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_seed_changes_batch_order_and_result() -> None:
+    assert torch.equal(epoch_orders(20, epochs=2, seed=3)[1], epoch_orders(20, epochs=2, seed=3)[1])
+    assert not torch.equal(
+        epoch_orders(20, epochs=1, seed=3)[0], epoch_orders(20, epochs=1, seed=4)[0]
+    )
+    model, settings = _mlp(), Settings()
+    clients = _clients([20]) * 2
+    a, b = train_sequential(model, _global(model), clients, seeds=[1, 2], settings=settings)
+    assert not np.allclose(a.update["0.weight"], b.update["0.weight"])
+
+
+def test_sequential_leaves_no_state_between_clients() -> None:
+    model, settings = _mlp(), Settings()
+    clients = _clients([10, 30])
+    both = list(train_sequential(model, _global(model), clients, seeds=[5, 6], settings=settings))
+    model2 = _mlp()
+    second = next(
+        train_sequential(model2, _global(model2), clients[1:], seeds=[6], settings=settings)
+    )
+    np.testing.assert_array_equal(both[1].update["2.bias"], second.update["2.bias"])
+
+
+def test_inputs_are_validated() -> None:
+    model, settings = _mlp(), Settings()
+    clients = _clients([4])
+    with pytest.raises(ValueError, match="seeds"):
+        list(train_vectorised(model, _global(model), clients, seeds=[1, 2], settings=settings))
+    with pytest.raises(ValueError, match="differ from the model"):
+        list(train_sequential(model, {"w": np.zeros(1)}, clients, seeds=[1], settings=settings))
+    bn = nn.Sequential(nn.Linear(FEATURES, CLASSES), nn.BatchNorm1d(CLASSES))
+    with pytest.raises(ValueError, match="buffers"):
+        list(train_vectorised(bn, _global(bn), clients, seeds=[1], settings=settings))
+
+
+def test_chunks_bound_count_and_padding() -> None:
+    sizes = np.array([100, 5, 12, 48, 50, 9, 400, 10])
+    chunks = plan_chunks(sizes, batch_size=10, chunk_size=3)
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(len(sizes)))
+    for chunk in chunks:
+        steps = -(-sizes[chunk] // 10)
+        assert len(chunk) <= 3 and steps.max() <= 2 * steps.min()
