@@ -52,7 +52,7 @@ def unpack(data: bytes, bit_width: int, dim: int) -> Words:
         )
     dtype = word_dtype(bit_width)
     if bit_width in _ALIGNED:
-        return np.frombuffer(data, dtype=_ALIGNED[bit_width]).astype(dtype)
+        return np.frombuffer(data, dtype=_ALIGNED[bit_width]).astype(dtype, copy=False)
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
     if bits[dim * bit_width :].any():
         raise SecAggError("masked vector has non-zero padding bits")

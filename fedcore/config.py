@@ -1,0 +1,181 @@
+"""Coordinator configuration: TOML files read into typed dataclasses, flags on top.
+
+Unknown keys and values of the wrong type fail at start with the key's dotted name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from fedcore.engine.config import EngineConfig, SelectionConfig
+from fedcore.strategy.fedavg import FedAvg
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+class StrategyName(enum.Enum):
+    FEDAVG = "fedavg"
+    FEDPROX = "fedprox"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundsConfig:
+    """[rounds]: how many rounds and who takes part."""
+
+    num_rounds: int = 10
+    clients_per_round: int = 0
+    fraction: float = 1.0
+    over_selection: float = 0.0
+    min_results: int = 1
+    min_available: int = 1
+    round_timeout_s: float = 120.0
+    eval_fraction: float = 1.0
+    eval_every: int = 1
+    eval_timeout_s: float = 60.0
+    client_timeout_s: float = 120.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrategyConfig:
+    """[strategy]: the algorithm and the clients' local training settings."""
+
+    name: StrategyName = StrategyName.FEDAVG
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    proximal_mu: float = 0.0
+    server_lr: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """[server]: where to listen and where to write."""
+
+    address: str = "0.0.0.0:8080"
+    out_dir: str = "runs/server"
+    initial_model: str = ""
+    long_poll_s: float = 5.0
+    max_payload_mb: float = 4096.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinatorConfig:
+    """The whole coordinator configuration file."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+
+    def engine_config(self) -> EngineConfig:
+        """The round engine's settings."""
+        r = self.rounds
+        try:
+            train = SelectionConfig(
+                count=r.clients_per_round,
+                fraction=0.0 if r.clients_per_round else r.fraction,
+                over_selection=r.over_selection,
+                min_results=r.min_results,
+                min_available=r.min_available,
+            )
+            evaluate = (
+                SelectionConfig(fraction=r.eval_fraction, min_results=1, min_available=1)
+                if r.eval_fraction > 0
+                else None
+            )
+            return EngineConfig(
+                num_rounds=r.num_rounds,
+                train=train,
+                evaluate=evaluate,
+                eval_every=r.eval_every,
+                round_timeout_s=r.round_timeout_s,
+                eval_timeout_s=r.eval_timeout_s,
+                client_timeout_s=r.client_timeout_s,
+                seed=r.seed,
+                max_payload_bytes=int(self.server.max_payload_mb * (1 << 20)),
+            )
+        except ValueError as err:
+            raise ConfigError(f"[rounds]: {err}") from err
+
+    def strategy_obj(self) -> FedAvg:
+        """The configured strategy."""
+        s = self.strategy
+        if s.name is StrategyName.FEDPROX and not s.proximal_mu > 0:
+            raise ConfigError("strategy.proximal_mu must be > 0 for fedprox")
+        try:
+            return FedAvg(
+                local_epochs=s.local_epochs,
+                batch_size=s.batch_size,
+                learning_rate=s.learning_rate,
+                proximal_mu=s.proximal_mu if s.name is StrategyName.FEDPROX else 0.0,
+                server_lr=s.server_lr,
+            )
+        except ValueError as err:
+            raise ConfigError(f"[strategy]: {err}") from err
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> CoordinatorConfig:
+    """Read `path` (TOML; None for defaults), apply dotted-key `overrides`, validate everything."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from err
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})[key] = value
+    config = build(CoordinatorConfig, data, "")
+    config.engine_config()
+    config.strategy_obj()
+    return config
+
+
+def build(cls: type[T], data: Any, prefix: str) -> T:
+    """Construct dataclass `cls` from a TOML table, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(_join(prefix, k) for k in unknown)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(hints[name], value, _join(prefix, name)) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in tp)
+            raise ConfigError(f"{key} must be one of {choices}, got {value!r}") from None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(tp, type) and not isinstance(tp, types.GenericAlias):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{key} must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key

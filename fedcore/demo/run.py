@@ -1,0 +1,173 @@
+"""`fedcore demo`: a coordinator in this process, N client processes on loopback, live progress."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedcore.demo.digits_app import initial_params
+from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
+from fedcore.history import HistoryWriter
+from fedcore.plot import plot_history
+from fedcore.strategy import FedAvg
+from fedcore.transport.grpc.server import CoordinatorServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoConfig:
+    """Settings of the local demo."""
+
+    clients: int = 8
+    rounds: int = 20
+    out_dir: Path = Path("runs/demo")
+    seed: int = 0
+    alpha: float = 0.5
+    device: str = "cpu"
+    local_epochs: int = 2
+    learning_rate: float = 0.05
+    batch_size: int = 16
+    timeout_s: float = 600.0
+
+
+def client_command(cfg: DemoConfig, address: str, partition: int) -> list[str]:
+    """The command line of one demo client process."""
+    return [
+        sys.executable, "-m", "fedcore.cli", "client",
+        "--server", address,
+        "--app", "digits",
+        "--partition", str(partition),
+        "--num-partitions", str(cfg.clients),
+        "--alpha", str(cfg.alpha),
+        "--seed", str(cfg.seed),
+        "--device", cfg.device,
+        "--client-id", f"demo-client-{partition}",
+    ]
+
+
+def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecord]:
+    """Run the demo to completion; returns the round records (also written to `out_dir`)."""
+    console = console or Console()
+    out = Path(cfg.out_dir)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    history = HistoryWriter(out)
+    engine = RoundEngine(
+        EngineConfig(
+            num_rounds=cfg.rounds,
+            train=SelectionConfig(fraction=1.0, min_results=cfg.clients, min_available=cfg.clients),
+            evaluate=SelectionConfig(fraction=1.0),
+            round_timeout_s=120.0,
+            seed=cfg.seed,
+        ),
+        FedAvg(
+            local_epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+        ),
+        initial_params=initial_params(cfg.seed),
+    )
+    records: list[RoundRecord] = []
+    progress = Progress(
+        TextColumn("[bold]federated training"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("rounds"), TimeElapsedColumn(), console=console,
+    )
+    bar = progress.add_task("rounds", total=cfg.rounds)
+
+    def on_round(record: RoundRecord) -> None:
+        records.append(record)
+        history.append(record)
+        progress.console.print(_row(record))
+        progress.advance(bar)
+
+    server = CoordinatorServer(engine, on_round=on_round, long_poll_s=2.0, linger_s=2.0)
+    port = server.start()
+    address = f"127.0.0.1:{port}"
+    console.print(
+        f"coordinator on {address}; starting {cfg.clients} client processes "
+        f"(digits, Dirichlet alpha={cfg.alpha}); logs in {out / 'logs'}"
+    )
+    procs = _start_clients(cfg, address, out / "logs")
+    try:
+        with progress:
+            progress.console.print(
+                f"{'round':>5} {'clients':>8} {'train loss':>11} {'test loss':>10} "
+                f"{'accuracy':>9} {'time':>7}"
+            )
+            _wait(server, procs, cfg.timeout_s)
+    finally:
+        server.stop()
+        _stop_clients(procs)
+    if not records:
+        raise RuntimeError(f"no round completed; see the client logs in {out / 'logs'}")
+    plot_path = plot_history(history.rows, out / "training.png", title="fedcore demo: digits")
+    _summary(console, records, history, plot_path)
+    return records
+
+
+def _start_clients(cfg: DemoConfig, address: str, logs: Path) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for i in range(cfg.clients):
+        log_file = open(logs / f"client-{i}.log", "wb")  # noqa: SIM115 - handed to the process
+        procs.append(
+            subprocess.Popen(client_command(cfg, address, i), stdout=log_file, stderr=log_file)
+        )
+        log_file.close()
+    return procs
+
+
+def _wait(server: CoordinatorServer, procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not server.wait(0.5):
+        if all(p.poll() is not None for p in procs):
+            raise RuntimeError("every client process exited before the run finished")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the demo did not finish within {timeout_s:.0f}s")
+
+
+def _stop_clients(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _row(r: RoundRecord) -> str:
+    return (
+        f"{r.round:>5} {r.results_received:>4}/{r.clients_selected:<3} "
+        f"{_fmt(r.train_loss, '.4f'):>11} {_fmt(r.loss, '.4f'):>10} "
+        f"{_fmt(r.accuracy, '.3f'):>9} {r.duration_s:>6.2f}s"
+        + (f"  [yellow]{r.reason}[/]" if r.reason else "")
+    )
+
+
+def _summary(
+    console: Console, records: list[RoundRecord], history: HistoryWriter, plot: Path
+) -> None:
+    table = Table(title="fedcore demo")
+    table.add_column("rounds")
+    table.add_column("final accuracy")
+    table.add_column("best accuracy")
+    table.add_column("files")
+    accuracies = [r.accuracy for r in records if r.accuracy is not None]
+    table.add_row(
+        str(len(records)),
+        _fmt(accuracies[-1] if accuracies else None, ".3f"),
+        _fmt(max(accuracies) if accuracies else None, ".3f"),
+        f"{history.json_path}\n{history.csv_path}\n{plot}",
+    )
+    console.print(table)

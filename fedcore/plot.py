@@ -1,0 +1,39 @@
+"""Plots of a run's history (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def plot_history(rounds: Sequence[dict[str, Any]], path: Path, *, title: str = "fedcore") -> Path:
+    """Write a PNG with accuracy and loss per round (and epsilon when the rounds carry it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["round"] for r in rounds]
+    panels = [("accuracy", "test accuracy"), ("loss", "loss")]
+    if any(r.get("epsilon") is not None for r in rounds):
+        panels.append(("epsilon", "epsilon spent"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6))
+    for ax, (key, label) in zip(axes, panels):
+        ys = [r.get(key) for r in rounds]
+        ax.plot([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None],
+                marker="o", label="evaluation" if key == "loss" else label)
+        if key == "loss":
+            train = [r.get("train_loss") for r in rounds]
+            ax.plot([x for x, y in zip(xs, train) if y is not None],
+                    [y for y in train if y is not None], marker=".", label="training")
+            ax.legend()
+        ax.set_xlabel("round")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,132 @@
+"""Key agreement, key derivation, share encryption and signatures.
+
+Guarantees:
+- A pairwise mask seed is HKDF-SHA256 of the X25519 secret of the two mask keys, bound to
+  the round and the (unordered) pair; the share-encryption key likewise from the two
+  cipher keys, under another label, so the two never coincide.
+- Shares travel under AES-256-GCM with associated data (round, sender, receiver): the
+  relaying server can neither read nor redirect nor alter them undetected. Each key is
+  used once per direction, with the sender's id as nonce.
+- Advertised keys and survivor lists are signed with Ed25519 when identities are set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Sequence
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from fedcore.secagg.errors import SecAggError
+
+KeySource = Callable[[int], bytes]
+DOMAIN = b"fedcore-secagg-v1"
+MASK_LABEL = DOMAIN + b"/mask-seed"
+SHARE_LABEL = DOMAIN + b"/share-key"
+
+
+def new_x25519(random_bytes: KeySource) -> X25519PrivateKey:
+    """A fresh X25519 private key from 32 bytes of `random_bytes`."""
+    return X25519PrivateKey.from_private_bytes(random_bytes(32))
+
+
+def private_bytes(key: X25519PrivateKey) -> bytes:
+    """The raw 32 bytes of an X25519 private key."""
+    return key.private_bytes_raw()
+
+
+def public_bytes(key: X25519PrivateKey) -> bytes:
+    """The raw 32 bytes of the public key of `key`."""
+    return key.public_key().public_bytes_raw()
+
+
+def agree(private: X25519PrivateKey, peer_public: bytes) -> bytes:
+    """The X25519 shared secret with a peer's raw public key.
+
+    Raises:
+        SecAggError: when the peer key is malformed or of low order.
+    """
+    try:
+        return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError as exc:
+        raise SecAggError(f"bad peer public key: {exc}") from exc
+
+
+def _pair_info(label: bytes, round_id: int, a: int, b: int) -> bytes:
+    return label + struct.pack(">QII", round_id, min(a, b), max(a, b))
+
+
+def _hkdf(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+
+def derive_mask_seed(shared: bytes, *, round_id: int, a: int, b: int) -> bytes:
+    """The 32-byte pairwise mask seed of clients a and b (symmetric in a, b)."""
+    return _hkdf(shared, _pair_info(MASK_LABEL, round_id, a, b))
+
+
+def derive_share_key(shared: bytes, *, round_id: int, a: int, b: int) -> bytes:
+    """The AES-256-GCM key that clients a and b encrypt shares for each other with."""
+    return _hkdf(shared, _pair_info(SHARE_LABEL, round_id, a, b))
+
+
+def _share_ad(round_id: int, sender: int, receiver: int) -> bytes:
+    return DOMAIN + b"/share" + struct.pack(">QII", round_id, sender, receiver)
+
+
+def encrypt_share(key: bytes, plaintext: bytes, *, round_id: int, sender: int, receiver: int) -> bytes:
+    """Seal a share for `receiver`; the associated data binds round, sender and receiver."""
+    nonce = sender.to_bytes(12, "big")
+    return AESGCM(key).encrypt(nonce, plaintext, _share_ad(round_id, sender, receiver))
+
+
+def decrypt_share(key: bytes, ciphertext: bytes, *, round_id: int, sender: int, receiver: int) -> bytes:
+    """Open a sealed share.
+
+    Raises:
+        SecAggError: when it was altered, redirected or sealed under another key.
+    """
+    nonce = sender.to_bytes(12, "big")
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, _share_ad(round_id, sender, receiver))
+    except InvalidTag as exc:
+        raise SecAggError(f"share from client {sender} failed authentication") from exc
+
+
+def seed_commitment(seed: bytes, *, round_id: int, owner: int) -> bytes:
+    """SHA-256 commitment to a self-mask seed, checked after reconstruction."""
+    return hashlib.sha256(DOMAIN + b"/seed" + struct.pack(">QI", round_id, owner) + seed).digest()
+
+
+def advertisement_payload(
+    *, round_id: int, sender: int, cipher_pk: bytes, mask_pk: bytes, commitment: bytes
+) -> bytes:
+    """The bytes a client signs when it advertises its keys."""
+    header = DOMAIN + b"/advertise" + struct.pack(">QI", round_id, sender)
+    return header + cipher_pk + mask_pk + commitment
+
+
+def survivors_payload(*, round_id: int, survivors: Sequence[int]) -> bytes:
+    """The bytes a client signs in the consistency check."""
+    ids = struct.pack(f">{len(survivors)}I", *survivors)
+    return DOMAIN + b"/survivors" + struct.pack(">QI", round_id, len(survivors)) + ids
+
+
+def sign(identity: Ed25519PrivateKey, payload: bytes) -> bytes:
+    """An Ed25519 signature."""
+    return identity.sign(payload)
+
+
+def verify(identity_public: bytes, signature: bytes, payload: bytes) -> bool:
+    """Whether `signature` is a valid Ed25519 signature of `payload`."""
+    try:
+        Ed25519PublicKey.from_public_bytes(identity_public).verify(signature, payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

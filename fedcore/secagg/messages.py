@@ -1,0 +1,142 @@
+"""The messages of a secure-aggregation round, in the order they flow.
+
+Client -> server carry `sender`; server -> client carry `recipient`. Ids are the round's
+small integers 1..n. Id lists are sorted tuples.
+
+1. AdvertiseKeys        client -> server   two X25519 public keys, a seed commitment
+   KeyList              server -> client   the neighbours' AdvertiseKeys (and its own)
+2. EncryptedShares      client -> server   one SealedShare per neighbour
+   ShareRelay           server -> client   the SealedShares addressed to it
+3. MaskedInput          client -> server   the masked vector, b bits per coordinate
+   ConsistencyRequest   server -> client   (signed rounds) the survivors, to be signed
+   ConsistencySignature client -> server   (signed rounds) the signature of that list
+4. UnmaskRequest        server -> client   which neighbours survived and which dropped
+   UnmaskShares         client -> server   seed shares of survivors, key shares of dropped
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdvertiseKeys:
+    """Phase 1: a client's public keys, signed when the round has identities."""
+
+    sender: int
+    cipher_pk: bytes
+    mask_pk: bytes
+    seed_commitment: bytes
+    signature: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyList:
+    """Phase 1 answer: the advertised keys of the recipient's neighbourhood."""
+
+    recipient: int
+    keys: tuple[AdvertiseKeys, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealedShare:
+    """Shares of the sender's two secrets for one receiver, under AES-GCM."""
+
+    sender: int
+    receiver: int
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncryptedShares:
+    """Phase 2: a client's sealed shares, one per neighbour."""
+
+    sender: int
+    shares: tuple[SealedShare, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareRelay:
+    """Phase 2 answer: the sealed shares other clients addressed to the recipient."""
+
+    recipient: int
+    shares: tuple[SealedShare, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaskedInput:
+    """Phase 3: the masked, packed vector."""
+
+    sender: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsistencyRequest:
+    """Signed rounds: the list of clients whose masked input the server holds."""
+
+    recipient: int
+    survivors: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsistencySignature:
+    """Signed rounds: a client's signature over the survivor list."""
+
+    sender: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmaskRequest:
+    """Phase 4: survivors and dropped clients among the recipient's neighbourhood.
+
+    In signed rounds it carries the signatures of the survivor list of the consistency check.
+    """
+
+    recipient: int
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    signatures: tuple[ConsistencySignature, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnedShare:
+    """One share of the secret of `owner`."""
+
+    owner: int
+    share: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmaskShares:
+    """Phase 4 answer: self-mask seed shares of survivors, mask-key shares of the dropped."""
+
+    sender: int
+    seed_shares: tuple[OwnedShare, ...]
+    key_shares: tuple[OwnedShare, ...]
+
+
+ClientMessage = AdvertiseKeys | EncryptedShares | MaskedInput | ConsistencySignature | UnmaskShares
+ServerMessage = KeyList | ShareRelay | ConsistencyRequest | UnmaskRequest
+CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
+    AdvertiseKeys, EncryptedShares, MaskedInput, ConsistencySignature, UnmaskShares,
+)
+SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
+    KeyList, ShareRelay, ConsistencyRequest, UnmaskRequest,
+)
+
+ID_BYTES = 4  # what an integer field is counted as by `wire_size`
+
+
+def wire_size(msg: object) -> int:
+    """Payload bytes of a message: bytes fields as is, each integer as 4 bytes, nested summed."""
+    match msg:
+        case bytes():
+            return len(msg)
+        case int():
+            return ID_BYTES
+        case tuple():
+            return sum(wire_size(item) for item in msg)
+        case _:
+            return sum(wire_size(getattr(msg, f.name)) for f in fields(msg))  # type: ignore[arg-type]
