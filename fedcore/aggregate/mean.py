@@ -34,7 +34,7 @@ class WeightedMean:
                 raise ValueError(f"shape of {name!r} is {value.shape}, expected {expected}")
         for name, value in update.items():
             acc = self._sum[name]
-            if value.dtype == acc.dtype:
+            if value.dtype == acc.dtype and value.flags.writeable:
                 np.multiply(value, weight, out=value)
                 np.add(acc, value, out=acc)
             else:
