@@ -1,0 +1,110 @@
+"""Without initial parameters, the first task asks one client for them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcore.engine import EngineError, Phase, Reason
+from fedcore.messages import ResultHeader, TaskKind
+from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, TensorSpec
+
+
+def test_first_task_is_initialize_for_exactly_one_client(make_harness) -> None:
+    h = make_harness(initial=None)
+
+    tasks = h.tasks()
+
+    assert [t.kind for t in tasks.values()] == [TaskKind.INITIALIZE]
+    assert h.engine.phase is Phase.INITIALIZING
+    assert h.engine.params is None
+
+
+def test_initialize_task_carries_no_model(make_harness) -> None:
+    h = make_harness(initial=None)
+    ((cid, task),) = h.tasks().items()
+
+    assert task.model_spec == EMPTY_SPEC
+    with pytest.raises(EngineError) as err:
+        h.download(cid, task)
+    assert err.value.reason is Reason.INVALID
+
+
+def test_initial_params_from_a_client_become_the_model(make_harness, model) -> None:
+    h = make_harness(initial=None)
+    ((cid, task),) = h.tasks().items()
+
+    h.submit(cid, task, model)
+
+    assert h.engine.params is not None
+    assert {k: v.tobytes() for k, v in h.engine.params.items()} == {
+        k: v.tobytes() for k, v in model.items()
+    }
+
+
+def test_training_starts_after_initialization(make_harness, model) -> None:
+    h = make_harness(initial=None, clients=3)
+    ((cid, task),) = h.tasks().items()
+
+    h.submit(cid, task, model)
+
+    assert h.engine.phase is Phase.TRAINING
+    assert {t.kind for t in h.tasks().values()} == {TaskKind.TRAIN}
+
+
+def test_round_numbers_start_at_one_after_initialization(make_harness, model) -> None:
+    h = make_harness(initial=None)
+    ((cid, task),) = h.tasks().items()
+    assert task.round == 0
+
+    h.submit(cid, task, model)
+
+    assert {t.round for t in h.tasks().values()} == {1}
+
+
+def test_empty_initial_params_are_refused(make_harness) -> None:
+    h = make_harness(initial=None)
+    ((cid, task),) = h.tasks().items()
+
+    with pytest.raises(EngineError) as err:
+        h.submit(cid, task, {})
+
+    assert err.value.reason is Reason.INVALID
+    assert h.engine.params is None
+
+
+def test_initial_params_larger_than_the_limit_are_refused(make_harness, model) -> None:
+    h = make_harness(initial=None, max_payload_bytes=8)
+    ((cid, task),) = h.tasks().items()
+    before = h.snapshot()
+
+    with pytest.raises(EngineError) as err:
+        h.submit(cid, task, model)  # 12 bytes
+
+    assert err.value.reason is Reason.TOO_LARGE
+    assert h.snapshot() == before
+
+
+def test_announced_spec_whose_size_overflows_int64_is_too_large(make_harness) -> None:
+    h = make_harness(initial=None)
+    ((cid, task),) = h.tasks().items()
+    huge = ModelSpec(tensors=(TensorSpec(name="w", dtype=np.dtype("float32"), shape=(2**62, 4)),))
+
+    with pytest.raises(EngineError) as err:
+        h.engine.check_result(_header(cid, task.task_id, huge), now=h.now)
+
+    assert err.value.reason is Reason.TOO_LARGE
+
+
+def test_failed_initialization_is_asked_again(make_harness) -> None:
+    h = make_harness(initial=None, clients=1)
+    ((_, first),) = h.tasks().items()
+
+    h.advance(61.0)
+    ((_, second),) = h.tasks().items()
+
+    assert second.kind is TaskKind.INITIALIZE and second.task_id != first.task_id
+
+
+def _header(cid: str, task_id: str, spec: ModelSpec) -> ResultHeader:
+    return ResultHeader(client_id=cid, task_id=task_id, num_examples=1, spec=spec)

@@ -1,0 +1,115 @@
+"""Import-scan checks on fedcore/: who may touch generated protobuf code, and no unpickling."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import fedcore
+
+ROOT = Path(fedcore.__file__).parent
+PROTO_IMPORTERS = ("wire", "transport", "_dev", "proto")
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "cloudpickle", "dill", "shelve", "marshal"}
+
+
+def modules() -> list[tuple[str, ast.Module]]:
+    return [
+        (path.relative_to(ROOT).as_posix(), ast.parse(path.read_text(), filename=str(path)))
+        for path in sorted(ROOT.rglob("*.py"))
+    ]
+
+
+def imported_names(rel: str, tree: ast.Module) -> list[str]:
+    """Absolute dotted names of every module `tree` imports (relative imports resolved)."""
+    package = ["fedcore", *rel.removesuffix(".py").split("/")][:-1]
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names += [module, *(f"{module}.{alias.name}" for alias in node.names)]
+    return names
+
+
+def test_scan_sees_the_package() -> None:
+    assert "wire/convert.py" in dict(modules())
+
+
+def test_resolves_relative_proto_imports() -> None:
+    tree = ast.parse("from ..proto.v1 import tensor_pb2")
+
+    assert "fedcore.proto.v1.tensor_pb2" in imported_names("engine/x.py", tree)
+
+
+def test_only_wire_transport_and_dev_import_generated_protos() -> None:
+    offenders = [
+        rel
+        for rel, tree in modules()
+        if rel.split("/")[0] not in PROTO_IMPORTERS
+        and any(
+            n == "fedcore.proto" or n.startswith("fedcore.proto.")
+            for n in imported_names(rel, tree)
+        )
+    ]
+
+    assert not offenders, (
+        f"only fedcore/{{wire,transport,_dev}} may import fedcore.proto: {offenders}"
+    )
+
+
+def test_nothing_imports_pickle_like_modules() -> None:
+    offenders = [
+        (rel, name)
+        for rel, tree in modules()
+        for name in imported_names(rel, tree)
+        if name.split(".")[0] in UNSAFE_MODULES
+    ]
+
+    assert not offenders, f"fedcore must never unpickle: {offenders}"
+
+
+def unsafe_torch_loads(tree: ast.Module) -> list[int]:
+    """Lines of `torch.load(...)` calls that lack a literal `weights_only=True`."""
+    lines = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "load"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "torch"
+            and not any(
+                kw.arg == "weights_only"
+                and isinstance(kw.value, ast.Constant)
+                and kw.value.value is True
+                for kw in node.keywords
+            )
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_detects_torch_load_without_weights_only() -> None:
+    tree = ast.parse(
+        "torch.load(f)\ntorch.load(f, weights_only=False)\ntorch.load(f, weights_only=True)"
+    )
+
+    assert unsafe_torch_loads(tree) == [1, 2]
+
+
+def test_torch_load_always_passes_weights_only() -> None:
+    offenders = [(rel, line) for rel, tree in modules() for line in unsafe_torch_loads(tree)]
+
+    assert not offenders, f"torch.load needs weights_only=True: {offenders}"
+
+
+def test_no_torch_load_alias_or_bare_load_import() -> None:
+    offenders = [
+        rel
+        for rel, tree in modules()
+        if any(n in ("torch.load", "torch.serialization.load") for n in imported_names(rel, tree))
+    ]
+
+    assert not offenders, f"import torch and call torch.load(..., weights_only=True): {offenders}"
