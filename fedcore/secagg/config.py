@@ -71,7 +71,8 @@ class SecAggConfig:
     @property
     def levels(self) -> int:
         """Each client's quantised coordinate lies in [0, levels]."""
-        return min((2**self.bit_width - 1) // self.max_clients, MAX_EXACT_LEVELS)
+        levels: int = min((2**self.bit_width - 1) // self.max_clients, MAX_EXACT_LEVELS)
+        return levels
 
 
 def choose_bit_width(max_clients: int, precision_bits: int) -> int:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fedcore.secagg.errors import SecAggError
+from fedcore.secagg.messages import AdvertiseKeys
 
 KeySource = Callable[[int], bytes]
 DOMAIN = b"fedcore-secagg-v1"
@@ -80,13 +81,17 @@ def _share_ad(round_id: int, sender: int, receiver: int) -> bytes:
     return DOMAIN + b"/share" + struct.pack(">QII", round_id, sender, receiver)
 
 
-def encrypt_share(key: bytes, plaintext: bytes, *, round_id: int, sender: int, receiver: int) -> bytes:
+def encrypt_share(
+    key: bytes, plaintext: bytes, *, round_id: int, sender: int, receiver: int
+) -> bytes:
     """Seal a share for `receiver`; the associated data binds round, sender and receiver."""
     nonce = sender.to_bytes(12, "big")
     return AESGCM(key).encrypt(nonce, plaintext, _share_ad(round_id, sender, receiver))
 
 
-def decrypt_share(key: bytes, ciphertext: bytes, *, round_id: int, sender: int, receiver: int) -> bytes:
+def decrypt_share(
+    key: bytes, ciphertext: bytes, *, round_id: int, sender: int, receiver: int
+) -> bytes:
     """Open a sealed share.
 
     Raises:
@@ -104,12 +109,29 @@ def seed_commitment(seed: bytes, *, round_id: int, owner: int) -> bytes:
     return hashlib.sha256(DOMAIN + b"/seed" + struct.pack(">QI", round_id, owner) + seed).digest()
 
 
-def advertisement_payload(
-    *, round_id: int, sender: int, cipher_pk: bytes, mask_pk: bytes, commitment: bytes
-) -> bytes:
-    """The bytes a client signs when it advertises its keys."""
-    header = DOMAIN + b"/advertise" + struct.pack(">QI", round_id, sender)
-    return header + cipher_pk + mask_pk + commitment
+def advertisement_payload(advert: AdvertiseKeys, *, round_id: int) -> bytes:
+    """The bytes a client signs when it advertises its keys (all fields but the signature)."""
+    header = DOMAIN + b"/advertise" + struct.pack(">QI", round_id, advert.sender)
+    return header + advert.cipher_pk + advert.mask_pk + advert.seed_commitment
+
+
+def check_advertisement(
+    advert: AdvertiseKeys, *, round_id: int, identities: tuple[bytes, ...] | None
+) -> None:
+    """Check sizes, and the signature exactly when the round has identities.
+
+    Raises:
+        SecAggError: naming what is wrong.
+    """
+    if not len(advert.cipher_pk) == len(advert.mask_pk) == len(advert.seed_commitment) == 32:
+        raise SecAggError(f"keys of client {advert.sender} are not 32 bytes each")
+    if identities is None:
+        if advert.signature:
+            raise SecAggError("an unsigned round carries a signature")
+        return
+    payload = advertisement_payload(advert, round_id=round_id)
+    if not verify(identities[advert.sender - 1], advert.signature, payload):
+        raise SecAggError(f"keys of client {advert.sender} are not signed by its identity")
 
 
 def survivors_payload(*, round_id: int, survivors: Sequence[int]) -> bytes:

@@ -16,7 +16,7 @@ small integers 1..n. Id lists are sorted tuples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,10 +120,17 @@ class UnmaskShares:
 ClientMessage = AdvertiseKeys | EncryptedShares | MaskedInput | ConsistencySignature | UnmaskShares
 ServerMessage = KeyList | ShareRelay | ConsistencyRequest | UnmaskRequest
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
-    AdvertiseKeys, EncryptedShares, MaskedInput, ConsistencySignature, UnmaskShares,
+    AdvertiseKeys,
+    EncryptedShares,
+    MaskedInput,
+    ConsistencySignature,
+    UnmaskShares,
 )
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
-    KeyList, ShareRelay, ConsistencyRequest, UnmaskRequest,
+    KeyList,
+    ShareRelay,
+    ConsistencyRequest,
+    UnmaskRequest,
 )
 
 ID_BYTES = 4  # what an integer field is counted as by `wire_size`
@@ -131,12 +138,12 @@ ID_BYTES = 4  # what an integer field is counted as by `wire_size`
 
 def wire_size(msg: object) -> int:
     """Payload bytes of a message: bytes fields as is, each integer as 4 bytes, nested summed."""
-    match msg:
-        case bytes():
-            return len(msg)
-        case int():
-            return ID_BYTES
-        case tuple():
-            return sum(wire_size(item) for item in msg)
-        case _:
-            return sum(wire_size(getattr(msg, f.name)) for f in fields(msg))  # type: ignore[arg-type]
+    if isinstance(msg, bytes):
+        return len(msg)
+    if isinstance(msg, int):
+        return ID_BYTES
+    if isinstance(msg, tuple):
+        return sum((wire_size(item) for item in msg), 0)
+    if is_dataclass(msg) and not isinstance(msg, type):
+        return sum((wire_size(getattr(msg, f.name)) for f in fields(msg)), 0)
+    raise TypeError(f"not a secagg message field: {type(msg).__name__}")

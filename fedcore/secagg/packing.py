@@ -12,7 +12,12 @@ import numpy.typing as npt
 from fedcore.secagg.errors import SecAggError
 
 Words = npt.NDArray[np.unsignedinteger]
-_ALIGNED = {8: np.dtype("<u1"), 16: np.dtype("<u2"), 32: np.dtype("<u4"), 64: np.dtype("<u8")}
+_ALIGNED: dict[int, np.dtype[np.unsignedinteger]] = {
+    8: np.dtype("<u1"),
+    16: np.dtype("<u2"),
+    32: np.dtype("<u4"),
+    64: np.dtype("<u8"),
+}
 _CHUNK = 1 << 16  # coordinates per chunk in the bit-level path
 
 
@@ -29,7 +34,8 @@ def packed_size(dim: int, bit_width: int) -> int:
 def pack(words: Words, bit_width: int) -> bytes:
     """Pack the low `bit_width` bits of each word."""
     if bit_width in _ALIGNED:
-        return words.astype(_ALIGNED[bit_width], copy=False).tobytes()
+        aligned: bytes = words.astype(_ALIGNED[bit_width], copy=False).tobytes()
+        return aligned
     words64 = words.astype(np.uint64, copy=False)
     shifts = np.arange(bit_width, dtype=np.uint64)
     bits = np.empty(words.size * bit_width, dtype=np.uint8)
@@ -52,7 +58,8 @@ def unpack(data: bytes, bit_width: int, dim: int) -> Words:
         )
     dtype = word_dtype(bit_width)
     if bit_width in _ALIGNED:
-        return np.frombuffer(data, dtype=_ALIGNED[bit_width]).astype(dtype, copy=False)
+        words: Words = np.frombuffer(data, dtype=_ALIGNED[bit_width]).astype(dtype, copy=False)
+        return words
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
     if bits[dim * bit_width :].any():
         raise SecAggError("masked vector has non-zero padding bits")

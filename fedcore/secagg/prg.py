@@ -20,7 +20,7 @@ def _keystream_into(seed: bytes, source: bytes, out: Words) -> None:
     if len(seed) != SEED_BYTES:
         raise ValueError(f"a mask seed has {SEED_BYTES} bytes, got {len(seed)}")
     encryptor = Cipher(algorithms.AES(seed[:16]), modes.CTR(seed[16:])).encryptor()
-    encryptor.update_into(source, memoryview(out).cast("B"))
+    encryptor.update_into(source, memoryview(out).cast("B"))  # type: ignore[arg-type]
     if out.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts only
         out.byteswap(inplace=True)
 

@@ -51,7 +51,10 @@ class Quantizer:
         scaled = (np.clip(x, -self.clip, self.clip) + self.clip) * (self.levels / (2 * self.clip))
         floor = np.floor(scaled)
         rounded = floor + (rng.random(x.size) < (scaled - floor))
-        return np.minimum(rounded, self.levels).astype(word_dtype(self.bit_width))
+        words: npt.NDArray[np.unsignedinteger] = np.minimum(rounded, self.levels).astype(
+            word_dtype(self.bit_width)
+        )
+        return words
 
     def dequantize_sum(self, total: npt.NDArray[np.unsignedinteger], count: int) -> Floats:
         """Map the integer sum of `count` clients' quantised vectors to the float sum."""

@@ -140,7 +140,8 @@ def lagrange_coefficients(xs: Sequence[int], at: int = 0) -> Field:
 def combine(shares: Field, coefficients: Field) -> Field:
     """Apply Lagrange coefficients: shares (..., t, limbs) -> values (..., limbs)."""
     weighted = shares * coefficients[:, None] % _P
-    return weighted.sum(axis=-2) % _P
+    values: Field = weighted.sum(axis=-2) % _P
+    return values
 
 
 def reconstruct(xs: Sequence[int], shares: Field, *, threshold: int) -> bytes:

@@ -1,0 +1,348 @@
+"""The server side of secure aggregation, as a state machine without I/O.
+
+The server relays sealed shares it cannot read, folds masked vectors into one running sum
+(memory O(dim), never O(clients x dim)), and in the unmasking phase asks each survivor for
+the self-mask seed shares of survivors and the mask-key shares of dropped clients: two
+disjoint sets, and it accepts no share it did not ask for, so it never holds both secrets
+of any client. It aborts, keeping no partial result, when fewer than t clients remain in
+any phase or a secret cannot be rebuilt.
+
+The driver calls `handle` for every client message and `end_phase` when its deadline for
+the current phase passes; a phase also ends by itself once every expected client answered.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from fedcore.secagg import keys, recovery, shamir
+from fedcore.secagg.config import RoundSpec
+from fedcore.secagg.errors import ProtocolError, RoundAborted, SecAggError
+from fedcore.secagg.graph import Graph
+from fedcore.secagg.messages import (
+    AdvertiseKeys,
+    ClientMessage,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyList,
+    MaskedInput,
+    SealedShare,
+    ServerMessage,
+    ShareRelay,
+    UnmaskRequest,
+    UnmaskShares,
+)
+from fedcore.secagg.packing import unpack, word_dtype
+from fedcore.secagg.prg import MaskExpander
+
+_M = TypeVar("_M", bound=ClientMessage)
+SEALED_BYTES = 2 * shamir.SHARE_BYTES + 16  # two shares and the GCM tag
+
+
+class Phase(enum.Enum):
+    """Which messages the server is collecting."""
+
+    COLLECT_KEYS = enum.auto()
+    COLLECT_SHARES = enum.auto()
+    COLLECT_MASKED = enum.auto()
+    COLLECT_SIGNATURES = enum.auto()
+    COLLECT_UNMASK = enum.auto()
+    DONE = enum.auto()
+    ABORTED = enum.auto()
+
+
+TRANSITIONS: dict[Phase, frozenset[type[ClientMessage]]] = {
+    Phase.COLLECT_KEYS: frozenset({AdvertiseKeys}),
+    Phase.COLLECT_SHARES: frozenset({EncryptedShares}),
+    Phase.COLLECT_MASKED: frozenset({MaskedInput}),
+    Phase.COLLECT_SIGNATURES: frozenset({ConsistencySignature}),
+    Phase.COLLECT_UNMASK: frozenset({UnmaskShares}),
+    Phase.DONE: frozenset(),
+    Phase.ABORTED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class SecAggResult:
+    """The unmasked sum: `total[i]` = sum over `survivors` of their quantised input, mod 2**b."""
+
+    total: npt.NDArray[np.unsignedinteger]
+    survivors: tuple[int, ...]
+
+
+class SecAggServer:
+    """The server's part in one round.
+
+    Args:
+        spec: the round; the driver sends the same spec to every client.
+    """
+
+    def __init__(self, spec: RoundSpec) -> None:
+        self._spec = spec
+        self._graph = Graph(spec)
+        self._phase = Phase.COLLECT_KEYS
+        self._expected: frozenset[int] = frozenset(spec.clients)
+        self._answered: dict[int, ClientMessage | None] = {}
+        self._adverts: dict[int, AdvertiseKeys] = {}
+        self._key_lists: dict[int, frozenset[int]] = {}
+        self._u2: frozenset[int] = frozenset()
+        self._u3: frozenset[int] = frozenset()
+        self._acc: npt.NDArray[np.unsignedinteger] = np.zeros(0, word_dtype(spec.config.bit_width))
+        self._requests: dict[int, UnmaskRequest] = {}
+        self._result: SecAggResult | None = None
+        self._abort_reason: str | None = None
+
+    @property
+    def phase(self) -> Phase:
+        """The current phase."""
+        return self._phase
+
+    @property
+    def pending(self) -> frozenset[int]:
+        """Clients the current phase still waits for."""
+        return self._expected - self._answered.keys()
+
+    @property
+    def abort_reason(self) -> str | None:
+        """Why the round was aborted, or None."""
+        return self._abort_reason
+
+    def result(self) -> SecAggResult:
+        """The unmasked sum.
+
+        Raises:
+            RoundAborted: when the round was aborted.
+            ProtocolError: when the round is still running.
+        """
+        if self._abort_reason is not None:
+            raise RoundAborted(self._abort_reason)
+        if self._result is None:
+            raise self._refuse("result", "the round is not finished")
+        return self._result
+
+    def _refuse(self, got: str, reason: str) -> ProtocolError:
+        return ProtocolError(phase=self._phase.name, got=got, reason=reason)
+
+    def handle(self, msg: ClientMessage) -> list[ServerMessage]:
+        """Take one client message; return what to send when it completes the phase.
+
+        Raises:
+            ProtocolError: when the message is not legal now or not acceptable (wrong phase,
+                unknown, dropped or repeated sender, malformed); the state is then unchanged.
+        """
+        name = type(msg).__name__
+        if type(msg) not in TRANSITIONS[self._phase]:
+            raise self._refuse(name, "not expected in this phase")
+        if msg.sender not in self._expected:
+            raise self._refuse(name, f"client {msg.sender} is not part of this phase")
+        if msg.sender in self._answered:
+            raise self._refuse(name, f"client {msg.sender} already answered")
+        try:
+            self._accept(msg)
+        except SecAggError as exc:
+            raise self._refuse(name, str(exc)) from exc
+        return self.end_phase() if not self.pending else []
+
+    def end_phase(self) -> list[ServerMessage]:
+        """Close the current phase with the clients that answered (the deadline passed).
+
+        Raises:
+            ProtocolError: when the round is already over.
+        """
+        closers: dict[Phase, Callable[[], list[ServerMessage]]] = {
+            Phase.COLLECT_KEYS: self._close_keys,
+            Phase.COLLECT_SHARES: self._close_shares,
+            Phase.COLLECT_MASKED: self._close_masked,
+            Phase.COLLECT_SIGNATURES: self._close_signatures,
+            Phase.COLLECT_UNMASK: self._close_unmask,
+        }
+        if self._phase not in closers:
+            raise self._refuse("end_phase", "the round is over")
+        return closers[self._phase]()
+
+    # accepting messages (validate everything, then record) ---------------------------
+
+    def _accept(self, msg: ClientMessage) -> None:
+        kept: ClientMessage | None = msg
+        match msg:
+            case AdvertiseKeys():
+                self._check_advert(msg)
+            case EncryptedShares():
+                self._check_shares(msg)
+            case MaskedInput():
+                words = unpack(msg.data, self._spec.config.bit_width, self._spec.dim)
+                np.add(self._acc, words, out=self._acc)
+                kept = None  # the running sum is all that is kept
+            case ConsistencySignature():
+                self._check_signature(msg)
+            case UnmaskShares():
+                self._check_unmask(msg)
+        self._answered[msg.sender] = kept
+
+    def _collected(self, kind: type[_M]) -> dict[int, _M]:
+        return {c: m for c, m in self._answered.items() if isinstance(m, kind)}
+
+    def _check_advert(self, msg: AdvertiseKeys) -> None:
+        spec = self._spec
+        keys.check_advertisement(msg, round_id=spec.round_id, identities=spec.identities)
+
+    def _check_shares(self, msg: EncryptedShares) -> None:
+        receivers = [sealed.receiver for sealed in msg.shares]
+        if sorted(receivers) != sorted(self._key_lists[msg.sender] - {msg.sender}):
+            raise SecAggError("shares must go to exactly the clients of the sender's key list")
+        for sealed in msg.shares:
+            if sealed.sender != msg.sender or len(sealed.ciphertext) != SEALED_BYTES:
+                raise SecAggError("a sealed share is malformed")
+
+    def _check_signature(self, msg: ConsistencySignature) -> None:
+        identities = self._spec.identities or ()
+        payload = keys.survivors_payload(round_id=self._spec.round_id, survivors=sorted(self._u3))
+        if not keys.verify(identities[msg.sender - 1], msg.signature, payload):
+            raise SecAggError("the survivor list is not signed by the sender")
+
+    def _check_unmask(self, msg: UnmaskShares) -> None:
+        request = self._requests[msg.sender]
+        if tuple(s.owner for s in msg.seed_shares) != request.survivors:
+            raise SecAggError("seed shares must be exactly those of the requested survivors")
+        if tuple(s.owner for s in msg.key_shares) != request.dropped:
+            raise SecAggError("key shares must be exactly those of the requested dropped clients")
+        for owned in msg.seed_shares + msg.key_shares:
+            shamir.decode_share(owned.share)
+
+    # closing phases ---------------------------------------------------------------------
+
+    def _abort(self, reason: str) -> list[ServerMessage]:
+        self._phase = Phase.ABORTED
+        self._abort_reason = reason
+        self._acc = self._acc[:0]
+        return []
+
+    def _next_phase(self, phase: Phase, expected: frozenset[int]) -> None:
+        self._phase, self._expected, self._answered = phase, expected, {}
+
+    def _prune(self, clients: frozenset[int]) -> frozenset[int]:
+        """Drop clients with fewer than t share holders left, until none is left to drop."""
+        threshold, alive = self._spec.config.threshold, set(clients)
+        changed = not self._graph.complete
+        while changed:
+            short = {c for c in alive if len(self._graph.holders(c) & alive) < threshold}
+            alive -= short
+            changed = bool(short)
+        return frozenset(alive)
+
+    def _too_few(self, clients: frozenset[int], what: str) -> str | None:
+        threshold = self._spec.config.threshold
+        if len(clients) < threshold:
+            return f"only {len(clients)} clients {what}; the threshold is {threshold}"
+        return None
+
+    def _close_keys(self) -> list[ServerMessage]:
+        u1 = self._prune(frozenset(self._answered))
+        if reason := self._too_few(u1, "advertised keys"):
+            return self._abort(reason)
+        self._adverts = {c: m for c, m in self._collected(AdvertiseKeys).items() if c in u1}
+        self._key_lists = {c: self._graph.holders(c) & u1 for c in u1}
+        out: list[ServerMessage] = [
+            KeyList(recipient=c, keys=tuple(self._adverts[p] for p in sorted(self._key_lists[c])))
+            for c in sorted(u1)
+        ]
+        self._next_phase(Phase.COLLECT_SHARES, u1)
+        return out
+
+    def _close_shares(self) -> list[ServerMessage]:
+        u2 = self._prune(frozenset(self._answered))
+        if reason := self._too_few(u2, "sent their shares"):
+            return self._abort(reason)
+        inbox: dict[int, list[SealedShare]] = {c: [] for c in u2}
+        collected = self._collected(EncryptedShares)
+        for sender in sorted(u2):
+            for sealed in collected[sender].shares:
+                if sealed.receiver in inbox:
+                    inbox[sealed.receiver].append(sealed)
+        self._u2 = u2
+        self._acc = np.zeros(self._spec.dim, word_dtype(self._spec.config.bit_width))
+        self._next_phase(Phase.COLLECT_MASKED, u2)
+        return [ShareRelay(recipient=c, shares=tuple(inbox[c])) for c in sorted(u2)]
+
+    def _close_masked(self) -> list[ServerMessage]:
+        u3 = frozenset(self._answered)
+        if reason := self._too_few(u3, "sent masked input"):
+            return self._abort(reason)
+        self._u3 = u3
+        if not self._spec.signed:
+            return self._request_unmask(u3, signatures=())
+        survivors = tuple(sorted(u3))
+        self._next_phase(Phase.COLLECT_SIGNATURES, u3)
+        return [ConsistencyRequest(recipient=c, survivors=survivors) for c in survivors]
+
+    def _close_signatures(self) -> list[ServerMessage]:
+        u4 = frozenset(self._answered)
+        if reason := self._too_few(u4, "signed the survivor list"):
+            return self._abort(reason)
+        collected = self._collected(ConsistencySignature)
+        return self._request_unmask(u4, signatures=tuple(collected[c] for c in sorted(u4)))
+
+    def _request_unmask(
+        self, recipients: frozenset[int], *, signatures: tuple[ConsistencySignature, ...]
+    ) -> list[ServerMessage]:
+        dropped = self._u2 - self._u3
+        requests = {}
+        for c in sorted(recipients):
+            holders = self._graph.holders(c)
+            requests[c] = UnmaskRequest(
+                recipient=c,
+                survivors=tuple(sorted(self._u3 & holders)),
+                dropped=tuple(sorted(dropped & holders)),
+                signatures=signatures,
+            )
+        self._requests = requests
+        self._next_phase(Phase.COLLECT_UNMASK, recipients)
+        return list(requests.values())
+
+    def _close_unmask(self) -> list[ServerMessage]:
+        seed_shares: dict[int, dict[int, bytes]] = {c: {} for c in self._u3}
+        key_shares: dict[int, dict[int, bytes]] = {}
+        for holder, msg in self._collected(UnmaskShares).items():
+            for owned in msg.seed_shares:
+                seed_shares[owned.owner][holder] = owned.share
+            for owned in msg.key_shares:
+                key_shares.setdefault(owned.owner, {})[holder] = owned.share
+        needed = {d for d in self._u2 - self._u3 if self._graph.neighbours(d) & self._u3}
+        for d in needed - key_shares.keys():
+            key_shares[d] = {}
+        try:
+            self._unmask(seed_shares, key_shares)
+        except SecAggError as exc:
+            return self._abort(f"cannot unmask: {exc}")
+        return []
+
+    def _unmask(
+        self, seed_shares: recovery.SharesByOwner, key_shares: recovery.SharesByOwner
+    ) -> None:
+        threshold, round_id = self._spec.config.threshold, self._spec.round_id
+        seeds = recovery.reconstruct_all(seed_shares, threshold=threshold)
+        recovery.check_seeds(seeds, self._adverts, round_id)
+        dropped_keys = recovery.reconstruct_all(key_shares, threshold=threshold)
+        recovery.check_mask_keys(dropped_keys, self._adverts)
+        acc, bits = self._acc, self._spec.config.bit_width
+        expander = MaskExpander(self._spec.dim, acc.dtype)
+        recovery.remove_self_masks(acc, (seeds[c] for c in sorted(seeds)), expander)
+        recovery.remove_pair_masks(
+            acc,
+            dropped_keys,
+            lambda d: sorted(self._graph.neighbours(d) & self._u3),
+            self._adverts,
+            round_id=round_id,
+            expander=expander,
+        )
+        if bits < acc.dtype.itemsize * 8:
+            np.bitwise_and(acc, acc.dtype.type((1 << bits) - 1), out=acc)
+        self._result = SecAggResult(total=acc, survivors=tuple(sorted(self._u3)))
+        self._phase = Phase.DONE
