@@ -1,0 +1,61 @@
+"""Real gRPC on loopback: a coordinator in this process, clients as processes or threads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedcore.engine import EngineConfig, RoundEngine
+from fedcore.strategy import FedAvg
+from fedcore.transport.grpc.server import CoordinatorServer
+
+CLIENT_SCRIPT = Path(__file__).with_name("numpy_client.py")
+
+
+@pytest.fixture
+def start_coordinator() -> Iterator[Callable[..., CoordinatorServer]]:
+    servers: list[CoordinatorServer] = []
+
+    def start(config: EngineConfig, initial: dict[str, np.ndarray] | None = None,
+              **kwargs: object) -> CoordinatorServer:
+        engine = RoundEngine(config, FedAvg(), initial_params=initial)
+        server = CoordinatorServer(engine, long_poll_s=1.0, linger_s=1.0, **kwargs)  # type: ignore[arg-type]
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def spawn_client() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def spawn(address: str, client_id: str, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(CLIENT_SCRIPT), address, client_id, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def summary_of(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:
+    """The JSON line a test client prints when it exits."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -1,0 +1,64 @@
+"""A client process for integration tests: NumPy only, adds a constant to every parameter.
+
+    python numpy_client.py ADDRESS CLIENT_ID --add 1.0 [--examples 10]
+        [--fit-marker PATH] [--wait-for PATH] [--hang-in-fit]
+
+Prints a JSON summary on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fedcore.client import EvalResult, FitResult, run_client
+
+
+class AddConstant:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def get_parameters(self):  # noqa: ANN201
+        return {"w": np.zeros(4, np.float32)}
+
+    def fit(self, params, config):  # noqa: ANN001, ANN201
+        if self.args.fit_marker:
+            Path(self.args.fit_marker).touch()
+        if self.args.hang_in_fit:
+            time.sleep(3600)
+        if self.args.wait_for:
+            while not Path(self.args.wait_for).exists():
+                time.sleep(0.02)
+        new = {k: v + np.asarray(self.args.add, v.dtype) for k, v in params.items()}
+        return FitResult(params=new, num_examples=self.args.examples, metrics={"loss": self.args.add})
+
+    def evaluate(self, params, config):  # noqa: ANN001, ANN201
+        return EvalResult(loss=float(np.abs(params["w"]).mean()), num_examples=self.args.examples,
+                          metrics={"accuracy": 0.5})
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("address")
+    p.add_argument("client_id")
+    p.add_argument("--add", type=float, default=1.0)
+    p.add_argument("--examples", type=int, default=10)
+    p.add_argument("--fit-marker")
+    p.add_argument("--wait-for")
+    p.add_argument("--hang-in-fit", action="store_true")
+    args = p.parse_args()
+    summary = run_client(AddConstant(args), args.address, client_id=args.client_id,
+                         max_reconnect_s=30.0)
+    print(json.dumps({"client_id": summary.client_id, "tasks": summary.tasks_completed,
+                      "rounds": summary.rounds, "finished": summary.finished}))
+    assert "torch" not in sys.modules, "the NumPy-only client must not import torch"
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
