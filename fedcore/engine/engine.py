@@ -18,8 +18,8 @@ from fedcore.engine.config import EngineConfig, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RoundRecord
-from fedcore.engine.registry import Registry
-from fedcore.engine.selection import round_rng, select_clients
+from fedcore.engine.registry import ClientRegistry, Registry
+from fedcore.engine.selection import round_rng
 from fedcore.engine.task_round import TaskRound
 from fedcore.messages import (
     PROTOCOL_VERSION,
@@ -74,14 +74,17 @@ class RoundEngine:
         *,
         initial_params: Params | None = None,
         token_source: Callable[[int], bytes] | None = None,
+        registry: ClientRegistry | None = None,
     ) -> None:
         self.config = config
         self.strategy = strategy
-        self._registry = (
-            Registry(config.client_timeout_s, token_source)
-            if token_source
-            else Registry(config.client_timeout_s)
-        )
+        self._registry: ClientRegistry
+        if registry is not None:
+            self._registry = registry
+        elif token_source is not None:
+            self._registry = Registry(config.client_timeout_s, token_source)
+        else:
+            self._registry = Registry(config.client_timeout_s)
         self._model = RoundModel.of(initial_params) if initial_params is not None else None
         self._phase = Phase.WAITING
         self._round = 0
@@ -112,6 +115,11 @@ class RoundEngine:
     def open_task_id(self) -> str | None:
         """The id of the task round now open, if any."""
         return self._task.task_id if self._task else None
+
+    def open_clients(self) -> list[str]:
+        """Clients whose task in the open round is still outstanding (sorted)."""
+        task = self._task
+        return sorted(c for c in task.selected if task.is_open_for(c)) if task else []
 
     @property
     def records(self) -> list[RoundRecord]:
@@ -196,7 +204,10 @@ class RoundEngine:
         return expected
 
     def submit(self, result: TaskResult, *, now: float) -> None:
-        """Accept a complete result: validate everything, then fold it in."""
+        """Accept a complete result: validate everything, then fold it in.
+
+        The engine takes ownership of `result.tensors`: aggregators may scale them in place.
+        """
         header = result.header
         expected = self.check_result(header, now=now)
         task = self._open_task(header.client_id, header.task_id)
@@ -286,13 +297,13 @@ class RoundEngine:
                 self._try_start(now)
 
     def _try_start(self, now: float) -> None:
-        available = self._registry.available(now)
+        available = self._registry.count_available(now)
         if self._model is None:
             if available:
                 self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
                 self._phase = Phase.INITIALIZING
             return
-        if len(available) < self.config.train.min_available:
+        if available < self.config.train.min_available:
             return
         self._round += 1
         self._draft = _Draft(round=self._round, opened_at=now)
@@ -301,18 +312,18 @@ class RoundEngine:
         self._phase = Phase.TRAINING
 
     def _open(
-        self, kind: TaskKind, sel: SelectionConfig, available: list[str], now: float
+        self, kind: TaskKind, sel: SelectionConfig, available: int, now: float
     ) -> TaskRound:
         self._task_seq += 1
         rng = round_rng(self.config.seed, self._round, f"{kind.value}/{self._task_seq}")
-        selected = select_clients(available, sel.to_select(len(available)), rng)
+        selected = self._registry.select(sel.to_select(available), rng, now)
         timeout = self.config.eval_timeout_s if kind is TaskKind.EVALUATE else self.config.round_timeout_s
         self._task = TaskRound(
             kind=kind,
             number=self._round,
             task_id=f"t{self._task_seq}-{kind.value}-r{self._round}",
             selected=frozenset(selected),
-            target=sel.target(len(available)),
+            target=sel.target(available),
             min_results=sel.min_results,
             opened_at=now,
             deadline=now + timeout,
@@ -340,9 +351,9 @@ class RoundEngine:
         self._model = RoundModel.of(self.strategy.apply(self._model.params, aggregate))
         draft.metrics.update(aggregate.measurements)
         if self._evaluation_due():
-            available = self._registry.available(now)
+            available = self._registry.count_available(now)
             assert self.config.evaluate is not None
-            if len(available) >= self.config.evaluate.min_results:
+            if available >= self.config.evaluate.min_results:
                 self._open(TaskKind.EVALUATE, self.config.evaluate, available, now)
                 self._phase = Phase.EVALUATING
                 return

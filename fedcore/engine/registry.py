@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import hmac
+import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fedcore.engine.errors import EngineError, Reason
+from fedcore.engine.selection import select_clients
+
+
+class ClientRegistry(Protocol):
+    """Who may be selected. `Registry` holds real clients; simulations use a virtual one."""
+
+    def join(self, client_id: str, *, now: float, properties: dict[str, str]) -> bytes: ...
+
+    def authenticate(self, client_id: str, session: bytes) -> object: ...
+
+    def touch(self, client_id: str, now: float) -> None: ...
+
+    def remove(self, client_id: str) -> None: ...
+
+    def exclude(self, client_id: str, reason: str) -> None: ...
+
+    def available(self, now: float) -> list[str]: ...
+
+    def count_available(self, now: float) -> int: ...
+
+    def select(self, count: int, rng: random.Random, now: float) -> list[str]: ...
 
 
 @dataclass(slots=True)
@@ -76,6 +99,14 @@ class Registry:
             for c in self._clients.values()
             if now - c.last_seen <= self._timeout_s and not c.excluded_reason
         ]
+
+    def count_available(self, now: float) -> int:
+        """How many clients `available` would list."""
+        return len(self.available(now))
+
+    def select(self, count: int, rng: random.Random, now: float) -> list[str]:
+        """`count` available clients, uniformly at random."""
+        return select_clients(self.available(now), count, rng)
 
     def __len__(self) -> int:
         return len(self._clients)
