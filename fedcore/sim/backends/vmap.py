@@ -17,6 +17,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.utils.rnn import pad_sequence
 
 from fedcore.params import Params
 from fedcore.sim.backends.sequential import (
@@ -170,10 +171,9 @@ def _stacked_orders(
     """(clients, epochs, padded length) example orders, and where they are real examples."""
     batch, epochs = settings.batch_size, settings.local_epochs
     padded = -(-max(sizes) // batch) * batch
-    orders = torch.zeros((len(sizes), epochs, padded), dtype=torch.int64)
-    for i, (size, seed) in enumerate(zip(sizes, seeds)):
-        orders[i, :, :size] = torch.stack(epoch_orders(size, epochs=epochs, seed=seed))
-    valid = torch.arange(padded).expand(len(sizes), epochs, padded) < torch.tensor(sizes).view(
-        -1, 1, 1
-    )
+    perms = [p for n, s in zip(sizes, seeds) for p in epoch_orders(n, epochs=epochs, seed=s)]
+    flat = pad_sequence(perms, batch_first=True)  # (clients * epochs, longest), zero-padded
+    orders = nn.functional.pad(flat, (0, padded - flat.shape[1])).view(len(sizes), epochs, padded)
+    lengths = torch.tensor(sizes).view(-1, 1, 1)
+    valid = torch.arange(padded).expand(len(sizes), epochs, padded) < lengths
     return orders, valid

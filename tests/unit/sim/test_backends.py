@@ -7,7 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from fedcore.sim.backends.sequential import LocalResult, epoch_orders, train_sequential
+from fedcore.sim.backends.sequential import (
+    LocalResult,
+    cross_entropy_per_example,
+    epoch_orders,
+    train_sequential,
+)
 from fedcore.sim.backends.vmap import plan_chunks, train_vectorised
 
 FEATURES, CLASSES = 6, 4
@@ -125,3 +130,12 @@ def test_chunks_bound_count_and_padding() -> None:
     for chunk in chunks:
         steps = -(-sizes[chunk] // 10)
         assert len(chunk) <= 3 and steps.max() <= 2 * steps.min()
+
+
+def test_default_loss_is_cross_entropy() -> None:
+    logits, labels = (
+        torch.randn(7, 5, generator=torch.Generator().manual_seed(0)),
+        torch.arange(7) % 5,
+    )
+    expected = nn.functional.cross_entropy(logits, labels, reduction="none")
+    torch.testing.assert_close(cross_entropy_per_example(logits, labels), expected)
