@@ -2,13 +2,18 @@
 
 `python -m benchmarks.simulation --clients N` runs 3 rounds with every client selected
 (50 examples each, 60 features, 10 classes), multinomial logistic regression, 1 local epoch,
-batch 10, SGD lr 0.01, and prints one JSON line. The clients' data is generated once, before timing
-(`data_setup_s`), and served by partition index as a partitioned dataset would be; a round's
-time covers gathering the selected clients' data, training, and folding every update into a
-WeightedMean. Both backends are warmed up on two clients first. The sequential backend trains the same clients from the same global model in the same
-rounds; above `--sequential-clients` it trains only that many and its time is scaled
-linearly (`sequential_scaled_from`), and `max_update_diff` compares the two backends'
-updates for the clients both trained.
+batch 10, SGD lr 0.01, and prints one JSON line.
+
+- The clients' data is generated once, before timing (`data_setup_s`), and served by
+  partition index, as a partitioned dataset would be.
+- A round's time covers gathering the selected clients' data, deriving their seeds,
+  training, and folding every update into a WeightedMean. Both backends are warmed up on
+  two clients first; torch uses `--threads` intra-op threads (1 by default: tiny ops on a
+  shared 2-core machine run faster without thread hand-offs, for both backends).
+- The sequential backend trains the same clients from the same global model in the same
+  rounds; above `--sequential-clients` it trains only that many and its time is scaled
+  linearly (`sequential_scaled_from`). `max_update_diff` compares the two backends'
+  updates for the clients both trained.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import os
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -28,6 +32,7 @@ from torch import nn
 
 from fedcore.aggregate import WeightedMean
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
+from fedcore.messages import TrainConfig
 from fedcore.params import Array, Params, add
 from fedcore.sim.backends.sequential import LocalData, LocalResult, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
@@ -38,14 +43,7 @@ Backend = Callable[..., Iterator[LocalResult]]
 SAMPLES = 50
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
-    """The benchmark's local training: 1 epoch, batch 10, lr 0.01, plain FedAvg."""
-
-    local_epochs: int = 1
-    batch_size: int = 10
-    learning_rate: float = 0.01
-    proximal_mu: float = 0.0
+SETTINGS = TrainConfig(local_epochs=1, batch_size=10, learning_rate=0.01)
 
 
 def fold(
@@ -72,7 +70,7 @@ def run_round(
     begin = time.perf_counter()
     data: list[LocalData] = [population.load(i) for i in indices]
     seeds = population.train_seeds(indices, round_number).tolist()
-    update, kept = fold(backend(params, data, seeds=seeds, settings=Settings()), keep)
+    update, kept = fold(backend(params, data, seeds=seeds, settings=SETTINGS), keep)
     return time.perf_counter() - begin, update, kept
 
 
@@ -83,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sequential-clients", type=int, default=1000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(args.seed)
     model = nn.Linear(NUM_FEATURES, NUM_CLASSES)

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from fedcore.messages import TrainConfig
 from fedcore.sim.backends.sequential import (
     LocalResult,
     cross_entropy_per_example,
@@ -18,12 +17,8 @@ from fedcore.sim.backends.vmap import plan_chunks, train_vectorised
 FEATURES, CLASSES = 6, 4
 
 
-@dataclass(frozen=True)
-class Settings:
-    local_epochs: int = 3
-    batch_size: int = 5
-    learning_rate: float = 0.1
-    proximal_mu: float = 0.0
+def _settings(*, proximal_mu: float = 0.0) -> TrainConfig:
+    return TrainConfig(local_epochs=3, batch_size=5, learning_rate=0.1, proximal_mu=proximal_mu)
 
 
 def _mlp() -> nn.Module:
@@ -50,7 +45,7 @@ def _by_client(results: list[LocalResult]) -> dict[int, LocalResult]:
 @pytest.mark.parametrize("mu", [0.0, 0.5])
 @pytest.mark.parametrize("chunk_size", [2, 100])
 def test_vectorised_matches_sequential_with_unequal_sizes(mu: float, chunk_size: int) -> None:
-    model, settings = _mlp(), Settings(proximal_mu=mu)
+    model, settings = _mlp(), _settings(proximal_mu=mu)
     start = _global(model)
     clients, seeds = _clients([7, 23, 50, 1, 13, 5]), [11, 12, 13, 14, 15, 16]
 
@@ -78,7 +73,7 @@ def test_vectorised_matches_sequential_with_unequal_sizes(mu: float, chunk_size:
 
 
 def test_a_client_trains_the_same_alone_and_in_a_crowd() -> None:
-    model, settings = _mlp(), Settings()
+    model, settings = _mlp(), _settings()
     start = _global(model)
     clients = _clients([9, 40, 3])
     crowd = _by_client(
@@ -94,14 +89,14 @@ def test_seed_changes_batch_order_and_result() -> None:
     assert not torch.equal(
         epoch_orders(20, epochs=1, seed=3)[0], epoch_orders(20, epochs=1, seed=4)[0]
     )
-    model, settings = _mlp(), Settings()
+    model, settings = _mlp(), _settings()
     clients = _clients([20]) * 2
     a, b = train_sequential(model, _global(model), clients, seeds=[1, 2], settings=settings)
     assert not np.allclose(a.update["0.weight"], b.update["0.weight"])
 
 
 def test_sequential_leaves_no_state_between_clients() -> None:
-    model, settings = _mlp(), Settings()
+    model, settings = _mlp(), _settings()
     clients = _clients([10, 30])
     both = list(train_sequential(model, _global(model), clients, seeds=[5, 6], settings=settings))
     model2 = _mlp()
@@ -112,7 +107,7 @@ def test_sequential_leaves_no_state_between_clients() -> None:
 
 
 def test_inputs_are_validated() -> None:
-    model, settings = _mlp(), Settings()
+    model, settings = _mlp(), _settings()
     clients = _clients([4])
     with pytest.raises(ValueError, match="seeds"):
         list(train_vectorised(model, _global(model), clients, seeds=[1, 2], settings=settings))
