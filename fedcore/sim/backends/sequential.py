@@ -125,7 +125,8 @@ def _train_one(
     with torch.no_grad():
         for name, tensor in params.items():
             tensor.copy_(start[name])
-    features, labels = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.int64)
+    dtype = next(iter(start.values())).dtype
+    features, labels = torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=torch.int64)
     loss_sum = torch.zeros((), dtype=torch.float64)
     for order in epoch_orders(len(labels), epochs=settings.local_epochs, seed=seed):
         for batch in torch.split(order, settings.batch_size):

@@ -120,6 +120,7 @@ def _train_chunk(
     dev = next(iter(start.values())).device
     sizes = [len(y) for _, y in data]
     x, y = (torch.from_numpy(a).to(dev) for a in _pad_stack(data))
+    x = x.to(next(iter(start.values())).dtype)
     orders, valid = _stacked_orders(sizes, [int(seeds[p]) for p in positions], settings)
     orders, valid = orders.to(dev), valid.to(dev, dtype=x.dtype)
     params = {n: v.unsqueeze(0).repeat(len(data), *([1] * v.dim())) for n, v in start.items()}

@@ -134,3 +134,28 @@ def test_default_loss_is_cross_entropy() -> None:
     )
     expected = nn.functional.cross_entropy(logits, labels, reduction="none")
     torch.testing.assert_close(cross_entropy_per_example(logits, labels), expected)
+
+
+def test_a_small_cnn_trains_the_same_in_both_backends() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, CLASSES)
+    )
+    start = _global(model)
+    rng = np.random.default_rng(2)
+    clients = [
+        (rng.random((n, 1, 6, 6)), rng.integers(0, CLASSES, n))  # float64 features are cast
+        for n in (4, 11, 7)
+    ]
+    settings = TrainConfig(local_epochs=2, batch_size=3, learning_rate=0.2, proximal_mu=0.1)
+
+    seq = list(train_sequential(model, start, clients, seeds=[1, 2, 3], settings=settings))
+    vec = _by_client(
+        list(train_vectorised(model, start, clients, seeds=[1, 2, 3], settings=settings))
+    )
+
+    for expected in seq:
+        for name, value in expected.update.items():
+            np.testing.assert_allclose(
+                vec[expected.client].update[name], value, rtol=1e-4, atol=1e-6
+            )
