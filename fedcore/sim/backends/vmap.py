@@ -156,10 +156,12 @@ def _results(
 
 
 def _pad_stack(data: Sequence[LocalData]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    longest = max(len(y) for _, y in data)
+    lengths = {len(y) for _, y in data}
+    if len(lengths) == 1:  # the common case: no padding, one C-level copy
+        return np.stack([x for x, _ in data]), np.stack([y for _, y in data]).astype(np.int64)
     first = np.asarray(data[0][0])
-    x = np.zeros((len(data), longest, *first.shape[1:]), dtype=first.dtype)
-    y = np.zeros((len(data), longest), dtype=np.int64)
+    x = np.zeros((len(data), max(lengths), *first.shape[1:]), dtype=first.dtype)
+    y = np.zeros((len(data), max(lengths)), dtype=np.int64)
     for i, (features, labels) in enumerate(data):
         x[i, : len(labels)] = features
         y[i, : len(labels)] = labels
