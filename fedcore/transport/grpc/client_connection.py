@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -60,6 +61,8 @@ class GrpcConnection:
         self._chunk_bytes = chunk_bytes
         self._timeout = rpc_timeout_s
         self.session = b""
+        self._lock = threading.Lock()
+        self._inflight: grpc.Future | None = None
 
     @property
     def joined(self) -> bool:
@@ -83,33 +86,37 @@ class GrpcConnection:
         """Ask for work (the coordinator may hold the call while it waits for a round)."""
         request = pb.TaskRequest(credentials=self._credentials())
         future = self._stub.GetTask.future(request, timeout=timeout_s)
-        if stop is not None:
-            answered = threading.Event()
-            future.add_done_callback(lambda _: answered.set())
-            while not answered.wait(0.1):
-                if stop.is_set():
-                    future.cancel()
-                    raise StopRequested("stopped while waiting for work")
-        return convert.task_reply_from_proto(future.result())
+        return convert.task_reply_from_proto(self._await(future, stop, "waiting for work"))
 
-    def download(self, task: Task) -> dict[str, Array]:
+    def download(self, task: Task, stop: threading.Event | None = None) -> dict[str, Array]:
         """The task's global model, reassembled from its chunks and checked against the task."""
-        stream: Iterator[pb.ModelChunk] = self._stub.DownloadModel(
+        stream = self._stub.DownloadModel(
             pb.DownloadRequest(credentials=self._credentials(), task_id=task.task_id),
             timeout=self._timeout + task.time_left_s,
         )
+        self._track(stream)
         assembler: PayloadAssembler | None = None
-        for msg in stream:
-            if assembler is None:
-                spec = convert.spec_from_proto(msg.spec)
-                check_matches(spec, task.model_spec)
-                assembler = PayloadAssembler(spec)
-            assembler.add(msg.chunk.offset, msg.chunk.data)
+        try:
+            for msg in stream:
+                if stop is not None and stop.is_set():
+                    stream.cancel()
+                    raise StopRequested("stopped while downloading the model")
+                if assembler is None:
+                    spec = convert.spec_from_proto(msg.spec)
+                    check_matches(spec, task.model_spec)
+                    assembler = PayloadAssembler(spec)
+                assembler.add(msg.chunk.offset, msg.chunk.data)
+        except grpc.RpcError as err:
+            if err.code() is grpc.StatusCode.CANCELLED and stop is not None and stop.is_set():
+                raise StopRequested("stopped while downloading the model") from err
+            raise
+        finally:
+            self._track(None)
         if assembler is None:
             raise WireError("the coordinator sent no model")
         return assembler.finish()
 
-    def submit(self, result: TaskResult) -> None:
+    def submit(self, result: TaskResult, stop: threading.Event | None = None) -> None:
         """Stream a result: the header, then the tensors in chunks."""
         header = convert.result_header_to_proto(result.header, self.session)
 
@@ -118,7 +125,16 @@ class GrpcConnection:
             for offset, data in iter_chunks(result.tensors, self._chunk_bytes):
                 yield pb.ResultChunk(chunk=tpb.Chunk(offset=offset, data=data))
 
-        self._stub.SubmitResult(messages(), timeout=self._timeout + 600.0)
+        future = self._stub.SubmitResult.future(messages(), timeout=self._timeout + 600.0)
+        self._await(future, stop, "uploading the result")
+
+    def cancel_current(self) -> None:
+        """Cancel the call in flight, if any (from any thread); it raises `StopRequested`
+        when the stop event given to it is set, `grpc.RpcError` (CANCELLED) otherwise."""
+        with self._lock:
+            call = self._inflight
+        if call is not None:
+            call.cancel()
 
     def leave(self) -> None:
         """Tell the coordinator this client is going (best effort)."""
@@ -129,6 +145,31 @@ class GrpcConnection:
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
+
+    def _await(self, future: grpc.Future, stop: threading.Event | None, doing: str) -> Any:
+        """The future's result; cancels it and raises `StopRequested` when `stop` is set."""
+        self._track(future)
+        try:
+            if stop is not None:
+                answered = threading.Event()
+                future.add_done_callback(lambda _: answered.set())
+                while not answered.wait(0.05):
+                    if stop.is_set():
+                        future.cancel()
+                        raise StopRequested(f"stopped while {doing}")
+            return future.result()
+        except grpc.FutureCancelledError as err:
+            raise StopRequested(f"cancelled while {doing}") from err
+        except grpc.RpcError as err:
+            if err.code() is grpc.StatusCode.CANCELLED and stop is not None and stop.is_set():
+                raise StopRequested(f"stopped while {doing}") from err
+            raise
+        finally:
+            self._track(None)
+
+    def _track(self, call: grpc.Future | None) -> None:
+        with self._lock:
+            self._inflight = call
 
     def _credentials(self) -> pb.Credentials:
         return pb.Credentials(client_id=self.client_id, session=self.session)
