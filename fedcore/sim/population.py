@@ -7,7 +7,7 @@ partition index; none of these is stored. Only clients that carry state between 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +89,23 @@ class Population:
     def _check(self, index: int) -> None:
         if not 0 <= index < self._size:
             raise IndexError(f"client {index} is outside the population of {self._size}")
+
+
+def partitioned_data(
+    x: npt.NDArray[np.floating],
+    y: npt.NDArray[np.integer],
+    parts: Sequence[npt.NDArray[np.int64]],
+) -> DataSource:
+    """A data source serving partition i as `(x[parts[i]], y[parts[i]])`, e.g. from
+    `fedcore.data.partition`; the slices are made when a client is loaded."""
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} feature rows for {len(y)} labels")
+
+    def load(partition: int) -> LocalData:
+        rows = parts[partition]
+        return x[rows], y[rows]
+
+    return load
 
 
 def mix_seeds(seed: int, values: Seeds) -> Seeds:

@@ -100,9 +100,24 @@ def train_sequential(
     """Train each client in turn on `model` (its parameters are overwritten) and yield results.
 
     Buffers (e.g. batch-norm statistics) are restored before every client and not reported.
+    Inputs are checked at the call, training happens as results are consumed.
+
+    Raises:
+        ValueError: inconsistent model, params, data, seeds or settings.
     """
     check_inputs(model, global_params, clients, seeds, settings)
     start = {name: torch.as_tensor(np.asarray(value)) for name, value in global_params.items()}
+    return _train_each(model, start, clients, seeds, settings, loss_fn)
+
+
+def _train_each(
+    model: nn.Module,
+    start: dict[str, torch.Tensor],
+    clients: Sequence[LocalData],
+    seeds: Sequence[int],
+    settings: TrainSettings,
+    loss_fn: PerExampleLoss,
+) -> Iterator[LocalResult]:
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     for position, ((x, y), seed) in enumerate(zip(clients, seeds)):
         with torch.no_grad():

@@ -53,6 +53,7 @@ def train_vectorised(
     Clients are grouped by size (at most `chunk_size` per chunk, and no client padded to
     more than twice its number of batches), so results arrive out of input order: use
     `LocalResult.client`. `model` is only a template; its own parameters are not touched.
+    Inputs are checked at the call; each chunk trains when its first result is consumed.
 
     Raises:
         ValueError: inconsistent inputs, a model with buffers, or `chunk_size < 1`.
@@ -66,8 +67,12 @@ def train_vectorised(
     start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in global_params.items()}
     step = _make_step(model, loss_fn, settings.learning_rate, settings.proximal_mu)
     sizes = np.array([len(y) for _, y in clients], dtype=np.int64)
-    for chunk in plan_chunks(sizes, batch_size=settings.batch_size, chunk_size=chunk_size):
-        yield from _train_chunk(step, start, [clients[i] for i in chunk], chunk, seeds, settings)
+    chunks = plan_chunks(sizes, batch_size=settings.batch_size, chunk_size=chunk_size)
+    return (
+        result
+        for chunk in chunks
+        for result in _train_chunk(step, start, [clients[i] for i in chunk], chunk, seeds, settings)
+    )
 
 
 def plan_chunks(

@@ -110,12 +110,12 @@ def test_inputs_are_validated() -> None:
     model, settings = _mlp(), _settings()
     clients = _clients([4])
     with pytest.raises(ValueError, match="seeds"):
-        list(train_vectorised(model, _global(model), clients, seeds=[1, 2], settings=settings))
+        train_vectorised(model, _global(model), clients, seeds=[1, 2], settings=settings)
     with pytest.raises(ValueError, match="differ from the model"):
-        list(train_sequential(model, {"w": np.zeros(1)}, clients, seeds=[1], settings=settings))
+        train_sequential(model, {"w": np.zeros(1)}, clients, seeds=[1], settings=settings)
     bn = nn.Sequential(nn.Linear(FEATURES, CLASSES), nn.BatchNorm1d(CLASSES))
     with pytest.raises(ValueError, match="buffers"):
-        list(train_vectorised(bn, _global(bn), clients, seeds=[1], settings=settings))
+        train_vectorised(bn, _global(bn), clients, seeds=[1], settings=settings)
 
 
 def test_chunks_bound_count_and_padding() -> None:

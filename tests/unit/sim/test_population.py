@@ -6,8 +6,9 @@ from functools import partial
 import numpy as np
 import pytest
 
+from fedcore.data.partition import iid_partition
 from fedcore.data.synthetic import synthetic_client
-from fedcore.sim.population import ClientStateStore, Population
+from fedcore.sim.population import ClientStateStore, Population, partitioned_data
 
 _data = partial(synthetic_client, 1.0, 1.0, seed=0, samples_per_client=20)
 
@@ -74,3 +75,11 @@ def test_state_store_round_trips_compactly() -> None:
         store.put(6, {"c": np.zeros(3, dtype=np.float32), "steps": np.array([0])})
     store.drop(5)
     assert len(store) == 0
+
+
+def test_partitioned_data_serves_a_partitioner_output() -> None:
+    x, y = np.arange(20, dtype=np.float32).reshape(10, 2), np.arange(10) % 3
+    parts = iid_partition(10, 3, seed=0)
+    population = Population(3, seed=0, data=partitioned_data(x, y, parts))
+    features, labels = population.load(2)
+    assert np.array_equal(labels, y[parts[2]]) and np.array_equal(features, x[parts[2]])
