@@ -20,6 +20,7 @@ from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.selection import round_rng
+from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
 from fedcore.engine.task_round import TaskRound
 from fedcore.messages import (
     PROTOCOL_VERSION,
@@ -94,6 +95,32 @@ class RoundEngine:
         self._draft: _Draft | None = None
         self._records: list[RoundRecord] = []
         self._unread = 0
+        self._boundary: EngineSnapshot | None = None
+
+    @classmethod
+    def restore(
+        cls,
+        config: EngineConfig,
+        strategy: Strategy,
+        snapshot: EngineSnapshot,
+        *,
+        token_source: Callable[[int], bytes] | None = None,
+        registry: ClientRegistry | None = None,
+    ) -> RoundEngine:
+        """An engine that goes on from `snapshot` (a round boundary); clients must join again."""
+        if snapshot.round > config.num_rounds:
+            raise ValueError(
+                f"snapshot is at round {snapshot.round}, past num_rounds ({config.num_rounds})"
+            )
+        engine = cls(config, strategy, initial_params=snapshot.params, token_source=token_source,
+                     registry=registry)
+        if isinstance(strategy, StatefulStrategy):
+            strategy.load_state_arrays(snapshot.strategy_state)
+        engine._round, engine._task_seq = snapshot.round, snapshot.task_seq
+        engine._records = list(snapshot.records)
+        engine._boundary = snapshot
+        engine._phase = Phase.DONE if snapshot.round >= config.num_rounds else Phase.WAITING
+        return engine
 
     # ----------------------------------------------------------------- queries
     @property
@@ -125,6 +152,10 @@ class RoundEngine:
     def records(self) -> list[RoundRecord]:
         """Every completed round so far."""
         return list(self._records)
+
+    def snapshot(self) -> EngineSnapshot | None:
+        """The state after the last completed round (None before one completed)."""
+        return self._boundary
 
     def pop_new_records(self) -> list[RoundRecord]:
         """Rounds completed since the last call (for logging and history writers)."""
@@ -396,6 +427,14 @@ class RoundEngine:
         self._unread += 1
         self._draft = None
         self._phase = Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING
+        assert self._model is not None
+        self._boundary = EngineSnapshot(
+            round=self._round, task_seq=self._task_seq, params=self._model.params,
+            records=tuple(self._records),
+            strategy_state=(
+                self.strategy.state_arrays() if isinstance(self.strategy, StatefulStrategy) else {}
+            ),
+        )
 
     def _evaluation_due(self) -> bool:
         cfg = self.config

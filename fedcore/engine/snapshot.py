@@ -1,0 +1,52 @@
+"""The engine's state at a round boundary, as plain data: what a checkpoint holds.
+
+The engine hands out and takes back an `EngineSnapshot`; a driver decides where it is stored
+(see `fedcore.engine.checkpoint`). Connected clients are not part of it: after a restart they
+are unknown, get NOT_FOUND on their next call, and join again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from fedcore.engine.records import RoundRecord
+from fedcore.params import Array
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSnapshot:
+    """Everything needed to go on after round `round` as if the run had never stopped.
+
+    Args:
+        round: completed training rounds.
+        task_seq: task rounds opened so far (it seeds client selection).
+        params: the global model after round `round`.
+        records: the history of the completed rounds.
+        strategy_state: a stateful strategy's tensors (e.g. server-optimizer moments).
+    """
+
+    round: int
+    task_seq: int
+    params: dict[str, Array]
+    records: tuple[RoundRecord, ...] = ()
+    strategy_state: dict[str, Array] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.round < 0 or self.task_seq < 0:
+            raise ValueError(f"round and task_seq must be >= 0, got {self.round}, {self.task_seq}")
+        if not self.params:
+            raise ValueError("a snapshot needs the global model")
+
+
+@runtime_checkable
+class StatefulStrategy(Protocol):
+    """A strategy with state that must survive a restart (optional; FedAvg has none)."""
+
+    def state_arrays(self) -> dict[str, Array]:
+        """The strategy's state as named tensors."""
+        ...
+
+    def load_state_arrays(self, state: dict[str, Array]) -> None:
+        """Take back what `state_arrays` returned."""
+        ...
