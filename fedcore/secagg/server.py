@@ -292,18 +292,23 @@ class SecAggServer:
     def _request_unmask(
         self, recipients: frozenset[int], *, signatures: tuple[ConsistencySignature, ...]
     ) -> list[ServerMessage]:
-        dropped = self._u2 - self._u3
+        dropped, threshold = self._u2 - self._u3, self._spec.config.threshold
         requests = {}
         for c in sorted(recipients):
             holders = self._graph.holders(c)
+            survivors = tuple(sorted(self._u3 & holders))
+            if len(survivors) < threshold:
+                continue  # it would refuse: too few survivors around it to hide among
             requests[c] = UnmaskRequest(
                 recipient=c,
-                survivors=tuple(sorted(self._u3 & holders)),
+                survivors=survivors,
                 dropped=tuple(sorted(dropped & holders)),
                 signatures=signatures,
             )
+        if not requests:
+            return self._abort(f"no survivor has t={threshold} surviving neighbours")
         self._requests = requests
-        self._next_phase(Phase.COLLECT_UNMASK, recipients)
+        self._next_phase(Phase.COLLECT_UNMASK, frozenset(requests))
         return list(requests.values())
 
     def _close_unmask(self) -> list[ServerMessage]:

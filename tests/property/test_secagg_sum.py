@@ -52,7 +52,7 @@ def _full_mode_should_abort(spec, drops) -> bool:
     return False
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rounds())
 def test_sum_is_exact_or_the_round_aborts_for_a_stated_reason(case):
     spec, drops, seed = case
