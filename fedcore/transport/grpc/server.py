@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcore.engine.engine import Phase, RoundEngine
 from fedcore.engine.records import RoundRecord
+from fedcore.transport.grpc.observer import ObserverInterceptor, ServerObserver
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.transport.grpc.coordinator_service import CoordinatorService
 
@@ -34,6 +35,7 @@ class CoordinatorServer:
         long_poll_s: how long a GetTask may wait for work before answering "wait".
         linger_s: how long to keep serving after the run ends, so clients hear "done".
         tick_s: how often deadlines are checked.
+        observer: told of RPCs, joins, ticks and rounds (metrics, run store); see `observer`.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class CoordinatorServer:
         long_poll_s: float = 5.0,
         linger_s: float = 3.0,
         tick_s: float = 0.2,
+        observer: ServerObserver | None = None,
     ) -> None:
         self.engine = engine
         self.address = address
@@ -56,6 +59,7 @@ class CoordinatorServer:
         self._long_poll_s = long_poll_s
         self._linger_s = linger_s
         self._tick_s = tick_s
+        self._observer = observer
         self._port = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,9 +114,11 @@ class CoordinatorServer:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         server = grpc.aio.server(
+            interceptors=[ObserverInterceptor(self._observer)] if self._observer else None,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),  # a second coordinator on the port must fail
             ]
         )
         service = CoordinatorService(
@@ -135,6 +141,7 @@ class CoordinatorServer:
         while not self._stop_requested.is_set():
             service.tick()
             self._emit_records()
+            self._report_tick(service)
             if self.engine.phase is Phase.DONE and done_at is None:
                 done_at = time.monotonic()
                 log.info("run finished; serving %.1fs more so clients hear it", self._linger_s)
@@ -158,6 +165,16 @@ class CoordinatorServer:
             )
             if self._on_round is not None:
                 self._on_round(record)
+            if self._observer is not None:
+                self._observer.round_completed(record)
+
+    def _report_tick(self, service: CoordinatorService) -> None:
+        if self._observer is not None:
+            self._observer.engine_ticked(
+                connected=len(self.engine.available_clients(service.clock())),
+                outstanding=len(self.engine.open_clients()),
+                round_number=self.engine.round_number,
+            )
 
 
 def _fmt(value: float | None) -> str:
