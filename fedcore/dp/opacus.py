@@ -154,22 +154,30 @@ def train_private(
     proximal_mu: float = 0.0,
     global_state: Mapping[str, torch.Tensor] | None = None,
     noise_generator: torch.Generator | None = None,
+    secure_mode: bool = False,
 ) -> LocalTrainResult:
     """Train `model` in place with DP-SGD for `epochs`; record the steps in `accountant`.
 
-    The batch size is the loader's (expected batch size under Poisson sampling). With
-    `proximal_mu > 0` the FedProx term `mu/2 ||w - global_state||^2` is added to the objective.
-    The steps taken are recorded even when training fails part-way.
+    The batch size is the loader's (expected batch size under Poisson sampling; the loader's
+    own generator, if any, drives the sampling). With `proximal_mu > 0` the FedProx term
+    `mu/2 ||w - global_state||^2` is added to the objective. `noise_generator` makes the noise
+    reproducible for tests; `secure_mode` is Opacus' CSPRNG mode for deployment (needs
+    torchcsprng, excludes `noise_generator`). The steps taken are recorded even when training
+    fails part-way.
 
     Raises:
         ValueError: a bad argument, or a model Opacus cannot make private (fix it first with
             `opacus.validators.ModuleValidator.fix`, e.g. BatchNorm -> GroupNorm).
     """
     _check_train_args(noise_multiplier, max_grad_norm, epochs, proximal_mu, global_state)
+    criterion = criterion or nn.CrossEntropyLoss()
+    if getattr(criterion, "reduction", "mean") != "mean":
+        raise ValueError("criterion must average over the batch (reduction='mean'), as Opacus "
+                         "is told; per-sample sums would mis-scale the noise")
     model.to(device)
     model.train()
     plain_names = list(model.state_dict())
-    engine = PrivacyEngine(accountant=accountant.mechanism.value)
+    engine = PrivacyEngine(accountant=accountant.mechanism.value, secure_mode=secure_mode)
     wrapped, optimizer, private_loader = engine.make_private(
         module=model,
         optimizer=optimizer_factory(model.parameters()),
@@ -183,7 +191,7 @@ def train_private(
     try:
         loss, steps = _run_epochs(
             wrapped, optimizer, private_loader, epochs, device,
-            criterion or nn.CrossEntropyLoss(), proximal_mu, anchors,
+            criterion, proximal_mu, anchors,
         )
         state = _plain_state(wrapped, plain_names)
     finally:

@@ -193,5 +193,11 @@ def test_trains_on_cuda_and_returns_cpu_state(make_model, make_loader, sgd):
 def test_model_opacus_cannot_handle_gets_a_clear_error(make_loader, sgd):
     model = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
 
-    with pytest.raises(Exception, match="(?i)batchnorm"):
+    with pytest.raises(ValueError, match="(?i)batchnorm"):
         _train(model, make_loader(), sgd, PrivacyAccountant())
+
+
+def test_summing_criterion_is_refused(make_model, make_loader, sgd):
+    with pytest.raises(ValueError, match="reduction='mean'"):
+        _train(make_model(), make_loader(), sgd, PrivacyAccountant(),
+               criterion=nn.CrossEntropyLoss(reduction="sum"))
