@@ -1,22 +1,62 @@
 """The client SDK: define what training means for your app, then connect it to a coordinator.
 
-    app = TorchApp(model, train_loader=train, test_loader=test)
-    run_client(app, "coordinator:8080", client_id="clinic-7")          # blocking
-    runner = BackgroundClient(app, "coordinator:8080"); runner.start()  # or in a thread
+    app = FunctionalApp(get_parameters=init, fit=fit, evaluate=evaluate)   # NumPy in and out
+    run_client(app, "coordinator:8080", state_dir="~/.myapp/fl")           # blocking
+    client = BackgroundClient(app, "coordinator:8080", eligible=on_power)  # or in the background
+    client.start(); ...; client.status; ...; client.stop(timeout=10)
+
+Importing this package never imports torch; `fedcore.client.torch_app.TorchApp` does.
 """
 
-from fedcore.client.app import ClientApp, ClientAppError, EvalResult, FitResult
+from fedcore.client.app import (
+    ClientApp,
+    ClientAppError,
+    DeclineTask,
+    EvalResult,
+    FitResult,
+    FunctionalApp,
+)
+from fedcore.client.events import (
+    Callbacks,
+    ClientPhase,
+    ClientStatus,
+    Refused,
+    RefusedBy,
+    Reported,
+    RoundEvent,
+    Selected,
+    Trained,
+)
 from fedcore.client.handler import TaskHandler
-from fedcore.client.runner import BackgroundClient, ClientError, RunSummary, run_client
+from fedcore.client.loop import ClientError, ClientOptions, RunSummary
+from fedcore.client.runner import BackgroundClient, run_client
+from fedcore.client.state import ResumeInfo, StateDir, StateError
+from fedcore.messages import TrainConfig
 
 __all__ = [
     "BackgroundClient",
+    "Callbacks",
     "ClientApp",
     "ClientAppError",
     "ClientError",
+    "ClientOptions",
+    "ClientPhase",
+    "ClientStatus",
+    "DeclineTask",
     "EvalResult",
     "FitResult",
+    "FunctionalApp",
+    "Refused",
+    "RefusedBy",
+    "Reported",
+    "ResumeInfo",
+    "RoundEvent",
     "RunSummary",
+    "Selected",
+    "StateDir",
+    "StateError",
     "TaskHandler",
+    "TrainConfig",
+    "Trained",
     "run_client",
 ]

@@ -6,13 +6,14 @@ same in deployment and in simulation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError
 from fedcore.messages import ResultHeader, Task, TaskKind, TaskResult
-from fedcore.params import Array, Params
+from fedcore.params import Array, Metrics, Params
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 
@@ -67,12 +68,12 @@ class TaskHandler:
         return self._result(task, num_examples=ev.num_examples, metrics=metrics, tensors={})
 
     def _result(
-        self, task: Task, *, num_examples: int, metrics: dict[str, float] | object,
+        self, task: Task, *, num_examples: int, metrics: Metrics,
         tensors: dict[str, Array],
     ) -> TaskResult:
         if num_examples < 1:
             raise ClientAppError(f"num_examples must be >= 1, the app returned {num_examples}")
-        clean = {str(k): float(v) for k, v in dict(metrics).items()}  # type: ignore[call-overload]
+        clean = {str(k): float(v) for k, v in dict(metrics).items()}
         bad = [k for k, v in clean.items() if not math.isfinite(v)]
         if bad:
             raise ClientAppError(f"metrics {bad} are not finite")
@@ -84,6 +85,25 @@ class TaskHandler:
             spec=spec_of(tensors) if tensors else EMPTY_SPEC,
         )
         return TaskResult(header=header, tensors=tensors)
+
+
+def limit_train_time(task: Task, *, local_max_s: float, elapsed_s: float) -> Task | None:
+    """`task` with `train.max_train_s` set to its tightest bound, or None when no time is left.
+
+    The bounds are the coordinator's `max_train_s`, the client's own `local_max_s`, and the time
+    left before the task's deadline (`time_left_s` minus the `elapsed_s` since it arrived);
+    zero means "no bound" for the first two.
+    """
+    bounds = [b for b in (task.train.max_train_s, local_max_s) if b > 0]
+    if task.time_left_s > 0:
+        left = task.time_left_s - elapsed_s
+        if left <= 0:
+            return None
+        bounds.append(left)
+    if not bounds:
+        return task
+    train = dataclasses.replace(task.train, max_train_s=min(bounds))
+    return dataclasses.replace(task, train=train)
 
 
 def _required(params: Params | None, task: Task) -> Params:

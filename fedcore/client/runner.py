@@ -1,64 +1,29 @@
-"""The client's connection loop: join, poll, download, run the task, report; reconnect on failure.
+"""Run a client: blocking (`run_client`) or on a background thread (`BackgroundClient`).
 
-The loop installs no signal handlers and configures no logging; stopping it is the caller's
-choice, through a `threading.Event` or `BackgroundClient.stop()`.
+Neither installs signal handlers nor configures logging; stopping is the host's choice,
+through a `threading.Event` or `BackgroundClient.stop()`.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import os
 import threading
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from types import TracebackType
 
 import grpc
 
-from fedcore.client.app import ClientApp, ClientAppError
-from fedcore.client.handler import TaskHandler
-from fedcore.messages import Done, Task, TaskKind, Wait
-from fedcore.transport.grpc.client_connection import GrpcConnection, StopRequested
-from fedcore.transport.grpc.status import REJOIN, TRANSIENT
-from fedcore.wire.errors import WireError
+from fedcore.client.app import ClientApp
+from fedcore.client.events import Callbacks, ClientPhase, ClientStatus
+from fedcore.client.loop import ClientError, ClientLoop, ClientOptions, RunSummary
+from fedcore.client.state import StateDir
+from fedcore.transport.grpc.client_connection import GrpcConnection
 
 log = logging.getLogger(__name__)
 
-
-class ClientError(RuntimeError):
-    """The client cannot go on (e.g. the coordinator refused its credentials)."""
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """What a client did during `run_client`."""
-
-    client_id: str
-    tasks_completed: int = 0
-    tasks_refused: int = 0
-    reconnects: int = 0
-    finished: bool = False
-    last_error: str = ""
-    rounds: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, reset after a success."""
-
-    initial_s: float = 0.2
-    max_s: float = 10.0
-    rng: random.Random = field(default_factory=random.Random)
-    _attempt: int = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt."""
-        cap = min(self.max_s, self.initial_s * (2**self._attempt))
-        self._attempt += 1
-        return self.rng.uniform(0.5 * cap, cap)
-
-    def reset(self) -> None:
-        """Forget previous failures."""
-        self._attempt = 0
+__all__ = ["BackgroundClient", "ClientError", "RunSummary", "run_client"]
 
 
 def run_client(
@@ -66,144 +31,195 @@ def run_client(
     address: str,
     *,
     client_id: str | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     auth_token: str = "",
     credentials: grpc.ChannelCredentials | None = None,
     stop: threading.Event | None = None,
+    eligible: Callable[[], bool] | None = None,
+    eligibility_check_s: float = 5.0,
+    max_train_s: float = 0.0,
+    callbacks: Callbacks | None = None,
     max_reconnect_s: float = 300.0,
     properties: dict[str, str] | None = None,
 ) -> RunSummary:
     """Serve the coordinator at `address` with `app` until the run ends or `stop` is set.
 
     Args:
-        app: what training and evaluation mean for this client.
+        app: what training and evaluation mean for this client (any `ClientApp`).
         address: host:port of the coordinator.
-        client_id: a stable id (a random one when None).
+        client_id: a stable id; None uses the one kept in `state_dir`, else a random one.
+        state_dir: the client's state directory (see `fedcore.client.state`); None keeps none.
         auth_token: shared token if the coordinator requires one.
         credentials: TLS channel credentials (see `grpc.ssl_channel_credentials`).
         stop: set it (from any thread) to leave cleanly.
+        eligible: asked before taking work; while False the client stays out of selection.
+        eligibility_check_s: how often to ask `eligible` again while it says no.
+        max_train_s: this client's cap on one task's local work in seconds (0: none).
+        callbacks: functions called on round events.
         max_reconnect_s: give up after this long without reaching the coordinator.
         properties: facts about this client shown to the coordinator's operator.
 
     Raises:
         ClientError: the coordinator refused this client for good, or stayed unreachable.
+        StateError: `state_dir` is in use by another client, or belongs to another client id.
     """
-    stop = stop or threading.Event()
-    cid = client_id or f"client-{uuid.uuid4().hex[:12]}"
-    conn = GrpcConnection(address, client_id=cid, auth_token=auth_token, credentials=credentials)
-    handler = TaskHandler(app, cid)
-    summary = RunSummary(client_id=cid)
-    backoff = Backoff()
-    unreachable_s = 0.0
+    options = ClientOptions(
+        eligible=eligible, eligibility_check_s=eligibility_check_s, max_train_s=max_train_s,
+        callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
+        properties=dict(properties or {}),
+    )
+    state = StateDir.open(state_dir) if state_dir is not None else None
     try:
-        while not stop.is_set():
-            try:
-                if not conn.joined:
-                    conn.join(properties)
-                    log.info("%s joined %s", cid, address)
-                reply = conn.get_task(stop)
-                backoff.reset()
-                unreachable_s = 0.0
-                match reply:
-                    case Done():
-                        summary.finished = True
-                        log.info("%s: %s", cid, reply.reason or "run finished")
-                        break
-                    case Wait():
-                        stop.wait(reply.retry_after_s)
-                    case Task():
-                        _run_task(conn, handler, reply, summary)
-            except StopRequested:
-                break
-            except grpc.RpcError as err:
-                code = err.code()
-                summary.last_error = f"{code.name}: {err.details()}"
-                if code in REJOIN:
-                    conn.session = b""
-                    log.info("%s: %s; joining again", cid, err.details())
-                elif code in TRANSIENT:
-                    delay = backoff.next_delay()
-                    unreachable_s += delay
-                    if unreachable_s > max_reconnect_s:
-                        raise ClientError(
-                            f"coordinator at {address} unreachable for {unreachable_s:.0f}s: "
-                            f"{err.details()}"
-                        ) from err
-                    summary.reconnects += 1
-                    conn.session = b"" if code is grpc.StatusCode.UNAVAILABLE else conn.session
-                    log.info("%s: %s; retrying in %.1fs", cid, code.name, delay)
-                    stop.wait(delay)
-                elif code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
-                    summary.tasks_refused += 1
-                    log.info("%s: result not taken: %s", cid, err.details())
-                elif code is grpc.StatusCode.PERMISSION_DENIED or (
-                    code is grpc.StatusCode.UNAUTHENTICATED and not conn.joined
-                ):
-                    raise ClientError(f"coordinator refused this client: {err.details()}") from err
-                else:
-                    summary.tasks_refused += 1
-                    log.warning("%s: task failed: %s: %s", cid, code.name, err.details())
+        loop, _ = _connect(app, address, client_id, state, auth_token, credentials,
+                           stop or threading.Event(), options)
+        return loop.run()
     finally:
-        _leave_quietly(conn)
-        conn.close()
-    return summary
-
-
-def _run_task(conn: GrpcConnection, handler: TaskHandler, task: Task, summary: RunSummary) -> None:
-    params = conn.download(task) if task.kind is not TaskKind.INITIALIZE else None
-    try:
-        result = handler.handle(task, params)
-    except (ClientAppError, WireError) as err:
-        log.error("%s: task %s failed in the app: %s", handler.client_id, task.task_id, err)
-        result = handler.decline(task, f"app error: {err}")
-    conn.submit(result)
-    summary.tasks_completed += 1
-    summary.rounds.append(task.round)
-
-
-def _leave_quietly(conn: GrpcConnection) -> None:
-    try:
-        conn.leave()
-    except grpc.RpcError as err:
-        log.debug("leave failed: %s", err.details())
+        if state is not None:
+            state.close()
 
 
 class BackgroundClient:
-    """`run_client` on a background thread, with `start()`, `stop(timeout)` and status."""
+    """A client on its own thread: `start()`, `status`, `stop(timeout)`; or use it in `with`.
 
-    def __init__(self, app: ClientApp, address: str, **kwargs: object) -> None:
+    Takes the keyword arguments of `run_client` except `stop`.
+    """
+
+    def __init__(
+        self,
+        app: ClientApp,
+        address: str,
+        *,
+        client_id: str | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        auth_token: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
+        eligible: Callable[[], bool] | None = None,
+        eligibility_check_s: float = 5.0,
+        max_train_s: float = 0.0,
+        callbacks: Callbacks | None = None,
+        max_reconnect_s: float = 300.0,
+        properties: dict[str, str] | None = None,
+    ) -> None:
         self._app = app
         self._address = address
-        self._kwargs = kwargs
+        self._client_id = client_id
+        self._state_dir = state_dir
+        self._auth = (auth_token, credentials)
+        self._options = ClientOptions(
+            eligible=eligible, eligibility_check_s=eligibility_check_s, max_train_s=max_train_s,
+            callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
+            properties=dict(properties or {}),
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: ClientLoop | None = None
+        self._conn: GrpcConnection | None = None
         self.summary: RunSummary | None = None
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        """Start serving in a daemon thread."""
+        """Lock the state directory and start serving on a daemon thread.
+
+        Raises:
+            RuntimeError: it was started before.
+            StateError: the state directory is in use or belongs to another client id.
+        """
         if self._thread is not None:
             raise RuntimeError("this BackgroundClient was already started")
-        self._thread = threading.Thread(target=self._run, name="fedcore-client", daemon=True)
+        state = StateDir.open(self._state_dir) if self._state_dir is not None else None
+        try:
+            self._loop, self._conn = _connect(
+                self._app, self._address, self._client_id, state, *self._auth, self._stop,
+                self._options,
+            )
+        except BaseException:
+            if state is not None:
+                state.close()
+            raise
+        self._thread = threading.Thread(
+            target=self._run, args=(self._loop, state), daemon=True,
+            name=f"fedcore-client-{self._loop.status().client_id}",
+        )
         self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> bool:
-        """Ask the client to leave and wait up to `timeout`; True when the thread has ended."""
+        """Leave now and wait up to `timeout` for the client's threads to end.
+
+        A task in progress counts as dropped at the coordinator. The app's `fit` is never
+        interrupted: when it has not returned within `timeout`, this returns False and the
+        client thread ends (releasing the state directory) once it does.
+        Called from the client's own thread (a callback), it only asks and returns False.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        if self._conn is not None:
+            self._conn.cancel_current()
+        thread = self._thread
+        if thread is None:
+            return True
+        if thread is threading.current_thread() or self._is_worker_thread():
+            return False
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the client ends (the run is over, or it was stopped); False on timeout."""
+        if self._thread is None:
+            return False
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def status(self) -> ClientStatus:
+        """What the client is doing now, with its counters."""
+        if self._loop is None:
+            return ClientStatus(client_id=self._client_id or "", phase=ClientPhase.IDLE)
+        return self._loop.status()
 
     @property
     def running(self) -> bool:
         """Whether the client thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def _run(self) -> None:
+    def __enter__(self) -> BackgroundClient:  # noqa: PYI034
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _is_worker_thread(self) -> bool:
+        return self._loop is not None and threading.current_thread() in self._loop.threads()
+
+    def _run(self, loop: ClientLoop, state: StateDir | None) -> None:
         try:
-            self.summary = run_client(
-                self._app, self._address, stop=self._stop, **self._kwargs  # type: ignore[arg-type]
-            )
-        except BaseException as err:
+            self.summary = loop.run()
+        except BaseException as err:  # noqa: BLE001 - surfaced through `error` and `status`
             self.error = err
             log.error("background client stopped: %s", err)
+        finally:
+            if state is not None:
+                state.close()
+
+
+def _connect(
+    app: ClientApp,
+    address: str,
+    client_id: str | None,
+    state: StateDir | None,
+    auth_token: str,
+    credentials: grpc.ChannelCredentials | None,
+    stop: threading.Event,
+    options: ClientOptions,
+) -> tuple[ClientLoop, GrpcConnection]:
+    if state is not None:
+        cid = state.client_id(client_id)
+    else:
+        cid = client_id or f"client-{uuid.uuid4().hex[:12]}"
+    conn = GrpcConnection(address, client_id=cid, auth_token=auth_token, credentials=credentials)
+    try:
+        return ClientLoop(app, conn, stop=stop, options=options, state=state), conn
+    except BaseException:
+        conn.close()
+        raise
