@@ -62,9 +62,14 @@ def cross_entropy_per_example(logits: torch.Tensor, labels: torch.Tensor) -> tor
     return torch.logsumexp(logits, dim=-1) - picked
 
 
-def epoch_orders(num_examples: int, *, epochs: int, seed: int) -> list[torch.Tensor]:
-    """The example order of each epoch for a client with this seed (see module docstring)."""
-    generator = torch.Generator().manual_seed(seed)
+def epoch_orders(
+    num_examples: int, *, epochs: int, seed: int, generator: torch.Generator | None = None
+) -> list[torch.Tensor]:
+    """The example order of each epoch for a client with this seed (see module docstring).
+
+    `generator`, a CPU generator to re-seed and reuse, only saves creating one per client.
+    """
+    generator = (generator or torch.Generator()).manual_seed(seed)
     return [torch.randperm(num_examples, generator=generator) for _ in range(epochs)]
 
 

@@ -179,7 +179,12 @@ def _stacked_orders(
     """(clients, epochs, padded length) example orders, and where they are real examples."""
     batch, epochs = settings.batch_size, settings.local_epochs
     padded = -(-max(sizes) // batch) * batch
-    perms = [p for n, s in zip(sizes, seeds) for p in epoch_orders(n, epochs=epochs, seed=s)]
+    gen = torch.Generator()
+    perms = [
+        p
+        for n, s in zip(sizes, seeds)
+        for p in epoch_orders(n, epochs=epochs, seed=s, generator=gen)
+    ]
     flat = pad_sequence(perms, batch_first=True)  # (clients * epochs, longest), zero-padded
     orders = nn.functional.pad(flat, (0, padded - flat.shape[1])).view(len(sizes), epochs, padded)
     lengths = torch.tensor(sizes).view(-1, 1, 1)

@@ -89,6 +89,8 @@ def test_seed_changes_batch_order_and_result() -> None:
     assert not torch.equal(
         epoch_orders(20, epochs=1, seed=3)[0], epoch_orders(20, epochs=1, seed=4)[0]
     )
+    reused = epoch_orders(20, epochs=2, seed=3, generator=torch.Generator().manual_seed(9))
+    assert all(torch.equal(a, b) for a, b in zip(reused, epoch_orders(20, epochs=2, seed=3)))
     model, settings = _mlp(), _settings()
     clients = _clients([20]) * 2
     a, b = train_sequential(model, _global(model), clients, seeds=[1, 2], settings=settings)
