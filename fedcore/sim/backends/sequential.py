@@ -100,18 +100,21 @@ def train_sequential(
     *,
     seeds: Sequence[int],
     settings: TrainSettings,
+    device: str | torch.device = "cpu",
     loss_fn: PerExampleLoss = cross_entropy_per_example,
 ) -> Iterator[LocalResult]:
     """Train each client in turn on `model` (its parameters are overwritten) and yield results.
 
-    Buffers (e.g. batch-norm statistics) are restored before every client and not reported.
+    `model` is moved to `device`, where each client's data is moved as it trains. Buffers (e.g. batch-norm statistics) are restored before every client and not reported.
     Inputs are checked at the call, training happens as results are consumed.
 
     Raises:
         ValueError: inconsistent model, params, data, seeds or settings.
     """
     check_inputs(model, global_params, clients, seeds, settings)
-    start = {name: torch.as_tensor(np.asarray(value)) for name, value in global_params.items()}
+    dev = torch.device(device)
+    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in global_params.items()}
+    model.to(dev)
     return _train_each(model, start, clients, seeds, settings, loss_fn)
 
 
@@ -145,11 +148,12 @@ def _train_one(
     with torch.no_grad():
         for name, tensor in params.items():
             tensor.copy_(start[name])
-    dtype = next(iter(start.values())).dtype
-    features, labels = torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=torch.int64)
-    loss_sum = torch.zeros((), dtype=torch.float64)
+    first = next(iter(start.values()))
+    features = torch.as_tensor(x, dtype=first.dtype, device=first.device)
+    labels = torch.as_tensor(y, dtype=torch.int64, device=first.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=first.device)
     for order in epoch_orders(len(labels), epochs=settings.local_epochs, seed=seed):
-        for batch in torch.split(order, settings.batch_size):
+        for batch in torch.split(order.to(first.device), settings.batch_size):
             per_example = loss_fn(model(features[batch]), labels[batch])
             loss = per_example.mean()
             if settings.proximal_mu:
@@ -159,7 +163,7 @@ def _train_one(
                 for tensor, grad in zip(params.values(), grads):
                     tensor.sub_(grad, alpha=settings.learning_rate)
             loss_sum += per_example.detach().sum().double()
-    update = {n: (t.detach() - start[n]).numpy() for n, t in params.items()}
+    update = {n: (t.detach() - start[n]).cpu().numpy() for n, t in params.items()}
     visited = len(labels) * settings.local_epochs
     return LocalResult(
         client=position,

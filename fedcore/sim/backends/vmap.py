@@ -45,8 +45,8 @@ def train_vectorised(
     seeds: Sequence[int],
     settings: TrainSettings,
     device: str | torch.device = "cpu",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
     loss_fn: PerExampleLoss = cross_entropy_per_example,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[LocalResult]:
     """Train all clients in vectorised chunks; yields one result per client, in chunk order.
 
