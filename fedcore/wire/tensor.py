@@ -102,6 +102,14 @@ def iter_chunks(
 
     Small tensors are coalesced into one chunk; large ones are cut. Empty params yield nothing.
     """
+    for offset, pieces in iter_chunk_views(params, chunk_bytes):
+        yield offset, b"".join(pieces)
+
+
+def iter_chunk_views(
+    params: Params, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[int, list[memoryview]]]:
+    """`iter_chunks` without its copy: each chunk as the byte views it is made of, in order."""
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
     pending: list[memoryview] = []
@@ -116,11 +124,11 @@ def iter_chunks(
             pending_len += take
             start += take
             if pending_len == chunk_bytes:
-                yield offset, b"".join(pending)
+                yield offset, pending
                 offset += pending_len
                 pending, pending_len = [], 0
     if pending_len:
-        yield offset, b"".join(pending)
+        yield offset, pending
 
 
 def iter_buffer_chunks(
@@ -150,7 +158,9 @@ class PayloadAssembler:
                 f"payload of {spec.nbytes} bytes exceeds the limit of {max_bytes} bytes"
             )
         self.spec = spec
-        self._buffer = bytearray(spec.nbytes)
+        # Uninitialised: every byte is written by `add` before `finish` reads it, and zero-filling
+        # the buffer first cost as much as copying the payload in.
+        self._buffer = np.empty(spec.nbytes, dtype=np.uint8)
         self._received = 0
 
     @property
@@ -158,7 +168,7 @@ class PayloadAssembler:
         """Whether every announced byte has arrived."""
         return self._received == len(self._buffer)
 
-    def add(self, offset: int, data: bytes) -> None:
+    def add(self, offset: int, data: bytes | memoryview) -> None:
         """Accept the next chunk, which must start where the previous one ended."""
         if offset != self._received:
             raise WireError(f"chunk at offset {offset}, expected {self._received}")
@@ -167,7 +177,7 @@ class PayloadAssembler:
             raise PayloadTooLarge(
                 f"chunk ends at byte {end}, beyond the announced {len(self._buffer)} bytes"
             )
-        self._buffer[offset:end] = data
+        self._buffer[offset:end] = np.frombuffer(data, dtype=np.uint8)
         self._received = end
 
     def finish(self) -> dict[str, Array]:
@@ -177,7 +187,9 @@ class PayloadAssembler:
         return decode(self.spec, self._buffer)
 
 
-def decode(spec: ModelSpec, buffer: bytes | bytearray | memoryview) -> dict[str, Array]:
+def decode(
+    spec: ModelSpec, buffer: bytes | bytearray | memoryview | np.ndarray
+) -> dict[str, Array]:
     """Tensors of `spec` read from `buffer`; views when the buffer is writable and native-endian."""
     if len(buffer) != spec.nbytes:
         raise WireError(f"payload has {len(buffer)} bytes, spec announces {spec.nbytes}")

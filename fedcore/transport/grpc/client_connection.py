@@ -13,9 +13,15 @@ from fedcore.params import Array
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.transport.grpc.chunks import encode_chunk_message, read_model_chunk
 from fedcore.wire import convert
 from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES, PayloadAssembler, check_matches, iter_chunks
+from fedcore.wire.tensor import (
+    DEFAULT_CHUNK_BYTES,
+    PayloadAssembler,
+    check_matches,
+    iter_chunk_views,
+)
 
 MAX_MESSAGE_BYTES = 8 << 20
 
@@ -56,6 +62,17 @@ class GrpcConnection:
             else grpc.insecure_channel(address, options=options)
         )
         self._stub = pb_grpc.CoordinatorStub(self._channel)
+        # Model and result chunks skip protobuf's payload copies (same wire format; see `chunks`).
+        self._download = self._channel.unary_stream(
+            "/fedcore.v1.Coordinator/DownloadModel",
+            request_serializer=pb.DownloadRequest.SerializeToString,
+            response_deserializer=read_model_chunk,
+        )
+        self._submit = self._channel.stream_unary(
+            "/fedcore.v1.Coordinator/SubmitResult",
+            request_serializer=None,  # already serialised
+            response_deserializer=pb.SubmitReply.FromString,
+        )
         self.client_id = client_id
         self._auth_token = auth_token
         self._chunk_bytes = chunk_bytes
@@ -90,7 +107,7 @@ class GrpcConnection:
 
     def download(self, task: Task, stop: threading.Event | None = None) -> dict[str, Array]:
         """The task's global model, reassembled from its chunks and checked against the task."""
-        stream = self._stub.DownloadModel(
+        stream = self._download(
             pb.DownloadRequest(credentials=self._credentials(), task_id=task.task_id),
             timeout=self._timeout + task.time_left_s,
         )
@@ -102,10 +119,10 @@ class GrpcConnection:
                     stream.cancel()
                     raise StopRequested("stopped while downloading the model")
                 if assembler is None:
-                    spec = convert.spec_from_proto(msg.spec)
+                    spec = convert.spec_from_proto(msg.spec or tpb.ModelSpec())
                     check_matches(spec, task.model_spec)
                     assembler = PayloadAssembler(spec)
-                assembler.add(msg.chunk.offset, msg.chunk.data)
+                assembler.add(msg.offset, msg.data)
         except grpc.RpcError as err:
             if err.code() is grpc.StatusCode.CANCELLED and stop is not None and stop.is_set():
                 raise StopRequested("stopped while downloading the model") from err
@@ -120,12 +137,12 @@ class GrpcConnection:
         """Stream a result: the header, then the tensors in chunks."""
         header = convert.result_header_to_proto(result.header, self.session)
 
-        def messages() -> Iterator[pb.ResultChunk]:
-            yield pb.ResultChunk(header=header)
-            for offset, data in iter_chunks(result.tensors, self._chunk_bytes):
-                yield pb.ResultChunk(chunk=tpb.Chunk(offset=offset, data=data))
+        def messages() -> Iterator[bytes]:  # serialised ResultChunks, see `chunks`
+            yield pb.ResultChunk(header=header).SerializeToString()
+            for offset, pieces in iter_chunk_views(result.tensors, self._chunk_bytes):
+                yield encode_chunk_message(offset, pieces)
 
-        future = self._stub.SubmitResult.future(messages(), timeout=self._timeout + 600.0)
+        future = self._submit.future(messages(), timeout=self._timeout + 600.0)
         self._await(future, stop, "uploading the result")
 
     def cancel_current(self) -> None:

@@ -19,13 +19,20 @@ from fedcore.engine.errors import EngineError
 from fedcore.messages import TaskResult, Wait
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
-from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.transport.grpc.chunks import (
+    ResultPart,
+    as_result_part,
+    encode_chunk_message,
+    read_result_chunk,
+)
 from fedcore.transport.grpc.status import CODES
 from fedcore.wire import convert
 from fedcore.wire.errors import PayloadTooLarge, WireError
-from fedcore.wire.tensor import PayloadAssembler, iter_buffer_chunks
+from fedcore.wire.tensor import PayloadAssembler
 
 log = logging.getLogger(__name__)
+
+SERVICE_NAME = "fedcore.v1.Coordinator"
 
 Clock = Callable[[], float]
 
@@ -53,6 +60,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self._on_change = on_change
         self._changed = asyncio.Event()
         self._state = self._snapshot()
+        self._raw_chunks = False  # set by `add_to_server`: DownloadModel's serialiser passes bytes
+
+    def _out(self, chunk: bytes) -> bytes | pb.ModelChunk:
+        return chunk if self._raw_chunks else pb.ModelChunk.FromString(chunk)
 
     # ----------------------------------------------------------------- RPCs
     async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinReply:
@@ -93,35 +104,44 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def DownloadModel(
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ModelChunk]:
+    ) -> AsyncIterator[bytes | pb.ModelChunk]:
+        """Serialised `ModelChunk`s (see `chunks`), written without protobuf's payload copies
+        (messages when registered through the generated `add_CoordinatorServicer_to_server`)."""
         client_id = await self._authenticate(request.credentials, context)
         try:
             model = self.engine.model_for(client_id, request.task_id, now=self.clock())
         except EngineError as err:
             await _abort(context, err)
-        spec = convert.spec_to_proto(model.spec)
-        first = True
-        for offset, data in iter_buffer_chunks(model.payload, self.engine.config.chunk_bytes):
-            yield pb.ModelChunk(spec=spec if first else None, chunk=tpb.Chunk(offset=offset, data=data))
-            first = False
-        if first:  # an empty model still announces its (empty) spec
-            yield pb.ModelChunk(spec=spec, chunk=tpb.Chunk(offset=0, data=b""))
+        spec: bytes | None = convert.spec_to_proto(model.spec).SerializeToString()
+        view = memoryview(model.payload)
+        step = self.engine.config.chunk_bytes
+        for offset in range(0, len(view), step):
+            yield self._out(encode_chunk_message(offset, [view[offset : offset + step]], head=spec))
+            spec = None
+        if spec is not None:  # an empty model still announces its (empty) spec
+            yield self._out(encode_chunk_message(0, [], head=spec))
 
     async def SubmitResult(
-        self, request_iterator: AsyncIterator[pb.ResultChunk], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[ResultPart | pb.ResultChunk],
+        context: grpc.aio.ServicerContext,
     ) -> pb.SubmitReply:
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("part") != "header":
+        """A `ResultChunk` stream, read by `chunks.read_result_chunk` (payload as views) when
+        registered through `add_to_server`."""
+        messages = (as_result_part(msg) async for msg in request_iterator)
+        first = await anext(messages, None)
+        if first is None or first.header is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be a header")
+            raise AssertionError("unreachable: abort raises")  # pragma: no cover
         client_id = await self._authenticate(first.header.credentials, context)
         try:
             header = convert.result_header_from_proto(first.header)
             expected = self.engine.check_result(header, now=self.clock())
             assembler = PayloadAssembler(expected, max_bytes=self.engine.config.max_payload_bytes)
-            async for msg in request_iterator:
-                if msg.WhichOneof("part") != "chunk":
+            async for msg in messages:
+                if msg.data is None:
                     raise WireError("only chunks may follow the header")
-                assembler.add(msg.chunk.offset, msg.chunk.data)
+                assembler.add(msg.offset, msg.data)
             tensors = assembler.finish()
             self.engine.submit(TaskResult(header=header, tensors=tensors), now=self.clock())
         except EngineError as err:
@@ -169,6 +189,43 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except EngineError as err:
             await _abort(context, err)
         return credentials.client_id
+
+
+def add_to_server(service: CoordinatorService, server: grpc.aio.Server) -> None:
+    """Register `service` on `server`: the generated handlers, except that `DownloadModel` sends
+    bytes `service` serialised itself and `SubmitResult` reads its stream with
+    `read_result_chunk`, so model and result payloads skip protobuf's copies (same wire format).
+    """
+    handlers = {
+        "Join": grpc.unary_unary_rpc_method_handler(
+            service.Join,
+            request_deserializer=pb.JoinRequest.FromString,
+            response_serializer=pb.JoinReply.SerializeToString,
+        ),
+        "GetTask": grpc.unary_unary_rpc_method_handler(
+            service.GetTask,
+            request_deserializer=pb.TaskRequest.FromString,
+            response_serializer=pb.TaskReply.SerializeToString,
+        ),
+        "DownloadModel": grpc.unary_stream_rpc_method_handler(
+            service.DownloadModel,
+            request_deserializer=pb.DownloadRequest.FromString,
+            response_serializer=None,  # already serialised ModelChunks
+        ),
+        "SubmitResult": grpc.stream_unary_rpc_method_handler(
+            service.SubmitResult,
+            request_deserializer=read_result_chunk,
+            response_serializer=pb.SubmitReply.SerializeToString,
+        ),
+        "Leave": grpc.unary_unary_rpc_method_handler(
+            service.Leave,
+            request_deserializer=pb.LeaveRequest.FromString,
+            response_serializer=pb.LeaveReply.SerializeToString,
+        ),
+    }
+    service._raw_chunks = True
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: EngineError) -> NoReturn:

@@ -13,14 +13,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcore.engine.engine import Phase, RoundEngine
 from fedcore.engine.records import RoundRecord
+from fedcore.transport.grpc.coordinator_service import (
+    SERVICE_NAME,
+    CoordinatorService,
+    add_to_server,
+)
 from fedcore.transport.grpc.observer import ObserverInterceptor, ServerObserver
-from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
-from fedcore.transport.grpc.coordinator_service import CoordinatorService
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 8 << 20
-SERVICE_NAME = "fedcore.v1.Coordinator"
 
 
 class CoordinatorServer:
@@ -125,7 +127,7 @@ class CoordinatorServer:
             self.engine, long_poll_s=self._long_poll_s, auth_token=self._auth_token,
             on_change=self._emit_records,
         )
-        pb_grpc.add_CoordinatorServicer_to_server(service, server)
+        add_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if self._credentials is not None:
