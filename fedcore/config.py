@@ -73,6 +73,32 @@ class ServerConfig:
     initial_model: str = ""
     long_poll_s: float = 5.0
     max_payload_mb: float = 4096.0
+    auth_token_file: str = ""
+    metrics_port: int = 0
+    metrics_address: str = "0.0.0.0"
+    run_store: str = "runs.sqlite"
+    checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                f"server.metrics_port must be in 0..65535 (0: off), got {self.metrics_port}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """[tls]: PEM files; `cert` and `key` turn TLS on, `client_ca` also requires client certs."""
+
+    cert: str = ""
+    key: str = ""
+    client_ca: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ConfigError("tls.cert and tls.key go together: set both or neither")
+        if self.client_ca and not self.cert:
+            raise ConfigError("tls.client_ca (mutual TLS) needs tls.cert and tls.key")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +106,7 @@ class CoordinatorConfig:
     """The whole coordinator configuration file."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
 
@@ -132,6 +159,14 @@ class CoordinatorConfig:
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> CoordinatorConfig:
     """Read `path` (TOML; None for defaults), apply dotted-key `overrides`, validate everything."""
+    config = build(CoordinatorConfig, load_toml(path, overrides), "")
+    config.engine_config()
+    config.strategy_obj()
+    return config
+
+
+def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The tables of a TOML file (empty for None) with dotted-key `overrides` applied."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -141,10 +176,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         data.setdefault(section, {})[key] = value
-    config = build(CoordinatorConfig, data, "")
-    config.engine_config()
-    config.strategy_obj()
-    return config
+    return data
 
 
 def build(cls: type[T], data: Any, prefix: str) -> T:

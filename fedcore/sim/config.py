@@ -1,0 +1,91 @@
+"""Simulation settings, read from TOML like the coordinator's (unknown keys fail by name)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedcore.config import ConfigError, RoundsConfig, StrategyConfig, build, load_toml
+
+
+class Dataset(enum.Enum):
+    SYNTHETIC = "synthetic"
+    DIGITS = "digits"
+    MNIST = "mnist"
+
+
+class Partition(enum.Enum):
+    IID = "iid"
+    DIRICHLET = "dirichlet"
+    SHARDS = "shards"
+
+
+class ModelKind(enum.Enum):
+    LOGREG = "logreg"
+    MLP = "mlp"
+    CNN = "cnn"
+
+
+class BackendKind(enum.Enum):
+    VECTORISED = "vectorised"
+    SEQUENTIAL = "sequential"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataConfig:
+    """[data]: what the virtual clients hold."""
+
+    dataset: Dataset = Dataset.SYNTHETIC
+    synthetic_alpha: float = 1.0
+    synthetic_beta: float = 1.0
+    samples_per_client: int = 0
+    partition: Partition = Partition.DIRICHLET
+    dirichlet_alpha: float = 0.5
+    shards_per_client: int = 2
+    test_fraction: float = 0.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimingConfig:
+    """[timing]: simulated device speed and reliability (see `TimingModel`)."""
+
+    s_per_example: float = 1e-3
+    speed_sigma: float = 0.5
+    latency_s: float = 0.5
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """[simulation]: population, backend and output."""
+
+    clients: int = 100
+    model: ModelKind = ModelKind.LOGREG
+    backend: BackendKind = BackendKind.VECTORISED
+    device: str = "cpu"
+    seed: int = 0
+    out_dir: str = "runs/sim"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationConfig:
+    """A whole simulation file: [simulation], [data], [timing], [rounds], [strategy]."""
+
+    simulation: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+
+
+def load_simulation_config(
+    path: Path | None, overrides: dict[str, Any] | None = None
+) -> SimulationConfig:
+    """Read and validate a simulation TOML file, with dotted-key overrides."""
+    data = load_toml(path, overrides)
+    config = build(SimulationConfig, data, "")
+    if config.simulation.clients < 1:
+        raise ConfigError("simulation.clients must be >= 1")
+    return config

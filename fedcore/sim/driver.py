@@ -1,0 +1,104 @@
+"""The in-process driver: the deployment's round engine, fed by virtual clients in memory.
+
+Per engine task it polls every selected client, has a `TaskRunner` compute all their results
+at once, and submits them in order of simulated finishing time with that time as `now`, so
+deadlines, stragglers, dropouts and over-selection are decided by the engine, as deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fedcore.engine import EngineError, Phase, Reason, RoundEngine, RoundRecord
+from fedcore.messages import Task, TaskKind
+from fedcore.params import Array
+from fedcore.sim.population import Population
+from fedcore.sim.runners import TaskRunner
+from fedcore.sim.timing import TimingModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationResult:
+    """What a simulated run produced."""
+
+    records: list[RoundRecord]
+    params: dict[str, Array]
+    simulated_s: float
+
+
+class InProcessDriver:
+    """Drives `engine` to the end of its run with virtual clients from `population`."""
+
+    def __init__(
+        self,
+        engine: RoundEngine,
+        population: Population,
+        runner: TaskRunner,
+        *,
+        timing: TimingModel | None = None,
+        on_round: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.population = population
+        self.runner = runner
+        self.timing = timing or TimingModel()
+        self._on_round = on_round
+        self.now = 0.0
+
+    def run(self) -> SimulationResult:
+        """Run every round; returns the records and the final model."""
+        engine = self.engine
+        engine.tick(self.now)
+        while engine.phase is not Phase.DONE:
+            clients = engine.open_clients()
+            if not clients:
+                raise RuntimeError(f"engine is {engine.phase.value} with no client to serve")
+            self._serve(clients)
+            for record in engine.pop_new_records():
+                if self._on_round is not None:
+                    self._on_round(record)
+        assert engine.params is not None
+        return SimulationResult(
+            records=engine.records,
+            params={k: v.copy() for k, v in engine.params.items()},
+            simulated_s=self.now,
+        )
+
+    def _serve(self, clients: list[str]) -> None:
+        engine, start = self.engine, self.now
+        tasks = {c: engine.poll(c, now=start) for c in clients}
+        task = next(iter(tasks.values()))
+        if not isinstance(task, Task) or task.kind is TaskKind.INITIALIZE:
+            raise RuntimeError("the simulation needs initial parameters and open tasks")
+        deadline = start + task.time_left_s
+        model = engine.model_for(clients[0], task.task_id, now=start)
+        results = self.runner.run(task, clients, model.params)
+        arrivals = sorted(
+            (start + self._seconds(cid, task, results[cid].header.num_examples), cid)
+            for cid in clients
+            if cid in results and not self._drops(cid, task)
+        )
+        for at, cid in arrivals:
+            if at >= deadline or engine.open_task_id != task.task_id:
+                break
+            try:
+                engine.submit(results[cid], now=at)
+                self.now = at
+            except EngineError as err:
+                if err.reason is not Reason.LATE:
+                    raise
+        if engine.open_task_id == task.task_id:
+            self.now = max(self.now, deadline)
+            engine.tick(self.now)
+
+    def _seconds(self, cid: str, task: Task, examples: int) -> float:
+        index = self.population.index_of(cid)
+        epochs = task.train.local_epochs if task.kind is TaskKind.TRAIN else 1
+        return self.timing.task_seconds(index, examples, epochs)
+
+    def _drops(self, cid: str, task: Task) -> bool:
+        return self.timing.drops(self.population.index_of(cid), task.round, task.kind.value)

@@ -1,0 +1,120 @@
+"""Simulate a federation in one process: `fedcore.simulation.run(config)` or `fedcore simulate`.
+
+The run goes through the same round engine, strategies and client semantics as a deployment
+(see `fedcore.sim.driver`) and writes the same history files (JSON, CSV, PNG).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from fedcore.client.torch_app import state_to_params
+from fedcore.config import CoordinatorConfig
+from fedcore.data.digits import load_digits_split
+from fedcore.data.mnist import load_mnist
+from fedcore.data.partition import dirichlet_partition, iid_partition, shard_partition
+from fedcore.data.split import DatasetSplit
+from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
+from fedcore.engine import RoundEngine, RoundRecord
+from fedcore.history import HistoryWriter
+from fedcore.models import logistic_regression, mlp, mnist_cnn, seeded
+from fedcore.plot import plot_history
+from fedcore.sim.config import (
+    BackendKind,
+    Dataset,
+    ModelKind,
+    Partition,
+    SimulationConfig,
+)
+from fedcore.sim.driver import InProcessDriver, SimulationResult
+from fedcore.sim.population import DataSource, Population, partitioned_data
+from fedcore.sim.registry import VirtualRegistry
+from fedcore.sim.runners import TorchRunner
+from fedcore.sim.timing import TimingModel
+
+__all__ = ["SimulationConfig", "SimulationResult", "run"]
+
+
+def run(
+    config: SimulationConfig,
+    *,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    write: bool = True,
+) -> SimulationResult:
+    """Simulate `config` to the end; with `write`, history and plot go to `out_dir`."""
+    sim = config.simulation
+    data, num_features, num_classes = _data_source(config)
+    population = Population(sim.clients, seed=sim.seed, data=data)
+    model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
+    coordinator = CoordinatorConfig(rounds=config.rounds, strategy=config.strategy)
+    engine = RoundEngine(
+        coordinator.engine_config(),
+        coordinator.strategy_obj(),
+        initial_params=state_to_params(model),
+        registry=VirtualRegistry(population),
+    )
+    runner = TorchRunner(
+        model, population, vectorised=sim.backend is BackendKind.VECTORISED, device=sim.device,
+        test_fraction=config.data.test_fraction,
+    )
+    t = config.timing
+    timing = TimingModel(
+        s_per_example=t.s_per_example, speed_sigma=t.speed_sigma, latency_s=t.latency_s,
+        dropout=t.dropout, seed=sim.seed,
+    )
+    history = HistoryWriter(Path(sim.out_dir)) if write else None
+
+    def record(r: RoundRecord) -> None:
+        if history is not None:
+            history.append(r)
+        if on_round is not None:
+            on_round(r)
+
+    result = InProcessDriver(engine, population, runner, timing=timing, on_round=record).run()
+    if history is not None and history.rows:
+        plot_history(history.rows, history.out_dir / "training.png", title="fedcore simulation")
+    return result
+
+
+def _model(kind: ModelKind, num_features: int, num_classes: int) -> nn.Module:
+    match kind:
+        case ModelKind.LOGREG:
+            return logistic_regression(num_features, num_classes)
+        case ModelKind.MLP:
+            return mlp(num_features, num_classes)
+        case ModelKind.CNN:
+            if num_features != 28 * 28:
+                raise ValueError("the CNN model needs 28x28 images (dataset = 'mnist')")
+            return mnist_cnn(num_classes)
+
+
+def _data_source(config: SimulationConfig) -> tuple[DataSource, int, int]:
+    d, sim = config.data, config.simulation
+    if d.dataset is Dataset.SYNTHETIC:
+        source = partial(
+            synthetic_client, d.synthetic_alpha, d.synthetic_beta, seed=sim.seed,
+            samples_per_client=d.samples_per_client or None,
+        )
+        return source, NUM_FEATURES, NUM_CLASSES
+    split: DatasetSplit = (
+        load_digits_split(seed=sim.seed) if d.dataset is Dataset.DIGITS else load_mnist(flat=True)
+    )
+    x = np.concatenate([split.x_train, split.x_test])
+    y = np.concatenate([split.y_train, split.y_test])
+    match d.partition:
+        case Partition.IID:
+            parts = iid_partition(len(y), sim.clients, seed=sim.seed)
+        case Partition.DIRICHLET:
+            parts = dirichlet_partition(
+                y, sim.clients, alpha=d.dirichlet_alpha, seed=sim.seed, min_size=2
+            )
+        case Partition.SHARDS:
+            parts = shard_partition(
+                y, sim.clients, shards_per_client=d.shards_per_client, seed=sim.seed
+            )
+    return partitioned_data(x, y, parts), x.shape[1], split.num_classes
