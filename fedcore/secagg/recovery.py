@@ -39,9 +39,8 @@ def reconstruct_all(shares: SharesByOwner, *, threshold: int) -> dict[int, bytes
     secrets = {}
     for xs, owners in groups.items():
         coefficients = shamir.lagrange_coefficients(xs)
-        stacked = np.stack(
-            [np.stack([shamir.decode_share(shares[owner][x]) for x in xs]) for owner in owners]
-        )
+        blobs = [shares[owner][x] for owner in owners for x in xs]
+        stacked = shamir.decode_shares(blobs).reshape(len(owners), len(xs), shamir.LIMBS)
         for owner, limbs in zip(owners, shamir.combine(stacked, coefficients), strict=True):
             secrets[owner] = shamir.limbs_to_secret(limbs)
     return secrets

@@ -213,8 +213,7 @@ class SecAggServer:
             raise SecAggError("seed shares must be exactly those of the requested survivors")
         if tuple(s.owner for s in msg.key_shares) != request.dropped:
             raise SecAggError("key shares must be exactly those of the requested dropped clients")
-        for owned in msg.seed_shares + msg.key_shares:
-            shamir.decode_share(owned.share)
+        shamir.decode_shares([owned.share for owned in msg.seed_shares + msg.key_shares])
 
     # closing phases ---------------------------------------------------------------------
 

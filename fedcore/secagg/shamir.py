@@ -171,9 +171,20 @@ def decode_share(data: bytes, limbs: int = LIMBS) -> Field:
     Raises:
         SecAggError: when the length is wrong or a word is not a field element.
     """
-    if len(data) != 4 * limbs:
-        raise SecAggError(f"a share has {4 * limbs} bytes, got {len(data)}")
-    row = np.frombuffer(data, dtype="<u4").astype(np.uint64)
-    if (row >= _P).any():
-        raise SecAggError("a share word is not a field element")
+    row: Field = decode_shares([data], limbs)[0]
     return row
+
+
+def decode_shares(blobs: Sequence[bytes], limbs: int = LIMBS) -> Field:
+    """Decode many encoded shares at once into rows.
+
+    Raises:
+        SecAggError: when a length is wrong or a word is not a field element.
+    """
+    size = 4 * limbs
+    if any(len(blob) != size for blob in blobs):
+        raise SecAggError(f"a share has {size} bytes, got another length")
+    rows = np.frombuffer(b"".join(blobs), dtype="<u4").astype(np.uint64).reshape(-1, limbs)
+    if (rows >= _P).any():
+        raise SecAggError("a share word is not a field element")
+    return rows
