@@ -24,6 +24,34 @@ class TaskKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LocalDPConfig:
+    """Sample-level DP-SGD on each client.
+
+    Either `noise_multiplier` > 0, or `target_epsilon` > 0 with `planned_rounds`, from which
+    each client derives the noise multiplier that spends exactly its budget over the plan.
+    `target_epsilon` is also each client's budget: it declines tasks beyond it.
+    """
+
+    noise_multiplier: float = 0.0
+    max_grad_norm: float = 1.0
+    target_epsilon: float = 0.0
+    delta: float = 1e-5
+    planned_rounds: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+        if self.noise_multiplier < 0 or self.target_epsilon < 0:
+            raise ValueError("noise_multiplier and target_epsilon must be >= 0")
+        if (self.noise_multiplier > 0) == (self.target_epsilon > 0 and self.planned_rounds > 0):
+            raise ValueError(
+                "set either noise_multiplier, or target_epsilon with planned_rounds"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrainConfig:
     """Local training settings the coordinator sends with a TRAIN task."""
 
@@ -32,6 +60,7 @@ class TrainConfig:
     learning_rate: float = 0.01
     proximal_mu: float = 0.0
     max_train_s: float = 0.0
+    local_dp: LocalDPConfig | None = None
 
     def __post_init__(self) -> None:
         if self.local_epochs < 1:
@@ -86,6 +115,7 @@ class ResultHeader:
     metrics: Metrics = field(default_factory=dict)
     spec: ModelSpec = EMPTY_SPEC
     declined_reason: str = ""
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

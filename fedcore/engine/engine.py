@@ -244,6 +244,8 @@ class RoundEngine:
         task = self._open_task(header.client_id, header.task_id)
         if header.declined_reason:
             task.gone[header.client_id] = f"declined: {header.declined_reason}"
+            if header.permanent:
+                self._registry.exclude(header.client_id, header.declined_reason)
         else:
             self._validate_tensors(result.tensors, expected)
             self._fold(task, result)
@@ -310,6 +312,9 @@ class RoundEngine:
         elif task.kind is TaskKind.INITIALIZE:
             self._model = RoundModel.of(result.tensors)
         task.metrics.add(result.header.metrics, weight)
+        spent = result.header.metrics.get("epsilon")
+        if spent is not None:  # privacy is reported as the worst case over clients
+            task.max_epsilon = max(spent, task.max_epsilon or 0.0)
 
     def _settle(self, now: float) -> None:
         while self._task is not None and self._task.is_settled(now):
@@ -370,6 +375,8 @@ class RoundEngine:
         assert draft is not None
         draft.results_received = len(task.received)
         draft.train_loss = task.metrics.result().get("loss")
+        if task.max_epsilon is not None:
+            draft.metrics["epsilon"] = task.max_epsilon
         if not task.succeeded:
             draft.status = "failed"
             draft.reason = (

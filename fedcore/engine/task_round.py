@@ -26,6 +26,7 @@ class TaskRound:
     train_config: TrainConfig
     aggregator: Aggregator | None = None
     metrics: MetricsMean = field(default_factory=MetricsMean)
+    max_epsilon: float | None = None
     received: set[str] = field(default_factory=set)
     gone: dict[str, str] = field(default_factory=dict)
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from fedcore.messages import (
     Done,
+    LocalDPConfig,
     ResultHeader,
     Task,
     TaskKind,
@@ -71,23 +72,43 @@ def spec_from_proto(msg: tpb.ModelSpec) -> ModelSpec:
 
 
 def train_config_to_proto(cfg: TrainConfig) -> pb.TrainConfig:
+    dp = cfg.local_dp
     return pb.TrainConfig(
         local_epochs=cfg.local_epochs,
         batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
         proximal_mu=cfg.proximal_mu,
         max_train_s=cfg.max_train_s,
+        local_dp=pb.LocalDP(
+            noise_multiplier=dp.noise_multiplier,
+            max_grad_norm=dp.max_grad_norm,
+            target_epsilon=dp.target_epsilon,
+            delta=dp.delta,
+            planned_rounds=dp.planned_rounds,
+        )
+        if dp is not None
+        else None,
     )
 
 
 def train_config_from_proto(msg: pb.TrainConfig) -> TrainConfig:
     try:
+        dp = msg.local_dp if msg.HasField("local_dp") else None
         return TrainConfig(
             local_epochs=msg.local_epochs,
             batch_size=msg.batch_size,
             learning_rate=msg.learning_rate,
             proximal_mu=msg.proximal_mu,
             max_train_s=msg.max_train_s,
+            local_dp=LocalDPConfig(
+                noise_multiplier=dp.noise_multiplier,
+                max_grad_norm=dp.max_grad_norm,
+                target_epsilon=dp.target_epsilon,
+                delta=dp.delta,
+                planned_rounds=dp.planned_rounds,
+            )
+            if dp is not None
+            else None,
         )
     except ValueError as err:
         raise WireError(f"bad train config: {err}") from err
@@ -141,6 +162,7 @@ def result_header_to_proto(h: ResultHeader, session: bytes) -> pb.ResultHeader:
         metrics=dict(h.metrics),
         spec=spec_to_proto(h.spec),
         declined_reason=h.declined_reason,
+        permanent=h.permanent,
     )
 
 
@@ -157,4 +179,5 @@ def result_header_from_proto(msg: pb.ResultHeader) -> ResultHeader:
         metrics=dict(msg.metrics),
         spec=spec_from_proto(msg.spec),
         declined_reason=msg.declined_reason,
+        permanent=msg.permanent,
     )

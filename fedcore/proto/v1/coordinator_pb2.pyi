@@ -61,18 +61,34 @@ class TaskRequest(_message.Message):
     def __init__(self, credentials: _Optional[_Union[Credentials, _Mapping]] = ...) -> None: ...
 
 class TrainConfig(_message.Message):
-    __slots__ = ("local_epochs", "batch_size", "learning_rate", "proximal_mu", "max_train_s")
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "proximal_mu", "max_train_s", "local_dp")
     LOCAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     PROXIMAL_MU_FIELD_NUMBER: _ClassVar[int]
     MAX_TRAIN_S_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DP_FIELD_NUMBER: _ClassVar[int]
     local_epochs: int
     batch_size: int
     learning_rate: float
     proximal_mu: float
     max_train_s: float
-    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., max_train_s: _Optional[float] = ...) -> None: ...
+    local_dp: LocalDP
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., max_train_s: _Optional[float] = ..., local_dp: _Optional[_Union[LocalDP, _Mapping]] = ...) -> None: ...
+
+class LocalDP(_message.Message):
+    __slots__ = ("noise_multiplier", "max_grad_norm", "target_epsilon", "delta", "planned_rounds")
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    TARGET_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    noise_multiplier: float
+    max_grad_norm: float
+    target_epsilon: float
+    delta: float
+    planned_rounds: int
+    def __init__(self, noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., target_epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., planned_rounds: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("round", "task_id", "kind", "train", "time_left_s", "model_spec")
@@ -131,7 +147,7 @@ class ModelChunk(_message.Message):
     def __init__(self, spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., chunk: _Optional[_Union[_tensor_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
-    __slots__ = ("credentials", "task_id", "num_examples", "metrics", "spec", "declined_reason")
+    __slots__ = ("credentials", "task_id", "num_examples", "metrics", "spec", "declined_reason", "permanent")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -145,13 +161,15 @@ class ResultHeader(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DECLINED_REASON_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_FIELD_NUMBER: _ClassVar[int]
     credentials: Credentials
     task_id: str
     num_examples: int
     metrics: _containers.ScalarMap[str, float]
     spec: _tensor_pb2.ModelSpec
     declined_reason: str
-    def __init__(self, credentials: _Optional[_Union[Credentials, _Mapping]] = ..., task_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., declined_reason: _Optional[str] = ...) -> None: ...
+    permanent: bool
+    def __init__(self, credentials: _Optional[_Union[Credentials, _Mapping]] = ..., task_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., declined_reason: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("header", "chunk")
