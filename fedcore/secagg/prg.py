@@ -25,6 +25,11 @@ def _keystream_into(seed: bytes, source: bytes, out: Words) -> None:
         out.byteswap(inplace=True)
 
 
+def expand_into(seed: bytes, out: Words) -> None:
+    """Overwrite `out` (C-contiguous uint32 or uint64) with mask words from `seed`."""
+    _keystream_into(seed, bytes(out.nbytes), out)
+
+
 def expand(seed: bytes, dim: int, dtype: npt.DTypeLike = np.uint32) -> Words:
     """A fresh array of `dim` mask words expanded from `seed`."""
     out = np.empty(dim, dtype=np.dtype(dtype).newbyteorder("<"))
