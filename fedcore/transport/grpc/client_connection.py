@@ -86,9 +86,11 @@ class GrpcConnection:
         """Whether a session is held."""
         return bool(self.session)
 
-    def join(self, properties: dict[str, str] | None = None) -> None:
+    def join(
+        self, properties: dict[str, str] | None = None, stop: threading.Event | None = None
+    ) -> None:
         """Register with the coordinator and keep the session."""
-        reply = self._stub.Join(
+        future = self._stub.Join.future(
             pb.JoinRequest(
                 client_id=self.client_id,
                 protocol_version=PROTOCOL_VERSION,
@@ -97,7 +99,7 @@ class GrpcConnection:
             ),
             timeout=self._timeout,
         )
-        self.session = reply.session
+        self.session = self._await(future, stop, "joining").session
 
     def get_task(self, stop: threading.Event | None = None, timeout_s: float = 60.0) -> TaskReply:
         """Ask for work (the coordinator may hold the call while it waits for a round)."""
