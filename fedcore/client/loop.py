@@ -63,7 +63,9 @@ class Connection(Protocol):
 
     @property
     def joined(self) -> bool: ...
-    def join(self, properties: dict[str, str] | None = None) -> None: ...
+    def join(
+        self, properties: dict[str, str] | None = None, stop: threading.Event | None = None
+    ) -> None: ...
     def get_task(self, stop: threading.Event | None = None) -> TaskReply: ...
     def download(self, task: Task, stop: threading.Event | None = None) -> dict[str, Array]: ...
     def submit(self, result: TaskResult, stop: threading.Event | None = None) -> None: ...
@@ -207,7 +209,7 @@ class ClientLoop:
     def _serve_once(self) -> None:
         try:
             if not self._conn.joined:
-                self._conn.join(self._opts.properties)
+                self._conn.join(self._opts.properties, self._stop)
                 log.info("%s joined", self._conn.client_id)
             self._set(phase=ClientPhase.WAITING)
             reply = self._conn.get_task(self._stop)
@@ -223,6 +225,10 @@ class ClientLoop:
                     self._serve_task(reply)
         except grpc.RpcError as err:
             self._on_rpc_error(err)
+        except WireError as err:  # e.g. a task kind this client does not know
+            self._set(last_error=f"malformed reply: {err}")
+            log.error("%s: cannot use the coordinator's reply: %s", self._conn.client_id, err)
+            self._stop.wait(self._backoff.next_delay())
 
     def _serve_task(self, task: Task) -> None:
         received = time.monotonic()
@@ -239,6 +245,8 @@ class ClientLoop:
             if err.code() not in TASK_REFUSALS:
                 raise
             self._refused(task, f"{err.code().name}: {err.details()}", RefusedBy.COORDINATOR)
+        except WireError as err:  # the model downloaded does not match the task
+            self._decline(task, f"unusable model: {err}")
         self._save_resume(interrupted_task_id="")
 
     def _run_task(self, task: Task, received: float) -> None:

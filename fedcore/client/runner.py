@@ -31,7 +31,7 @@ def run_client(
     address: str,
     *,
     client_id: str | None = None,
-    state_dir: str | os.PathLike[str] | None = None,
+    state_dir: StateDir | str | os.PathLike[str] | None = None,
     auth_token: str = "",
     credentials: grpc.ChannelCredentials | None = None,
     stop: threading.Event | None = None,
@@ -49,6 +49,8 @@ def run_client(
         address: host:port of the coordinator.
         client_id: a stable id; None uses the one kept in `state_dir`, else a random one.
         state_dir: the client's state directory (see `fedcore.client.state`); None keeps none.
+            Pass an open `StateDir` to share it with the app (e.g. its privacy accountant);
+            the caller then closes it.
         auth_token: shared token if the coordinator requires one.
         credentials: TLS channel credentials (see `grpc.ssl_channel_credentials`).
         stop: set it (from any thread) to leave cleanly.
@@ -68,13 +70,13 @@ def run_client(
         callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
         properties=dict(properties or {}),
     )
-    state = StateDir.open(state_dir) if state_dir is not None else None
+    state, owned = _open_state(state_dir)
     try:
         loop, _ = _connect(app, address, client_id, state, auth_token, credentials,
                            stop or threading.Event(), options)
         return loop.run()
     finally:
-        if state is not None:
+        if owned and state is not None:
             state.close()
 
 
@@ -90,7 +92,7 @@ class BackgroundClient:
         address: str,
         *,
         client_id: str | None = None,
-        state_dir: str | os.PathLike[str] | None = None,
+        state_dir: StateDir | str | os.PathLike[str] | None = None,
         auth_token: str = "",
         credentials: grpc.ChannelCredentials | None = None,
         eligible: Callable[[], bool] | None = None,
@@ -126,18 +128,18 @@ class BackgroundClient:
         """
         if self._thread is not None:
             raise RuntimeError("this BackgroundClient was already started")
-        state = StateDir.open(self._state_dir) if self._state_dir is not None else None
+        state, owned = _open_state(self._state_dir)
         try:
             self._loop, self._conn = _connect(
                 self._app, self._address, self._client_id, state, *self._auth, self._stop,
                 self._options,
             )
         except BaseException:
-            if state is not None:
+            if owned and state is not None:
                 state.close()
             raise
         self._thread = threading.Thread(
-            target=self._run, args=(self._loop, state), daemon=True,
+            target=self._run, args=(self._loop, state if owned else None), daemon=True,
             name=f"fedcore-client-{self._loop.status().client_id}",
         )
         self._thread.start()
@@ -192,15 +194,24 @@ class BackgroundClient:
     def _is_worker_thread(self) -> bool:
         return self._loop is not None and threading.current_thread() in self._loop.threads()
 
-    def _run(self, loop: ClientLoop, state: StateDir | None) -> None:
+    def _run(self, loop: ClientLoop, owned_state: StateDir | None) -> None:
         try:
             self.summary = loop.run()
         except BaseException as err:  # noqa: BLE001 - surfaced through `error` and `status`
             self.error = err
             log.error("background client stopped: %s", err)
         finally:
-            if state is not None:
-                state.close()
+            if owned_state is not None:
+                owned_state.close()
+
+
+def _open_state(
+    state_dir: StateDir | str | os.PathLike[str] | None,
+) -> tuple[StateDir | None, bool]:
+    """The state directory to use, and whether this client opened it (and must close it)."""
+    if state_dir is None or isinstance(state_dir, StateDir):
+        return state_dir, False
+    return StateDir.open(state_dir), True
 
 
 def _connect(

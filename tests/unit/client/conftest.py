@@ -54,7 +54,7 @@ class FakeConnection:
     def joined(self) -> bool:
         return bool(self.session)
 
-    def join(self, properties: dict[str, str] | None = None) -> None:
+    def join(self, properties: dict[str, str] | None = None, stop: object = None) -> None:
         self.joins += 1
         self.session = b"s"
         self.events.append("join")

@@ -22,7 +22,9 @@ from fedcore.client import (
 )
 from fedcore.client.handler import limit_train_time
 from fedcore.client.loop import ClientLoop
+from fedcore.messages import Task
 from fedcore.params import Params
+from fedcore.wire.errors import WireError
 
 from .conftest import FakeConnection, FakeRpcError, add_one, make_app, train_task
 
@@ -214,3 +216,16 @@ def test_limit_train_time_takes_the_tightest_bound() -> None:
     assert limit_train_time(task, local_max_s=0.0, elapsed_s=60) is None
     unbounded = train_task(1, time_left_s=0.0)
     assert limit_train_time(unbounded, local_max_s=0.0, elapsed_s=5) is unbounded
+
+
+def test_a_malformed_reply_or_model_does_not_end_the_client() -> None:
+    def unknown_kind() -> Task:
+        raise WireError("unknown task kind 7; upgrade the client")
+
+    conn = FakeConnection([unknown_kind, train_task(1)])
+    conn.download = lambda task, stop=None: (_ for _ in ()).throw(WireError("shape differs"))
+
+    loop, summary = run_loop(conn)
+
+    assert [r.header.declined_reason for r in conn.submitted] == ["unusable model: shape differs"]
+    assert summary.finished and loop.status().last_error.startswith("malformed reply")
