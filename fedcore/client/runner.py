@@ -1,7 +1,10 @@
 """Run a client: blocking (`run_client`) or on a background thread (`BackgroundClient`).
 
 Neither installs signal handlers nor configures logging; stopping is the host's choice,
-through a `threading.Event` or `BackgroundClient.stop()`.
+through a `threading.Event` or `BackgroundClient.stop()`. The threads a client starts are named
+`fedcore-client-<id>` (the loop) and `fedcore-train-<id>` (the app's work, one per task); after
+`stop()` returns True none is left. gRPC itself (grpcio 1.85) leaves no thread once the
+channel is closed; were a later version to keep one, it would be a daemon thread.
 """
 
 from __future__ import annotations
