@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
+import socket
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -61,19 +63,57 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--min-results", type=int, help="results a round needs [rounds.min_results]")
     server.add_argument("--round-timeout", type=float, help="seconds [rounds.round_timeout_s]")
     server.add_argument("--initial-model", help=".npz of initial parameters [server.initial_model]")
-    server.add_argument("--auth-token-file", type=Path, help="file holding the clients' shared token")
+    server.add_argument("--auth-token-file", help="file holding the clients' shared token "
+                        "[server.auth_token_file]")
+    server.add_argument("--tls-cert", help="PEM certificate: turns TLS on [tls.cert]")
+    server.add_argument("--tls-key", help="PEM private key of --tls-cert [tls.key]")
+    server.add_argument("--tls-client-ca", help="PEM CA: require client certs (mTLS) [tls.client_ca]")
+    server.add_argument("--metrics-port", type=int, help="Prometheus port, 0: off [server.metrics_port]")
+    server.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    server.add_argument("--progress", action="store_true", help="show a progress bar of rounds")
 
     client = sub.add_parser("client", help="run a bundled example client app")
     client.add_argument("--server", required=True, help="coordinator host:port")
     client.add_argument("--app", default="digits", choices=["digits"], help="bundled app")
-    client.add_argument("--partition", type=int, required=True, help="this client's data slice")
+    client.add_argument("--partition", type=_partition, required=True,
+                        help="this client's data slice: an index, or auto (claim a free one)")
+    client.add_argument("--partition-dir", type=Path, default=Path("/tmp/fedcore-partitions"),
+                        help="directory shared by the clients for --partition auto")
     client.add_argument("--num-partitions", type=int, required=True)
     client.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew alpha")
     client.add_argument("--seed", type=int, default=0)
     client.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     client.add_argument("--client-id", help="stable id (default: random)")
     client.add_argument("--auth-token-file", type=Path, help="file holding the shared token")
+    _tls_client_args(client)
+
+    certs = sub.add_parser("certs", help="generate a demo CA, server and client certificates")
+    certs.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
+    certs.add_argument("--clients", type=int, default=3, help="client certificates to issue")
+    certs.add_argument("--hosts", nargs="*", default=[], help="extra server names and IPs (SANs)")
+    certs.add_argument("--token", action="store_true", help="also write a random shared token")
+    certs.add_argument("--force", action="store_true", help="replace an existing CA")
+
+    health = sub.add_parser("health", help="ask a coordinator's gRPC health service; exit 0 if serving")
+    health.add_argument("--server", required=True, help="coordinator host:port")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    _tls_client_args(health)
     return parser
+
+
+def _tls_client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", help="PEM CA that signed the coordinator's certificate")
+    parser.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+
+
+def _partition(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an index or 'auto', got {value!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 return _server(args)
             case "client":
                 return _client(args)
+            case "certs":
+                return _certs(args)
+            case "health":
+                return _health(args)
     except KeyboardInterrupt:
         return 130
     except (ValueError, RuntimeError, OSError) as err:
@@ -113,10 +157,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _server(args: argparse.Namespace) -> int:
     from fedcore.config import load_config
-    from fedcore.engine import RoundEngine
-    from fedcore.history import HistoryWriter
+    from fedcore.coordinator import run_coordinator
     from fedcore.plot import plot_history
-    from fedcore.transport.grpc.server import CoordinatorServer
 
     overrides: dict[str, Any] = {
         key: value
@@ -124,6 +166,11 @@ def _server(args: argparse.Namespace) -> int:
             "server.address": args.address,
             "server.out_dir": args.out,
             "server.initial_model": args.initial_model,
+            "server.auth_token_file": args.auth_token_file,
+            "server.metrics_port": args.metrics_port,
+            "tls.cert": args.tls_cert,
+            "tls.key": args.tls_key,
+            "tls.client_ca": args.tls_client_ca,
             "rounds.num_rounds": args.rounds,
             "rounds.clients_per_round": args.clients_per_round,
             "rounds.min_available": args.min_clients,
@@ -133,27 +180,33 @@ def _server(args: argparse.Namespace) -> int:
         if value is not None
     }
     config = load_config(args.config, overrides)
-    initial = load_npz(Path(config.server.initial_model)) if config.server.initial_model else None
-    engine = RoundEngine(config.engine_config(), config.strategy_obj(), initial_params=initial)
-    history = HistoryWriter(Path(config.server.out_dir))
-    server = CoordinatorServer(
-        engine,
-        address=config.server.address,
-        on_round=history.append,
-        long_poll_s=config.server.long_poll_s,
-        auth_token=_read_token(args.auth_token_file),
-    )
-    server.start()
-    logging.getLogger("fedcore").info(
-        "coordinator serving on %s, writing %s", config.server.address, history.json_path
-    )
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        server.stop()
-    if history.rows:
-        plot_history(history.rows, history.out_dir / "training.png")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # e.g. `docker stop`
+    with _round_progress(args.progress, config.rounds.num_rounds) as on_round:
+        records = run_coordinator(config, resume=args.resume, stop=stop, on_round=on_round)
+    if records:
+        plot_history([r.to_dict() for r in records], Path(config.server.out_dir) / "training.png")
     return 0
+
+
+@contextlib.contextmanager
+def _round_progress(enabled: bool, total: int) -> Iterator[Callable[[Any], None] | None]:
+    """A rich progress bar of completed rounds, or nothing."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"))
+    task = progress.add_task("", total=total)
+
+    def advance(record: Any) -> None:
+        acc = "" if record.accuracy is None else f"accuracy {record.accuracy:.3f}"
+        progress.update(task, completed=record.round, description=acc)
+
+    with progress:
+        yield advance
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -164,15 +217,22 @@ def _client(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # a small model: threads would only contend with other clients
 
+    partition = args.partition
+    if partition == "auto":
+        from fedcore.data.claim import claim_partition
+
+        partition = claim_partition(args.partition_dir, args.num_partitions, socket.gethostname())
+        logging.getLogger("fedcore").info("claimed partition %d of %d", partition, args.num_partitions)
     app = make_app(
         DigitsSetup(num_clients=args.num_partitions, alpha=args.alpha, seed=args.seed),
-        args.partition,
+        partition,
         device=args.device,
     )
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # leave cleanly on `docker stop`
     summary = run_client(
         app, args.server, client_id=args.client_id, stop=stop,
-        auth_token=_read_token(args.auth_token_file),
+        auth_token=_read_token(args.auth_token_file), credentials=_channel_credentials(args),
     )
     logging.getLogger("fedcore").info(
         "client %s done: %d tasks, %d refused, %d reconnects",
@@ -181,10 +241,38 @@ def _client(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Parameters from an .npz file (never unpickles)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+def _certs(args: argparse.Namespace) -> int:
+    from fedcore.certs import generate_pki
+
+    written = generate_pki(
+        args.out, clients=args.clients, hosts=tuple(args.hosts), token=args.token, force=args.force
+    )
+    print(f"wrote {len(written)} files to {args.out}" if written
+          else f"{args.out}/ca.pem exists: kept (use --force to replace)")
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fedcore.transport.grpc.health import check_health
+
+    try:
+        status = check_health(args.server, credentials=_channel_credentials(args),
+                              timeout_s=args.timeout)
+    except grpc.RpcError as err:
+        print(f"{args.server}: unreachable: {err.code().name}", file=sys.stderr)
+        return 1
+    print(f"{args.server}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
+def _channel_credentials(args: argparse.Namespace) -> Any:
+    if not (args.tls_ca or args.tls_cert):
+        return None
+    from fedcore.transport.grpc.tls import channel_credentials
+
+    return channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
 
 
 def _read_token(path: Path | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,6 +53,15 @@ def spawn_client() -> Iterator[Callable[..., subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll `predicate` until it holds; fail the test if it never does."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
 
 
 def summary_of(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fedcore.engine import EngineConfig, SelectionConfig
 from fedcore.metrics import CoordinatorMetrics
 
-from .conftest import summary_of
+from .conftest import summary_of, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,14 +57,6 @@ def test_metrics_after_two_rounds(start_coordinator, spawn_client) -> None:
     assert sample[("fedcore_received_bytes_total", (("method", "SubmitResult"),))] >= 4 * 16
     assert sample[("fedcore_rpcs_total", (("code", "OK"), ("method", "Join")))] >= 2
     assert ("fedcore_secagg_phase_seconds_count", (("phase", "share_keys"),)) not in sample
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_errors_are_counted_by_grpc_code(start_coordinator, spawn_client) -> None:

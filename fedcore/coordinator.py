@@ -1,0 +1,152 @@
+"""A coordinator process: the gRPC server plus what operations need around it.
+
+Wires TLS, token authentication, the SQLite run store, per-round checkpoints, `--resume`,
+Prometheus metrics and the history files around a `RoundEngine` and `CoordinatorServer`.
+Installs no signal handler: the caller (the CLI) sets `stop` to end the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from fedcore.config import ConfigError, CoordinatorConfig, TLSConfig
+from fedcore.engine import RoundEngine, RoundRecord
+from fedcore.engine.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from fedcore.history import HistoryWriter
+from fedcore.metrics import CoordinatorMetrics
+from fedcore.params import Array
+from fedcore.store import RunStore
+from fedcore.transport.grpc.observer import Observers
+from fedcore.transport.grpc.server import CoordinatorServer
+from fedcore.transport.grpc.tls import server_credentials
+
+log = logging.getLogger(__name__)
+
+
+def run_coordinator(
+    config: CoordinatorConfig,
+    *,
+    resume: bool = False,
+    stop: threading.Event | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    on_start: Callable[[CoordinatorServer, int], None] | None = None,
+) -> list[RoundRecord]:
+    """Serve the run described by `config` until it ends or `stop` is set; returns the records.
+
+    Args:
+        config: the coordinator configuration.
+        resume: continue from the checkpoint in `server.out_dir` (a new run when there is none).
+        stop: set it to stop serving; the last checkpoint (after the last completed round) stays.
+        on_round: also called with each completed round (e.g. a progress display).
+        on_start: called once serving, with the server and the metrics port (0: off).
+
+    Raises:
+        ConfigError: a checkpoint exists but `resume` is off, or a file cannot be read.
+    """
+    out = Path(config.server.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    engine = build_engine(config, resume=resume)
+    history = HistoryWriter(out)
+    history.rows = [r.to_dict() for r in engine.records]
+    store = RunStore(out / config.server.run_store) if config.server.run_store else None
+    metrics = CoordinatorMetrics() if config.server.metrics_port else None
+
+    def round_done(record: RoundRecord) -> None:
+        history.append(record)
+        snapshot = engine.snapshot()
+        if config.server.checkpoint and snapshot is not None:
+            save_checkpoint(out, snapshot)
+        if on_round is not None:
+            on_round(record)
+
+    server = CoordinatorServer(
+        engine,
+        address=config.server.address,
+        on_round=round_done,
+        credentials=build_credentials(config.tls),
+        auth_token=read_token(config.server.auth_token_file),
+        long_poll_s=config.server.long_poll_s,
+        observer=Observers(*(o for o in (metrics, store) if o is not None)),
+    )
+    try:
+        server.start()
+        metrics_port = (
+            metrics.serve(config.server.metrics_port, config.server.metrics_address) if metrics else 0
+        )
+        log.info(
+            "coordinator serving on %s (%s), writing %s", config.server.address,
+            _security(config), out,
+        )
+        if on_start is not None:
+            on_start(server, metrics_port)
+        _wait(server, stop or threading.Event())
+    finally:
+        server.stop()
+        if metrics is not None:
+            metrics.close()
+        if store is not None:
+            store.close()
+    return engine.records
+
+
+def build_engine(config: CoordinatorConfig, *, resume: bool) -> RoundEngine:
+    """A fresh engine, or one restored from the checkpoint in `server.out_dir`."""
+    out = Path(config.server.out_dir)
+    snapshot = load_checkpoint(out)
+    if snapshot is not None and not resume:
+        raise ConfigError(
+            f"{out / FILENAME} holds round {snapshot.round} of an earlier run: pass --resume to "
+            "continue it, or choose another output directory"
+        )
+    if snapshot is not None:
+        log.info("resuming after round %d from %s", snapshot.round, out / FILENAME)
+        return RoundEngine.restore(config.engine_config(), config.strategy_obj(), snapshot)
+    if resume:
+        log.info("no checkpoint in %s: starting a new run", out)
+    initial = load_npz(Path(config.server.initial_model)) if config.server.initial_model else None
+    return RoundEngine(config.engine_config(), config.strategy_obj(), initial_params=initial)
+
+
+def build_credentials(tls: TLSConfig) -> grpc.ServerCredentials | None:
+    """Server TLS credentials from `[tls]`, or None for plaintext."""
+    if not tls.cert:
+        return None
+    return server_credentials(tls.cert, tls.key, tls.client_ca or None)
+
+
+def read_token(path: str | Path | None) -> str:
+    """The shared token in `path` (stripped), or "" when no file is configured."""
+    if not path:
+        return ""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"cannot read the auth token file {path}: {err.strerror}") from err
+    if not token:
+        raise ConfigError(f"the auth token file {path} is empty")
+    return token
+
+
+def load_npz(path: Path) -> dict[str, Array]:
+    """Parameters from an .npz file (never unpickles)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _wait(server: CoordinatorServer, stop: threading.Event) -> None:
+    while not server.wait(0.25):
+        if stop.is_set():
+            log.info("stopping: the checkpoint of the last completed round is kept")
+            return
+
+
+def _security(config: CoordinatorConfig) -> str:
+    tls = "mutual TLS" if config.tls.client_ca else "TLS" if config.tls.cert else "plaintext"
+    token = ", token required" if config.server.auth_token_file else ""
+    return tls + token
