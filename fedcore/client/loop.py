@@ -266,6 +266,9 @@ class ClientLoop:
         if isinstance(outcome, str):
             self._decline(task, outcome)
             return
+        if outcome.header.declined_reason:  # the handler declined on the app's behalf
+            self._decline(task, outcome.header.declined_reason, outcome)
+            return
         self._count("tasks_trained")
         header = outcome.header
         self._emit(Trained(client_id=self._conn.client_id, round=task.round, task_id=task.task_id,
@@ -306,10 +309,11 @@ class ClientLoop:
                 return f"local work exceeded its time limit of {limit:.1f}s"
         return _outcome(box[0], self._conn.client_id, task)
 
-    def _decline(self, task: Task, reason: str) -> None:
+    def _decline(self, task: Task, reason: str, refusal: TaskResult | None = None) -> None:
+        """Tell the coordinator this client will not do `task` (`refusal`: the app's own)."""
         self._set(phase=ClientPhase.UPLOADING)
         try:
-            self._conn.submit(self._handler.decline(task, reason), self._stop)
+            self._conn.submit(refusal or self._handler.decline(task, reason), self._stop)
         except grpc.RpcError as err:
             if err.code() not in TASK_REFUSALS:
                 raise

@@ -229,3 +229,17 @@ def test_a_malformed_reply_or_model_does_not_end_the_client() -> None:
 
     assert [r.header.declined_reason for r in conn.submitted] == ["unusable model: shape differs"]
     assert summary.finished and loop.status().last_error.startswith("malformed reply")
+
+
+def test_a_refusal_the_handler_builds_is_sent_as_is_and_counted_as_refused() -> None:
+    conn = FakeConnection([train_task(1)])
+    loop = ClientLoop(make_app(), conn, stop=threading.Event(), options=ClientOptions())
+    refusal = loop._handler.decline(train_task(1), "budget spent")
+    loop._handler.handle = lambda task, params: refusal
+    trained = []
+    loop._opts = ClientOptions(callbacks=Callbacks(on_trained=trained.append))
+
+    summary = loop.run()
+
+    assert conn.submitted == [refusal] and trained == []
+    assert summary.tasks_refused == 1 and loop.status().tasks_trained == 0
