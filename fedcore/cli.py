@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--server", required=True, help="coordinator host:port")
     health.add_argument("--timeout", type=float, default=5.0, help="seconds")
     _tls_client_args(health)
+    simulate = sub.add_parser("simulate", help="simulate a federation in this process (TOML config)")
+    simulate.add_argument("--config", type=Path, help="TOML file (see benchmarks/configs/)")
+    simulate.add_argument("--rounds", type=int, help="[rounds.num_rounds]")
+    simulate.add_argument("--clients", type=int, help="registered clients [simulation.clients]")
+    simulate.add_argument("--backend", help="vectorised, sequential, ... [simulation.backend]")
+    simulate.add_argument("--device", help="cpu or cuda [simulation.device]")
+    simulate.add_argument("--seed", type=int, help="[simulation.seed]")
+    simulate.add_argument("--out", help="directory for history files [simulation.out_dir]")
     return parser
 
 
@@ -124,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         match args.command:
             case "demo":
                 return _demo(args)
+            case "simulate":
+                return _simulate(args)
             case "server":
                 return _server(args)
             case "client":
@@ -152,6 +162,23 @@ def _demo(args: argparse.Namespace) -> int:
             alpha=args.alpha, device=args.device,
         )
     )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from fedcore.sim.config import load_simulation_config
+    from fedcore.sim.progress import run_with_progress
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "rounds.num_rounds": args.rounds, "simulation.clients": args.clients,
+            "simulation.backend": args.backend, "simulation.device": args.device,
+            "simulation.seed": args.seed, "simulation.out_dir": args.out,
+        }.items()
+        if value is not None
+    }
+    run_with_progress(load_simulation_config(args.config, overrides))
     return 0
 
 

@@ -103,9 +103,11 @@ class TorchRunner:
         seeds = [int(s) for s in self.population.train_seeds(indices, task.round)]
         data = [s.train for s in splits]
         kernel = train_vectorised if self.vectorised else train_sequential
-        kwargs = {"device": self.device} if self.vectorised else {}
         results: dict[str, TaskResult] = {}
-        for local in kernel(self.model, params, data, seeds=seeds, settings=task.train, **kwargs):
+        trained = kernel(
+            self.model, params, data, seeds=seeds, settings=task.train, device=self.device
+        )
+        for local in trained:
             cid = clients[local.client]
             update = {k: np.asarray(v, dtype=params[k].dtype) for k, v in local.update.items()}
             results[cid] = TaskResult(
