@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew alpha")
     demo.add_argument("--device", default="cpu", help="cpu, cuda or auto (clients' device)")
+    demo.add_argument("--dp", action="store_true", help="local DP-SGD on every client (Opacus)")
+    demo.add_argument("--epsilon", type=float, default=8.0,
+                      help="with --dp: each client's epsilon budget over the run (delta 1e-5)")
 
     server = sub.add_parser("server", help="run a coordinator")
     server.add_argument("--config", type=Path, help="TOML file (see server/coordinator.example.toml)")
@@ -84,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--seed", type=int, default=0)
     client.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     client.add_argument("--client-id", help="stable id (default: random)")
+    client.add_argument("--state-dir", type=Path,
+                        help="directory keeping this client's state (e.g. privacy spent)")
     client.add_argument("--auth-token-file", type=Path, help="file holding the shared token")
     _tls_client_args(client)
 
@@ -160,6 +166,7 @@ def _demo(args: argparse.Namespace) -> int:
         DemoConfig(
             clients=args.clients, rounds=args.rounds, out_dir=args.out, seed=args.seed,
             alpha=args.alpha, device=args.device,
+            dp_epsilon=args.epsilon if args.dp else 0.0,
         )
     )
     return 0
@@ -248,12 +255,14 @@ def _client(args: argparse.Namespace) -> int:
     if partition == "auto":
         from fedcore.data.claim import claim_partition
 
-        partition = claim_partition(args.partition_dir, args.num_partitions, socket.gethostname())
+        owner = args.client_id or os.environ.get("HOSTNAME") or socket.gethostname()
+        partition = claim_partition(args.partition_dir, args.num_partitions, owner)
         logging.getLogger("fedcore").info("claimed partition %d of %d", partition, args.num_partitions)
     app = make_app(
         DigitsSetup(num_clients=args.num_partitions, alpha=args.alpha, seed=args.seed),
         partition,
         device=args.device,
+        privacy_dir=args.state_dir,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # leave cleanly on `docker stop`
