@@ -1,0 +1,68 @@
+"""The demo PKI of `fedcore certs`."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+
+from fedcore.certs import generate_pki
+from fedcore.cli import main
+
+
+def load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_server_certificate_names_localhost_and_the_given_hosts(tmp_path: Path) -> None:
+    generate_pki(tmp_path, clients=0, hosts=("coordinator", "10.1.2.3"))
+
+    san = load(tmp_path / "server.pem").extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value
+
+    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "coordinator"}
+    assert ipaddress.ip_address("10.1.2.3") in san.get_values_for_type(x509.IPAddress)
+    assert ipaddress.ip_address("127.0.0.1") in san.get_values_for_type(x509.IPAddress)
+
+
+def test_client_certificates_are_signed_by_the_ca(tmp_path: Path) -> None:
+    generate_pki(tmp_path, clients=2)
+    ca = load(tmp_path / "ca.pem")
+
+    for i in (1, 2):
+        cert = load(tmp_path / f"client-{i}.pem")
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.rfc4514_string() == f"CN=client-{i}"
+
+
+def test_keys_and_token_are_private(tmp_path: Path) -> None:
+    generate_pki(tmp_path, clients=1, token=True)
+
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+
+    assert {n: m for n, m in modes.items() if n.endswith("key.pem") or n == "token"} == {
+        "ca-key.pem": 0o600, "server-key.pem": 0o600, "client-1-key.pem": 0o600, "token": 0o600
+    }
+    assert modes["ca.pem"] == 0o644
+
+
+def test_an_existing_ca_is_kept_unless_forced(tmp_path: Path) -> None:
+    generate_pki(tmp_path, clients=1)
+    before = (tmp_path / "ca.pem").read_bytes()
+
+    assert generate_pki(tmp_path, clients=1) == []
+    assert (tmp_path / "ca.pem").read_bytes() == before
+    assert generate_pki(tmp_path, clients=1, force=True)
+    assert (tmp_path / "ca.pem").read_bytes() != before
+
+
+def test_cli_writes_the_files(tmp_path: Path) -> None:
+    rc = main(["certs", "--out", str(tmp_path), "--clients", "2", "--token"])
+
+    assert rc == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ca-key.pem", "ca.pem", "client-1-key.pem", "client-1.pem", "client-2-key.pem",
+        "client-2.pem", "server-key.pem", "server.pem", "token",
+    ]
