@@ -33,7 +33,7 @@ class AddConstant:
 
     def fit(self, params, config):  # noqa: ANN001, ANN201
         self.fits += 1
-        gated = self.fits >= self.args.gate_from
+        gated = self.fits >= (getattr(self.args, "gate_from", None) or 1)
         if gated and self.args.fit_marker:
             Path(self.args.fit_marker).touch()
         if gated and self.args.hang_in_fit:
