@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from fedcore.engine.config import EngineConfig, SelectionConfig
+from fedcore.messages import LocalDPConfig
 from fedcore.strategy.fedavg import FedAvg
 
 T = TypeVar("T")
@@ -102,6 +103,36 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PrivacyConfig:
+    """[privacy]: local DP-SGD on every client (Opacus), configured by the coordinator.
+
+    Set `noise_multiplier`, or `target_epsilon` (also each client's budget) from which clients
+    derive the noise for `rounds.num_rounds` rounds.
+    """
+
+    local_dp: bool = False
+    noise_multiplier: float = 0.0
+    target_epsilon: float = 0.0
+    max_grad_norm: float = 1.0
+    delta: float = 1e-5
+
+    def local_dp_config(self, planned_rounds: int) -> LocalDPConfig | None:
+        """The clients' DP-SGD settings, or None when local DP is off."""
+        if not self.local_dp:
+            return None
+        try:
+            return LocalDPConfig(
+                noise_multiplier=self.noise_multiplier,
+                max_grad_norm=self.max_grad_norm,
+                target_epsilon=self.target_epsilon,
+                delta=self.delta,
+                planned_rounds=planned_rounds if self.target_epsilon > 0 else 0,
+            )
+        except ValueError as err:
+            raise ConfigError(f"[privacy]: {err}") from err
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinatorConfig:
     """The whole coordinator configuration file."""
 
@@ -109,6 +140,7 @@ class CoordinatorConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def engine_config(self) -> EngineConfig:
         """The round engine's settings."""
@@ -152,6 +184,7 @@ class CoordinatorConfig:
                 learning_rate=s.learning_rate,
                 proximal_mu=s.proximal_mu if s.name is StrategyName.FEDPROX else 0.0,
                 server_lr=s.server_lr,
+                local_dp=self.privacy.local_dp_config(self.rounds.num_rounds),
             )
         except ValueError as err:
             raise ConfigError(f"[strategy]: {err}") from err

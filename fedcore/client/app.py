@@ -52,11 +52,14 @@ class DeclineTask(Exception):
     """Raised by an app's `fit`/`evaluate` to refuse a task cleanly (e.g. privacy budget spent).
 
     The client tells the coordinator `reason`, which counts the client as dropped for the task.
+    With `permanent`, the client will refuse every later task of the run too (a spent privacy
+    budget), and the coordinator stops selecting it.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.permanent = permanent
 
 
 FitFn = Callable[[Params, TrainConfig], FitResult]

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fedcore.client.app import ClientApp, ClientAppError
+from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
 from fedcore.messages import ResultHeader, Task, TaskKind, TaskResult
 from fedcore.params import Array, Metrics, Params
 from fedcore.wire.errors import WireError
@@ -31,20 +31,25 @@ class TaskHandler:
         Raises:
             ClientAppError: the app returned parameters that do not match the task's model.
         """
-        match task.kind:
-            case TaskKind.INITIALIZE:
-                return self._initialize(task)
-            case TaskKind.TRAIN:
-                return self._train(task, _required(params, task))
-            case TaskKind.EVALUATE:
-                return self._evaluate(task, _required(params, task))
+        try:
+            match task.kind:
+                case TaskKind.INITIALIZE:
+                    return self._initialize(task)
+                case TaskKind.TRAIN:
+                    return self._train(task, _required(params, task))
+                case TaskKind.EVALUATE:
+                    return self._evaluate(task, _required(params, task))
+        except DeclineTask as refusal:
+            if not refusal.permanent:
+                raise
+            return self.decline(task, refusal.reason, permanent=True)
 
-    def decline(self, task: Task, reason: str) -> TaskResult:
-        """A result that refuses `task` and says why (e.g. the privacy budget is spent)."""
+    def decline(self, task: Task, reason: str, *, permanent: bool = False) -> TaskResult:
+        """A result that refuses `task` and says why; `permanent` refuses the rest of the run."""
         return TaskResult(
             header=ResultHeader(
                 client_id=self.client_id, task_id=task.task_id, num_examples=0,
-                declined_reason=reason or "declined",
+                declined_reason=reason or "declined", permanent=permanent,
             )
         )
 

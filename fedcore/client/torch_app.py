@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fedcore.client.app import ClientAppError, EvalResult, FitResult
-from fedcore.messages import TrainConfig
+from fedcore.client.app import ClientAppError, DeclineTask, EvalResult, FitResult
+from fedcore.dp.accountant import PrivacyAccountant
+from fedcore.dp.budget import Budget
+from fedcore.dp.opacus import noise_multiplier_for_target, plan_local_task, train_private
+from fedcore.messages import LocalDPConfig, TrainConfig
 from fedcore.params import Array, Params
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,7 +57,8 @@ def load_params(module: nn.Module, params: Params) -> None:
 
 
 class TorchApp:
-    """Federated training of one torch module with SGD; FedProx when the task sets mu > 0.
+    """Federated training of one torch module with SGD; FedProx when the task sets mu > 0;
+    DP-SGD (Opacus) when the task carries local DP settings.
 
     Args:
         model: the module; its state dict names are the names on the wire.
@@ -62,6 +67,10 @@ class TorchApp:
         loss_fn: defaults to cross-entropy.
         device: "cpu", "cuda", "cuda:N" or "auto".
         momentum: SGD momentum (the optimizer is recreated each round).
+        privacy_dir: where the DP accountant persists across rounds and restarts (the
+            client's state directory); None keeps it in memory for this process only.
+        privacy_budget: a local cap on epsilon (at the task's delta); tasks that would pass
+            it, or the coordinator's target epsilon, are declined for good.
     """
 
     def __init__(
@@ -73,8 +82,13 @@ class TorchApp:
         loss_fn: LossFn | None = None,
         device: str = "cpu",
         momentum: float = 0.0,
+        privacy_dir: Path | None = None,
+        privacy_budget: float | None = None,
     ) -> None:
         self.device = resolve_device(device)
+        self.privacy_dir = privacy_dir
+        self.privacy_budget = privacy_budget
+        self._accountant: PrivacyAccountant | None = None
         self.model = model.to(self.device)
         self.train_loader = train_loader
         self.test_loader = test_loader
@@ -88,6 +102,8 @@ class TorchApp:
     def fit(self, params: Params, config: TrainConfig) -> FitResult:
         """Train `config.local_epochs` epochs from `params`; stops early at `max_train_s`."""
         load_params(self.model, params)
+        if config.local_dp is not None:
+            return self._fit_private(params, config, config.local_dp)
         anchor = [p.detach().clone() for p in self.model.parameters()]
         opt = torch.optim.SGD(
             self.model.parameters(), lr=config.learning_rate, momentum=self.momentum
@@ -116,6 +132,52 @@ class TorchApp:
             params=state_to_params(self.model),
             num_examples=num_examples,
             metrics={"loss": total_loss / max(seen, 1)},
+        )
+
+    @property
+    def accountant(self) -> PrivacyAccountant:
+        """This client's privacy accountant (opened from `privacy_dir` on first use)."""
+        if self._accountant is None:
+            self._accountant = (
+                PrivacyAccountant.open(self.privacy_dir) if self.privacy_dir is not None
+                else PrivacyAccountant()
+            )
+        return self._accountant
+
+    def _fit_private(self, params: Params, config: TrainConfig, dp: LocalDPConfig) -> FitResult:
+        loader = self.train_loader
+        noise = dp.noise_multiplier or noise_multiplier_for_target(
+            target_epsilon=dp.target_epsilon,
+            delta=dp.delta,
+            sample_rate=1 / len(loader),
+            steps=dp.planned_rounds * config.local_epochs * len(loader),
+        )
+        planned = plan_local_task(loader, epochs=config.local_epochs, noise_multiplier=noise)
+        limits = [b for b in (dp.target_epsilon or None, self.privacy_budget) if b is not None]
+        if limits:
+            verdict = Budget(epsilon=min(limits), delta=dp.delta).check(self.accountant, planned)
+            if not verdict.allowed:
+                raise DeclineTask(verdict.reason, permanent=True)
+        global_state = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
+        result = train_private(
+            model=self.model,
+            optimizer_factory=lambda ps: torch.optim.SGD(
+                ps, lr=config.learning_rate, momentum=self.momentum
+            ),
+            data_loader=loader,
+            noise_multiplier=noise,
+            max_grad_norm=dp.max_grad_norm,
+            epochs=config.local_epochs,
+            accountant=self.accountant,
+            delta=dp.delta,
+            device=self.device,
+            proximal_mu=config.proximal_mu,
+            global_state=global_state if config.proximal_mu > 0 else None,
+        )
+        return FitResult(
+            params={k: v.detach().cpu().numpy() for k, v in result.state.items()},
+            num_examples=result.num_examples,
+            metrics={"loss": result.loss, "epsilon": result.epsilon},
         )
 
     def evaluate(self, params: Params, config: TrainConfig) -> EvalResult:

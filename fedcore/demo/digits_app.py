@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -40,7 +41,14 @@ def initial_params(seed: int = 0) -> dict[str, Array]:
     return state_to_params(build_model(seed))
 
 
-def make_app(setup: DigitsSetup, partition: int, *, device: str = "cpu") -> TorchApp:
+def make_app(
+    setup: DigitsSetup,
+    partition: int,
+    *,
+    device: str = "cpu",
+    privacy_dir: Path | None = None,
+    privacy_budget: float | None = None,
+) -> TorchApp:
     """Client `partition` of `setup`: its Dirichlet(alpha) training slice and a test share.
 
     Training data are skewed across clients by a Dirichlet(alpha) draw over labels; the
@@ -67,4 +75,6 @@ def make_app(setup: DigitsSetup, partition: int, *, device: str = "cpu") -> Torc
         test_loader=DataLoader(test, batch_size=256),
         device=device,
         momentum=0.9,
+        privacy_dir=privacy_dir,
+        privacy_budget=privacy_budget,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from rich.table import Table
 from fedcore.demo.digits_app import initial_params
 from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
 from fedcore.history import HistoryWriter
+from fedcore.messages import LocalDPConfig
 from fedcore.plot import plot_history
 from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
@@ -37,6 +39,17 @@ class DemoConfig:
     learning_rate: float = 0.05
     batch_size: int = 16
     timeout_s: float = 600.0
+    dp_epsilon: float = 0.0
+    dp_max_grad_norm: float = 1.0
+
+    def local_dp(self) -> LocalDPConfig | None:
+        """Local DP-SGD settings when `dp_epsilon` > 0: that budget spread over the rounds."""
+        if not self.dp_epsilon > 0:
+            return None
+        return LocalDPConfig(
+            target_epsilon=self.dp_epsilon, planned_rounds=self.rounds,
+            max_grad_norm=self.dp_max_grad_norm,
+        )
 
 
 def client_command(cfg: DemoConfig, address: str, partition: int) -> list[str]:
@@ -51,6 +64,7 @@ def client_command(cfg: DemoConfig, address: str, partition: int) -> list[str]:
         "--seed", str(cfg.seed),
         "--device", cfg.device,
         "--client-id", f"demo-client-{partition}",
+        "--state-dir", str(Path(cfg.out_dir) / "state" / f"client-{partition}"),
     ]
 
 
@@ -59,6 +73,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     console = console or Console()
     out = Path(cfg.out_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "state", ignore_errors=True)  # a new run starts with nothing spent
     history = HistoryWriter(out)
     engine = RoundEngine(
         EngineConfig(
@@ -72,6 +87,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
             local_epochs=cfg.local_epochs,
             batch_size=cfg.batch_size,
             learning_rate=cfg.learning_rate,
+            local_dp=cfg.local_dp(),
         ),
         initial_params=initial_params(cfg.seed),
     )
@@ -85,7 +101,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     def on_round(record: RoundRecord) -> None:
         records.append(record)
         history.append(record)
-        progress.console.print(_row(record))
+        progress.console.print(_row(record, dp=cfg.local_dp() is not None))
         progress.advance(bar)
 
     server = CoordinatorServer(engine, on_round=on_round, long_poll_s=2.0, linger_s=2.0)
@@ -100,7 +116,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
         with progress:
             progress.console.print(
                 f"{'round':>5} {'clients':>8} {'train loss':>11} {'test loss':>10} "
-                f"{'accuracy':>9} {'time':>7}"
+                f"{'accuracy':>9} {'time':>7}" + (f" {'epsilon':>8}" if cfg.local_dp() else "")
             )
             _wait(server, procs, cfg.timeout_s)
     finally:
@@ -146,11 +162,12 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _row(r: RoundRecord) -> str:
+def _row(r: RoundRecord, *, dp: bool) -> str:
+    epsilon = f" {_fmt(r.metrics.get('epsilon'), '.3f'):>8}" if dp else ""
     return (
         f"{r.round:>5} {r.results_received:>4}/{r.clients_selected:<3} "
         f"{_fmt(r.train_loss, '.4f'):>11} {_fmt(r.loss, '.4f'):>10} "
-        f"{_fmt(r.accuracy, '.3f'):>9} {r.duration_s:>6.2f}s"
+        f"{_fmt(r.accuracy, '.3f'):>9} {r.duration_s:>6.2f}s" + epsilon
         + (f"  [yellow]{r.reason}[/]" if r.reason else "")
     )
 

@@ -183,9 +183,7 @@ class RoundEngine:
                 f"protocol version {protocol_version} is not supported; this coordinator "
                 f"speaks version {PROTOCOL_VERSION}: upgrade the client",
             )
-        session = self._registry.join(client_id, now=now, properties=properties or {})
-        self.tick(now)
-        return session
+        return self._registry.join(client_id, now=now, properties=properties or {})
 
     def authenticate(self, client_id: str, session: bytes, *, now: float) -> None:
         """Check a request's credentials and note that the client is alive."""

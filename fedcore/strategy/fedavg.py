@@ -8,12 +8,13 @@ their loss gains the proximal term mu/2 * ||w - w_global||^2, which the coordina
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.aggregate.mean import WeightedMean
-from fedcore.messages import TrainConfig
+from fedcore.messages import LocalDPConfig, TrainConfig
 from fedcore.params import Array, Params
 
 
@@ -26,6 +27,7 @@ class FedAvg:
     learning_rate: float = 0.01
     proximal_mu: float = 0.0
     server_lr: float = 1.0
+    local_dp: LocalDPConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.server_lr > 0:
@@ -39,6 +41,7 @@ class FedAvg:
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             proximal_mu=self.proximal_mu,
+            local_dp=self.local_dp,
         )
 
     def aggregator(self, round_number: int) -> Aggregator:
@@ -56,8 +59,8 @@ class FedAvg:
         return out
 
 
-def FedProx(mu: float, **kwargs: float | int) -> FedAvg:  # noqa: N802 - reads as a class
+def FedProx(mu: float, **kwargs: Any) -> FedAvg:  # noqa: N802 - reads as a class
     """FedAvg whose clients add the proximal term mu/2 * ||w - w_global||^2 to their loss."""
     if not mu > 0:
         raise ValueError(f"FedProx needs mu > 0, got {mu}; use FedAvg for mu = 0")
-    return FedAvg(proximal_mu=mu, **kwargs)  # type: ignore[arg-type]
+    return FedAvg(proximal_mu=mu, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -106,8 +107,8 @@ def test_result_after_the_deadline_is_refused_and_changes_nothing(start_coordina
     while not isinstance(task, Task):
         task = late.get_task()
     params = late.download(task)
-    args = type("Args", (), {"add": 100.0, "examples": 10, "fit_marker": None, "hang_in_fit": False,
-                             "wait_for": None})()
+    args = argparse.Namespace(add=100.0, examples=10, fit_marker=None, hang_in_fit=False,
+                              wait_for=None, gate_from=1)
     result = TaskHandler(AddConstant(args), "late").handle(task, params)
 
     # act: submit only after the round has closed at its deadline

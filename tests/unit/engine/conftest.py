@@ -68,8 +68,10 @@ class Harness:
 
     # client requests ---------------------------------------------------------------------
     def join(self, *client_ids: str) -> None:
+        """Join clients, then let the engine see the clock (rounds start on ticks and polls)."""
         for cid in client_ids:
             self.sessions[cid] = self.engine.join(cid, now=self.now)
+        self.engine.tick(self.now)
 
     def poll(self, cid: str) -> TaskReply:
         self.engine.authenticate(cid, self.sessions[cid], now=self.now)
