@@ -19,9 +19,12 @@ class WeightedMean:
         self._sum: dict[str, Array] | None = None
         self._total_weight = 0.0
         self._count = 0
+        self._result: AggregateResult | None = None
 
     def add(self, update: dict[str, Array], weight: float) -> None:
         """Fold `weight * update` into the running sum."""
+        if self._result is not None:
+            raise ValueError("the mean was already taken; start a new WeightedMean per round")
         if not np.isfinite(weight) or weight <= 0:
             raise ValueError(f"weight must be a positive finite number, got {weight}")
         if self._sum is None:
@@ -46,8 +49,13 @@ class WeightedMean:
         """The weighted mean of everything added so far."""
         if self._sum is None:
             raise ValueError("no updates were added; a mean of nothing is undefined")
-        mean = {name: acc / self._total_weight for name, acc in self._sum.items()}
-        return AggregateResult(update=mean, count=self._count, total_weight=self._total_weight)
+        if self._result is None:  # divide the running sum in place: no second model-size copy
+            for acc in self._sum.values():
+                np.divide(acc, self._total_weight, out=acc)
+            self._result = AggregateResult(
+                update=self._sum, count=self._count, total_weight=self._total_weight
+            )
+        return self._result
 
 
 def _accumulator_like(value: Array) -> Array:

@@ -64,7 +64,10 @@ class TaskHandler:
             check_matches(spec_of(new), task.model_spec)
         except WireError as err:
             raise ClientAppError(f"fit() returned parameters that do not match the model: {err}")
-        delta = {name: np.subtract(new[name], params[name]).astype(params[name].dtype) for name in new}
+        delta = {
+            name: np.subtract(new[name], params[name]).astype(params[name].dtype, copy=False)
+            for name in new
+        }
         return self._result(task, num_examples=fit.num_examples, metrics=fit.metrics, tensors=delta)
 
     def _evaluate(self, task: Task, params: Params) -> TaskResult:

@@ -55,7 +55,8 @@ class FedAvg:
             step = result.update[name]
             if self.server_lr != 1.0:
                 step = step * self.server_lr
-            out[name] = np.add(value, step, dtype=np.result_type(value, step)).astype(value.dtype)
+            total = np.add(value, step, dtype=np.result_type(value, step))
+            out[name] = total.astype(value.dtype, copy=False)
         return out
 
 
