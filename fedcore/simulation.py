@@ -35,6 +35,7 @@ from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import DataSource, Population, partitioned_data
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
+from fedcore.sim.stragglers import StragglerModel
 from fedcore.sim.timing import TimingModel
 
 __all__ = ["SimulationConfig", "SimulationResult", "run"]
@@ -75,7 +76,14 @@ def run(
         if on_round is not None:
             on_round(r)
 
-    result = InProcessDriver(engine, population, runner, timing=timing, on_round=record).run()
+    stragglers = StragglerModel(
+        fraction=config.stragglers.fraction,
+        accept_partial_work=config.stragglers.accept_partial_work, seed=sim.seed,
+    )
+    driver = InProcessDriver(
+        engine, population, runner, timing=timing, stragglers=stragglers, on_round=record
+    )
+    result = driver.run()
     if history is not None and history.rows:
         plot_history(history.rows, history.out_dir / "training.png", title="fedcore simulation")
     return result

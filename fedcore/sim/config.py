@@ -58,6 +58,15 @@ class TimingConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StragglerConfig:
+    """[stragglers]: per round, this share of the selected clients finishes only 1..E-1 local
+    epochs by the deadline; partial work counts or misses the deadline (see `StragglerModel`)."""
+
+    fraction: float = 0.0
+    accept_partial_work: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
     """[simulation]: population, backend and output."""
 
@@ -71,11 +80,13 @@ class RunConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulationConfig:
-    """A whole simulation file: [simulation], [data], [timing], [rounds], [strategy]."""
+    """A whole simulation file: [simulation], [data], [timing], [stragglers], [rounds],
+    [strategy]."""
 
     simulation: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    stragglers: StragglerConfig = field(default_factory=StragglerConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
 

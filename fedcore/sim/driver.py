@@ -16,6 +16,7 @@ from fedcore.messages import Task, TaskKind
 from fedcore.params import Array
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
+from fedcore.sim.stragglers import PARTIAL_ARRIVAL, StragglerModel
 from fedcore.sim.timing import TimingModel
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,14 @@ class InProcessDriver:
         runner: TaskRunner,
         *,
         timing: TimingModel | None = None,
+        stragglers: StragglerModel | None = None,
         on_round: Callable[[RoundRecord], None] | None = None,
     ) -> None:
         self.engine = engine
         self.population = population
         self.runner = runner
         self.timing = timing or TimingModel()
+        self.stragglers = stragglers or StragglerModel()
         self._on_round = on_round
         self.now = 0.0
 
@@ -76,10 +79,16 @@ class InProcessDriver:
             raise RuntimeError("the simulation needs initial parameters and open tasks")
         deadline = start + task.time_left_s
         model = engine.model_for(clients[0], task.task_id, now=start)
-        results = self.runner.run(task, clients, model.params)
+        partial, missed = self._stragglers(clients, task)
+        working = [c for c in clients if c not in missed]
+        results = self.runner.run(task, working, model.params, epochs=partial)
         arrivals = sorted(
-            (start + self._seconds(cid, task, results[cid].header.num_examples), cid)
-            for cid in clients
+            (
+                start + task.time_left_s * PARTIAL_ARRIVAL if cid in partial
+                else start + self._seconds(cid, task, results[cid].header.num_examples),
+                cid,
+            )
+            for cid in working
             if cid in results and not self._drops(cid, task)
         )
         for at, cid in arrivals:
@@ -94,6 +103,11 @@ class InProcessDriver:
         if engine.open_task_id == task.task_id:
             self.now = max(self.now, deadline)
             engine.tick(self.now)
+
+    def _stragglers(self, clients: list[str], task: Task) -> tuple[dict[str, int], set[str]]:
+        if task.kind is not TaskKind.TRAIN:
+            return {}, set()
+        return self.stragglers.partial_work(clients, task.round, task.train.local_epochs)
 
     def _seconds(self, cid: str, task: Task, examples: int) -> float:
         index = self.population.index_of(cid)

@@ -3,7 +3,8 @@ population, or any `ClientApp` through the client's own task handler."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,8 +29,16 @@ from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 class TaskRunner(Protocol):
     """Runs one engine task for many virtual clients at once."""
 
-    def run(self, task: Task, clients: Sequence[str], params: Params) -> dict[str, TaskResult]:
-        """Results by client id; a client may be missing (it failed)."""
+    def run(
+        self,
+        task: Task,
+        clients: Sequence[str],
+        params: Params,
+        *,
+        epochs: Mapping[str, int] | None = None,
+    ) -> dict[str, TaskResult]:
+        """Results by client id; a client may be missing (it failed). `epochs` gives the
+        clients that train fewer epochs than the task asks (stragglers' partial work)."""
         ...
 
 
@@ -76,13 +85,21 @@ class TorchRunner:
         self.device = device
         self.test_fraction = test_fraction
 
-    def run(self, task: Task, clients: Sequence[str], params: Params) -> dict[str, TaskResult]:
+    def run(
+        self,
+        task: Task,
+        clients: Sequence[str],
+        params: Params,
+        *,
+        epochs: Mapping[str, int] | None = None,
+    ) -> dict[str, TaskResult]:
         """Train or evaluate `clients` from `params`."""
         indices = [self.population.index_of(c) for c in clients]
         splits = [self._split(i) for i in indices]
         params = {k: np.array(v) for k, v in params.items()}  # writable copies for torch
         if task.kind.value == "train":
-            return self._train(task, clients, indices, splits, params)
+            counts = [(epochs or {}).get(c, task.train.local_epochs) for c in clients]
+            return self._train(task, clients, (indices, counts), splits, params)
         return self._evaluate(task, clients, splits, params)
 
     def _split(self, index: int) -> Split:
@@ -96,16 +113,18 @@ class TorchRunner:
         self,
         task: Task,
         clients: Sequence[str],
-        indices: list[int],
+        indices_and_epochs: tuple[list[int], list[int]],
         splits: list[Split],
         params: Params,
     ) -> dict[str, TaskResult]:
+        indices, epochs = indices_and_epochs
         seeds = [int(s) for s in self.population.train_seeds(indices, task.round)]
         data = [s.train for s in splits]
         kernel = train_vectorised if self.vectorised else train_sequential
         results: dict[str, TaskResult] = {}
         trained = kernel(
-            self.model, params, data, seeds=seeds, settings=task.train, device=self.device
+            self.model, params, data, seeds=seeds, settings=task.train, device=self.device,
+            epochs=epochs,
         )
         for local in trained:
             cid = clients[local.client]
@@ -159,6 +178,24 @@ class AppRunner:
     def __init__(self, app_for: Callable[[str], ClientApp]) -> None:
         self._app_for = app_for
 
-    def run(self, task: Task, clients: Sequence[str], params: Params) -> dict[str, TaskResult]:
-        """Each client's result, exactly as a deployed client would compute it."""
-        return {c: TaskHandler(self._app_for(c), c).handle(task, params) for c in clients}
+    def run(
+        self,
+        task: Task,
+        clients: Sequence[str],
+        params: Params,
+        *,
+        epochs: Mapping[str, int] | None = None,
+    ) -> dict[str, TaskResult]:
+        """Each client's result, exactly as a deployed client would compute it; a straggler
+        gets the task with its own `local_epochs`."""
+        epochs = epochs or {}
+        return {
+            c: TaskHandler(self._app_for(c), c).handle(_with_epochs(task, epochs.get(c)), params)
+            for c in clients
+        }
+
+
+def _with_epochs(task: Task, epochs: int | None) -> Task:
+    if epochs is None:
+        return task
+    return dataclasses.replace(task, train=dataclasses.replace(task.train, local_epochs=epochs))

@@ -2,7 +2,8 @@
 
 This module also fixes the semantics every backend reproduces exactly:
 
-- a client starts from the global params and runs `local_epochs` epochs of minibatch SGD;
+- a client starts from the global params and runs `local_epochs` epochs of minibatch SGD, or
+  its own smaller number of epochs when given one (a straggler's partial work);
 - each epoch visits its examples in the order `torch.randperm(n, generator=g)`, where `g` is
   a CPU `torch.Generator` seeded with the client's seed, drawn once per epoch in turn;
 - batches are consecutive slices of `batch_size` of that order; the last may be smaller;
@@ -79,6 +80,7 @@ def check_inputs(
     clients: Sequence[LocalData],
     seeds: Sequence[int],
     settings: TrainSettings,
+    epochs: Sequence[int] | None = None,
 ) -> None:
     """Raise `ValueError` naming what is inconsistent between model, params, data and seeds."""
     names = [name for name, _ in model.named_parameters()]
@@ -91,6 +93,11 @@ def check_inputs(
     for position, (x, y) in enumerate(clients):
         if len(x) == 0 or len(x) != len(y):
             raise ValueError(f"client {position}: {len(x)} features for {len(y)} labels")
+    if epochs is not None:
+        if len(epochs) != len(clients):
+            raise ValueError(f"{len(clients)} clients but {len(epochs)} epoch counts")
+        if any(not 1 <= k <= settings.local_epochs for k in epochs):
+            raise ValueError(f"per-client epochs must be in 1..{settings.local_epochs}")
 
 
 def train_sequential(
@@ -102,20 +109,24 @@ def train_sequential(
     settings: TrainSettings,
     device: str | torch.device = "cpu",
     loss_fn: PerExampleLoss = cross_entropy_per_example,
+    epochs: Sequence[int] | None = None,
 ) -> Iterator[LocalResult]:
     """Train each client in turn on `model` (its parameters are overwritten) and yield results.
 
-    `model` is moved to `device`, where each client's data is moved as it trains. Buffers (e.g. batch-norm statistics) are restored before every client and not reported.
+    `model` is moved to `device`, where each client's data is moved as it trains. Buffers (e.g.
+    batch-norm statistics) are restored before every client and not reported. `epochs`, when
+    given, is each client's own number of epochs (at most `settings.local_epochs`).
     Inputs are checked at the call, training happens as results are consumed.
 
     Raises:
         ValueError: inconsistent model, params, data, seeds or settings.
     """
-    check_inputs(model, global_params, clients, seeds, settings)
+    check_inputs(model, global_params, clients, seeds, settings, epochs)
     dev = torch.device(device)
     start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in global_params.items()}
     model.to(dev)
-    return _train_each(model, start, clients, seeds, settings, loss_fn)
+    counts = list(epochs) if epochs is not None else [settings.local_epochs] * len(clients)
+    return _train_each(model, start, clients, seeds, counts, settings, loss_fn)
 
 
 def _train_each(
@@ -123,27 +134,28 @@ def _train_each(
     start: dict[str, torch.Tensor],
     clients: Sequence[LocalData],
     seeds: Sequence[int],
+    epochs: Sequence[int],
     settings: TrainSettings,
     loss_fn: PerExampleLoss,
 ) -> Iterator[LocalResult]:
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    for position, ((x, y), seed) in enumerate(zip(clients, seeds)):
+    for position, ((x, y), seed, count) in enumerate(zip(clients, seeds, epochs)):
         with torch.no_grad():
             for name, tensor in model.named_buffers():
                 tensor.copy_(buffers[name])
-        yield _train_one(model, start, x, y, seed, settings, loss_fn, position)
+        yield _train_one(model, start, (x, y), (seed, count), settings, loss_fn, position)
 
 
 def _train_one(
     model: nn.Module,
     start: dict[str, torch.Tensor],
-    x: npt.NDArray[np.floating],
-    y: npt.NDArray[np.integer],
-    seed: int,
+    data: LocalData,
+    seed_and_epochs: tuple[int, int],
     settings: TrainSettings,
     loss_fn: PerExampleLoss,
     position: int,
 ) -> LocalResult:
+    (x, y), (seed, epochs) = data, seed_and_epochs
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, tensor in params.items():
@@ -152,7 +164,7 @@ def _train_one(
     features = torch.as_tensor(x, dtype=first.dtype, device=first.device)
     labels = torch.as_tensor(y, dtype=torch.int64, device=first.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=first.device)
-    for order in epoch_orders(len(labels), epochs=settings.local_epochs, seed=seed):
+    for order in epoch_orders(len(labels), epochs=epochs, seed=seed):
         for batch in torch.split(order.to(first.device), settings.batch_size):
             per_example = loss_fn(model(features[batch]), labels[batch])
             loss = per_example.mean()
@@ -164,7 +176,7 @@ def _train_one(
                     tensor.sub_(grad, alpha=settings.learning_rate)
             loss_sum += per_example.detach().sum().double()
     update = {n: (t.detach() - start[n]).cpu().numpy() for n, t in params.items()}
-    visited = len(labels) * settings.local_epochs
+    visited = len(labels) * epochs
     return LocalResult(
         client=position,
         update=update,

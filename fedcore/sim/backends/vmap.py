@@ -47,18 +47,21 @@ def train_vectorised(
     device: str | torch.device = "cpu",
     loss_fn: PerExampleLoss = cross_entropy_per_example,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    epochs: Sequence[int] | None = None,
 ) -> Iterator[LocalResult]:
     """Train all clients in vectorised chunks; yields one result per client, in chunk order.
 
     Clients are grouped by size (at most `chunk_size` per chunk, and no client padded to
     more than twice its number of batches), so results arrive out of input order: use
     `LocalResult.client`. `model` is only a template; its own parameters are not touched.
-    Inputs are checked at the call; each chunk trains when its first result is consumed.
+    `epochs`, when given, is each client's own number of epochs (a client that stops early
+    idles with exact zero steps). Inputs are checked at the call; each chunk trains when its
+    first result is consumed.
 
     Raises:
         ValueError: inconsistent inputs, a model with buffers, or `chunk_size < 1`.
     """
-    check_inputs(model, global_params, clients, seeds, settings)
+    check_inputs(model, global_params, clients, seeds, settings, epochs)
     if any(True for _ in model.buffers()):
         raise ValueError("the vectorised backend needs a model without buffers; use sequential")
     if chunk_size < 1:
@@ -68,10 +71,13 @@ def train_vectorised(
     step = _make_step(model, loss_fn, settings.learning_rate, settings.proximal_mu)
     sizes = np.array([len(y) for _, y in clients], dtype=np.int64)
     chunks = plan_chunks(sizes, batch_size=settings.batch_size, chunk_size=chunk_size)
+    counts = np.asarray(epochs if epochs is not None else [settings.local_epochs] * len(clients))
     return (
         result
         for chunk in chunks
-        for result in _train_chunk(step, start, [clients[i] for i in chunk], chunk, seeds, settings)
+        for result in _train_chunk(
+            step, start, [clients[i] for i in chunk], chunk, (seeds, counts[chunk]), settings
+        )
     )
 
 
@@ -119,26 +125,27 @@ def _train_chunk(
     start: Tensors,
     data: Sequence[LocalData],
     positions: npt.NDArray[np.int64],
-    seeds: Sequence[int],
+    seeds_and_epochs: tuple[Sequence[int], npt.NDArray[np.int64]],
     settings: TrainSettings,
 ) -> Iterator[LocalResult]:
+    seeds, epochs = seeds_and_epochs
     dev = next(iter(start.values())).device
     sizes = [len(y) for _, y in data]
     x, y = (torch.from_numpy(a).to(dev) for a in _pad_stack(data))
     x = x.to(next(iter(start.values())).dtype)
-    orders, valid = _stacked_orders(sizes, [int(seeds[p]) for p in positions], settings)
+    orders, valid = _stacked_orders(sizes, [int(seeds[p]) for p in positions], epochs, settings)
     orders, valid = orders.to(dev), valid.to(dev, dtype=x.dtype)
     params = {n: v.unsqueeze(0).repeat(len(data), *([1] * v.dim())) for n, v in start.items()}
     rows = torch.arange(len(data), device=dev).unsqueeze(1)
     loss_sums = torch.zeros(len(data), dtype=torch.float64, device=dev)
     batch = settings.batch_size
-    for epoch in range(settings.local_epochs):
+    for epoch in range(int(epochs.max())):
         for begin in range(0, orders.shape[2], batch):
             idx = orders[:, epoch, begin : begin + batch]
             mask = valid[:, epoch, begin : begin + batch]
             params, sums = step(params, start, x[rows, idx], y[rows, idx], mask)
             loss_sums += sums.double()
-    yield from _results(params, start, positions, sizes, loss_sums, settings.local_epochs)
+    yield from _results(params, start, positions, sizes, loss_sums, epochs)
 
 
 def _results(
@@ -147,7 +154,7 @@ def _results(
     positions: npt.NDArray[np.int64],
     sizes: Sequence[int],
     loss_sums: torch.Tensor,
-    epochs: int,
+    epochs: npt.NDArray[np.int64],
 ) -> Iterator[LocalResult]:
     updates = {n: (v - start[n]).cpu().numpy() for n, v in params.items()}
     losses = loss_sums.cpu().numpy()
@@ -156,7 +163,7 @@ def _results(
             client=int(position),
             update={name: value[i] for name, value in updates.items()},
             num_examples=sizes[i],
-            train_loss=float(losses[i]) / (sizes[i] * epochs),
+            train_loss=float(losses[i]) / (sizes[i] * int(epochs[i])),
         )
 
 
@@ -174,10 +181,14 @@ def _pad_stack(data: Sequence[LocalData]) -> tuple[npt.NDArray[np.float32], npt.
 
 
 def _stacked_orders(
-    sizes: Sequence[int], seeds: Sequence[int], settings: TrainSettings
+    sizes: Sequence[int],
+    seeds: Sequence[int],
+    client_epochs: npt.NDArray[np.int64],
+    settings: TrainSettings,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(clients, epochs, padded length) example orders, and where they are real examples."""
-    batch, epochs = settings.batch_size, settings.local_epochs
+    """(clients, epochs, padded length) example orders, and where they are real examples
+    (nowhere in the epochs after a client's own last one)."""
+    batch, epochs = settings.batch_size, int(client_epochs.max())
     padded = -(-max(sizes) // batch) * batch
     gen = torch.Generator()
     perms = [
@@ -189,4 +200,5 @@ def _stacked_orders(
     orders = nn.functional.pad(flat, (0, padded - flat.shape[1])).view(len(sizes), epochs, padded)
     lengths = torch.tensor(sizes).view(-1, 1, 1)
     valid = torch.arange(padded).expand(len(sizes), epochs, padded) < lengths
-    return orders, valid
+    active = torch.arange(epochs).view(1, -1, 1) < torch.from_numpy(client_epochs).view(-1, 1, 1)
+    return orders, valid & active

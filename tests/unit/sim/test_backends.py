@@ -161,3 +161,27 @@ def test_a_small_cnn_trains_the_same_in_both_backends() -> None:
             np.testing.assert_allclose(
                 vec[expected.client].update[name], value, rtol=1e-4, atol=1e-6
             )
+
+
+def test_clients_with_their_own_epoch_counts_train_as_alone_with_that_many() -> None:
+    # arrange: a straggler doing 1 of 3 epochs beside full clients
+    model, settings = _mlp(), _settings(proximal_mu=0.5)
+    start = _global(model)
+    clients, seeds, epochs = _clients([7, 23, 12]), [1, 2, 3], [3, 1, 2]
+
+    # act
+    vec = _by_client(list(train_vectorised(model, start, clients, seeds=seeds,
+                                           settings=settings, epochs=epochs)))
+    seq = _by_client(list(train_sequential(model, start, clients, seeds=seeds,
+                                           settings=settings, epochs=epochs)))
+
+    # assert
+    for k, count in enumerate(epochs):
+        fewer = TrainConfig(local_epochs=count, batch_size=5, learning_rate=0.1, proximal_mu=0.5)
+        alone = next(train_sequential(model, start, [clients[k]], seeds=[seeds[k]], settings=fewer))
+        for result in (vec[k], seq[k]):
+            assert result.train_loss == pytest.approx(alone.train_loss, rel=1e-5)
+            for name, value in alone.update.items():
+                np.testing.assert_allclose(result.update[name], value, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="epochs"):
+        train_vectorised(model, start, clients, seeds=seeds, settings=settings, epochs=[4, 1, 1])
