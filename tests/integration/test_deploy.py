@@ -12,10 +12,8 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import pytest
 
 from fedcore.store import RunStore
 
-from .conftest import wait_until
+from .conftest import free_port, wait_until
 
 yaml = pytest.importorskip("yaml", reason="PyYAML (the [dev] extra) reads docker-compose.yml")
 
@@ -32,12 +30,6 @@ pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILES = {"server": ROOT / "server" / "Dockerfile", "client": ROOT / "clients" / "Dockerfile"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dockerfile_instruction(path: Path, name: str) -> str:
@@ -99,16 +91,6 @@ class Mapped:
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def test_compose_file_validates() -> None:

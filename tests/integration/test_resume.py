@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 from fedcore.engine.checkpoint import load_checkpoint
 from fedcore.store import RunStore
 
-from .conftest import summary_of, wait_until
+from .conftest import free_port, summary_of, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,25 +25,9 @@ ROUNDS = 4
 CLIENTS = {"c1": (1, 1), "c2": (2, 1), "c3": (5, 2)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def checkpoint_round(out: Path) -> int:
     snap = load_checkpoint(out)  # never half-written: the file is replaced atomically
     return snap.round if snap else 0
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 @pytest.fixture
