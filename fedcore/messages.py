@@ -10,9 +10,13 @@ import enum
 from dataclasses import dataclass, field
 
 from fedcore.params import Array, Metrics
+from fedcore.secagg.config import RoundSpec
+from fedcore.secagg.messages import ClientMessage, ServerMessage
 from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec
 
 PROTOCOL_VERSION = 1
+MASKED_TENSOR = "masked"
+"""Name of the one uint8 tensor that carries a masked vector in a secure-aggregation result."""
 
 
 class TaskKind(enum.Enum):
@@ -21,6 +25,28 @@ class TaskKind(enum.Enum):
     TRAIN = "train"
     EVALUATE = "evaluate"
     INITIALIZE = "initialize"
+    SECAGG = "secagg"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecAggSetup:
+    """A selected client's part in a secure-aggregation round: the round's spec and its id.
+
+    The client sends its update weighted by `min(num_examples / weight_cap, 1)`.
+    """
+
+    client: int
+    spec: RoundSpec
+    weight_cap: float
+
+    def __post_init__(self) -> None:
+        if self.client not in self.spec.clients:
+            raise ValueError(f"client {self.client} is not in 1..{self.spec.num_clients}")
+        if not self.weight_cap > 0:
+            raise ValueError(f"weight_cap must be > 0, got {self.weight_cap}")
+
+
+SecAggServerStep = SecAggSetup | ServerMessage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +111,7 @@ class Task:
     train: TrainConfig = field(default_factory=TrainConfig)
     time_left_s: float = 0.0
     model_spec: ModelSpec = EMPTY_SPEC
+    secagg: SecAggServerStep | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +143,7 @@ class ResultHeader:
     spec: ModelSpec = EMPTY_SPEC
     declined_reason: str = ""
     permanent: bool = False
+    secagg: ClientMessage | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

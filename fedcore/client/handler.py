@@ -12,8 +12,18 @@ import math
 import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
-from fedcore.messages import ResultHeader, Task, TaskKind, TaskResult
+from fedcore.client.secure import SecureSession
+from fedcore.messages import (
+    MASKED_TENSOR,
+    ResultHeader,
+    SecAggSetup,
+    Task,
+    TaskKind,
+    TaskResult,
+)
 from fedcore.params import Array, Metrics, Params
+from fedcore.secagg.errors import ProtocolError
+from fedcore.secagg.messages import MaskedInput
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 
@@ -24,6 +34,7 @@ class TaskHandler:
     def __init__(self, app: ClientApp, client_id: str) -> None:
         self.app = app
         self.client_id = client_id
+        self._secure: tuple[str, SecureSession] | None = None  # (task id, session)
 
     def handle(self, task: Task, params: Params | None) -> TaskResult:
         """The result of `task`; `params` is the downloaded global model (None for INITIALIZE).
@@ -39,6 +50,8 @@ class TaskHandler:
                     return self._train(task, _required(params, task))
                 case TaskKind.EVALUATE:
                     return self._evaluate(task, _required(params, task))
+                case TaskKind.SECAGG:
+                    return self._secure_step(task)
         except DeclineTask as refusal:
             if not refusal.permanent:
                 raise
@@ -68,7 +81,40 @@ class TaskHandler:
             name: np.subtract(new[name], params[name]).astype(params[name].dtype, copy=False)
             for name in new
         }
+        if isinstance(task.secagg, SecAggSetup):  # the update is masked, never sent as is
+            session = SecureSession(task.secagg, delta, fit.num_examples)
+            self._secure = (task.task_id, session)
+            result = self._result(task, num_examples=1, metrics=fit.metrics, tensors={})
+            return dataclasses.replace(
+                result, header=dataclasses.replace(result.header, secagg=session.start())
+            )
         return self._result(task, num_examples=fit.num_examples, metrics=fit.metrics, tensors=delta)
+
+    def _secure_step(self, task: Task) -> TaskResult:
+        if self._secure is None or self._secure[0] != task.task_id:
+            raise ClientAppError(
+                f"no secure-aggregation state for {task.task_id} (the client restarted "
+                "mid-round); it sits this round out"
+            )
+        if task.secagg is None or isinstance(task.secagg, SecAggSetup):
+            raise WireError(f"{task.task_id}: a secure-aggregation step carries no message")
+        session = self._secure[1]
+        try:
+            reply = session.step(task.secagg)
+        except (ProtocolError, ValueError) as err:
+            self._secure = None  # release nothing more in this round
+            raise ClientAppError(f"secure aggregation refused: {err}") from err
+        if session.finished:
+            self._secure = None
+        tensors = (
+            {MASKED_TENSOR: np.frombuffer(reply.data, dtype=np.uint8)}
+            if isinstance(reply, MaskedInput) else {}
+        )
+        header = ResultHeader(
+            client_id=self.client_id, task_id=task.task_id, num_examples=1,
+            spec=spec_of(tensors) if tensors else EMPTY_SPEC, secagg=reply,
+        )
+        return TaskResult(header=header, tensors=tensors)
 
     def _evaluate(self, task: Task, params: Params) -> TaskResult:
         ev = self.app.evaluate(_copy(params), task.train)

@@ -251,7 +251,7 @@ class ClientLoop:
 
     def _run_task(self, task: Task, received: float) -> None:
         params = None
-        if task.kind is not TaskKind.INITIALIZE:
+        if task.kind in (TaskKind.TRAIN, TaskKind.EVALUATE):
             self._set(phase=ClientPhase.DOWNLOADING)
             params = self._conn.download(task, self._stop)
         limited = limit_train_time(

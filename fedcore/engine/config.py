@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from fedcore.secagg.config import Mode, SecAggConfig, suggested_degree
 from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES
 
 
@@ -65,6 +66,7 @@ class EngineConfig:
     seed: int = 0
     max_payload_bytes: int = 4 << 30
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    secagg: SecureAggregationConfig | None = None
 
     def __post_init__(self) -> None:
         if self.num_rounds < 1:
@@ -76,3 +78,51 @@ class EngineConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_payload_bytes < 1 or self.chunk_bytes < 1:
             raise ValueError("max_payload_bytes and chunk_bytes must be >= 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecureAggregationConfig:
+    """Sum the clients' updates with secure aggregation instead of seeing them.
+
+    Args:
+        mode: every pair masked (FULL) or a random graph of `degree` neighbours (SECAGG_PLUS;
+            0 picks O(log n)).
+        threshold_fraction: t = ceil(fraction * n) clients (in SECAGG_PLUS: of a neighbourhood)
+            must survive every phase; the round aborts below.
+        clip: each weighted update coordinate is clipped to [-clip, clip] before quantising.
+        bit_width: b; sums are exact modulo 2**b for up to `max_clients` clients.
+        max_clients: the most clients a round may select (sets the quantisation levels).
+        weight_cap: example counts are divided by this, capped at 1, to weight updates.
+        phase_timeout_s: how long each protocol phase waits for clients.
+    """
+
+    mode: Mode = Mode.FULL
+    threshold_fraction: float = 2 / 3
+    degree: int = 0
+    clip: float = 1.0
+    bit_width: int = 32
+    max_clients: int = 100
+    weight_cap: float = 1000.0
+    phase_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold_fraction <= 1:
+            raise ValueError(f"threshold_fraction must be in (0, 1], got {self.threshold_fraction}")
+        if self.degree < 0 or self.max_clients < 1:
+            raise ValueError("degree must be >= 0 and max_clients >= 1")
+        if not (self.clip > 0 and self.weight_cap > 0 and self.phase_timeout_s > 0):
+            raise ValueError("clip, weight_cap and phase_timeout_s must be > 0")
+        SecAggConfig(threshold=1, max_clients=self.max_clients, clip=self.clip,
+                     bit_width=self.bit_width)  # checks the numeric range now
+
+    def for_round(self, num_clients: int) -> SecAggConfig:
+        """The protocol configuration for a round of `num_clients`."""
+        if self.mode is Mode.FULL:
+            threshold = max(1, math.ceil(self.threshold_fraction * num_clients))
+            return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
+                                bit_width=self.bit_width, mode=Mode.FULL)
+        degree = min(self.degree or suggested_degree(num_clients), max(2, num_clients - 1))
+        even = degree + degree % 2
+        threshold = max(1, min(even + 1, math.ceil(self.threshold_fraction * (even + 1))))
+        return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
+                            bit_width=self.bit_width, mode=Mode.SECAGG_PLUS, degree=degree)

@@ -19,12 +19,14 @@ from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.registry import ClientRegistry, Registry
+from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
 from fedcore.engine.task_round import TaskRound
 from fedcore.messages import (
     PROTOCOL_VERSION,
     Done,
+    SecAggSetup,
     ResultHeader,
     Task,
     TaskKind,
@@ -34,6 +36,8 @@ from fedcore.messages import (
     Wait,
 )
 from fedcore.params import Array, Params
+from fedcore.secagg.errors import ProtocolError, RoundAborted
+from fedcore.secagg.messages import AdvertiseKeys
 from fedcore.strategy.base import Strategy
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_finite, check_matches, spec_of
@@ -143,10 +147,17 @@ class RoundEngine:
         """The id of the task round now open, if any."""
         return self._task.task_id if self._task else None
 
+    @property
+    def progress(self) -> tuple[object, ...]:
+        """Changes whenever a waiting client may have new work (drivers wake long-polls on it)."""
+        task = self._task
+        secure_phase = task.secure.server.phase if task and task.secure else None
+        return (self._phase, self._round, self.open_task_id, secure_phase)
+
     def open_clients(self) -> list[str]:
         """Clients whose task in the open round is still outstanding (sorted)."""
         task = self._task
-        return sorted(c for c in task.selected if task.is_open_for(c)) if task else []
+        return sorted(c for c in task.selected if task.has_work_for(c)) if task else []
 
     @property
     def records(self) -> list[RoundRecord]:
@@ -196,14 +207,16 @@ class RoundEngine:
         if self._phase is Phase.DONE:
             return Done(reason=self._done_reason())
         task = self._task
-        if task is not None and task.is_open_for(client_id):
+        if task is not None and task.has_work_for(client_id):
+            step = task.secure.next_step(client_id) if task.secure else None
             return Task(
                 round=task.number,
                 task_id=task.task_id,
-                kind=task.kind,
+                kind=TaskKind.SECAGG if step and not isinstance(step, SecAggSetup) else task.kind,
                 train=task.train_config,
                 time_left_s=max(0.0, task.deadline - now),
                 model_spec=task.model.spec if task.model else EMPTY_SPEC,
+                secagg=step,
             )
         return Wait(retry_after_s=self.config.retry_after_s, reason=self._wait_reason(client_id))
 
@@ -221,6 +234,16 @@ class RoundEngine:
         task = self._open_task(header.client_id, header.task_id)
         if header.declined_reason:
             return EMPTY_SPEC
+        if task.secure is not None:
+            if header.secagg is None:
+                raise EngineError(
+                    Reason.INVALID, f"{task.task_id} uses secure aggregation: send its messages"
+                )
+            return task.secure.masked_spec if task.secure.expects_payload(header.secagg) else (
+                EMPTY_SPEC
+            )
+        if header.secagg is not None:
+            raise EngineError(Reason.INVALID, f"{task.task_id} does not use secure aggregation")
         if not 1 <= header.num_examples <= MAX_EXAMPLES:
             raise EngineError(Reason.INVALID, f"num_examples must be in 1..{MAX_EXAMPLES}")
         expected = self._expected_spec(task, header.spec)
@@ -244,6 +267,13 @@ class RoundEngine:
             task.gone[header.client_id] = f"declined: {header.declined_reason}"
             if header.permanent:
                 self._registry.exclude(header.client_id, header.declined_reason)
+        elif task.secure is not None and header.secagg is not None:
+            self._validate_tensors(result.tensors, expected)
+            payload = result.tensors[expected.tensors[0].name].tobytes() if expected.tensors else b""
+            task.secure.accept(header.client_id, header.secagg, payload, now)
+            if isinstance(header.secagg, AdvertiseKeys):  # sent after training: its metrics
+                task.metrics.add(header.metrics, 1.0)
+                self._track_epsilon(task, header)
         else:
             self._validate_tensors(result.tensors, expected)
             self._fold(task, result)
@@ -310,11 +340,16 @@ class RoundEngine:
         elif task.kind is TaskKind.INITIALIZE:
             self._model = RoundModel.of(result.tensors)
         task.metrics.add(result.header.metrics, weight)
-        spent = result.header.metrics.get("epsilon")
+        self._track_epsilon(task, result.header)
+
+    def _track_epsilon(self, task: TaskRound, header: ResultHeader) -> None:
+        spent = header.metrics.get("epsilon")
         if spent is not None:  # privacy is reported as the worst case over clients
             task.max_epsilon = max(spent, task.max_epsilon or 0.0)
 
     def _settle(self, now: float) -> None:
+        if self._task is not None and self._task.secure is not None:
+            self._task.secure.on_time(now, self._task.target)
         while self._task is not None and self._task.is_settled(now):
             task, self._task = self._task, None
             self._closed[task.task_id] = "deadline passed" if now >= task.deadline else "round closed"
@@ -350,7 +385,11 @@ class RoundEngine:
     ) -> TaskRound:
         self._task_seq += 1
         rng = round_rng(self.config.seed, self._round, f"{kind.value}/{self._task_seq}")
-        selected = self._registry.select(sel.to_select(available), rng, now)
+        secure = self.config.secagg if kind is TaskKind.TRAIN else None
+        count = sel.to_select(available)
+        if secure is not None:
+            count = min(count, secure.max_clients)
+        selected = self._registry.select(count, rng, now)
         timeout = self.config.eval_timeout_s if kind is TaskKind.EVALUATE else self.config.round_timeout_s
         self._task = TaskRound(
             kind=kind,
@@ -366,6 +405,15 @@ class RoundEngine:
             else TrainConfig(),
             aggregator=self.strategy.aggregator(self._round) if kind is TaskKind.TRAIN else None,
         )
+        if secure is not None and self._model is not None:
+            self._task.secure = SecureRound(
+                secure,
+                selected=selected,
+                model_spec=self._model.spec,
+                round_id=self._task_seq,
+                graph_seed=rng.getrandbits(256).to_bytes(32, "little"),
+                now=now,
+            )
         return self._task
 
     def _close_train(self, task: TaskRound, now: float) -> None:
@@ -375,15 +423,14 @@ class RoundEngine:
         draft.train_loss = task.metrics.result().get("loss")
         if task.max_epsilon is not None:
             draft.metrics["epsilon"] = task.max_epsilon
-        if not task.succeeded:
+        aggregate = self._aggregate(task)
+        if isinstance(aggregate, str):
             draft.status = "failed"
-            draft.reason = (
-                f"{len(task.received)} results by the deadline, {task.min_results} needed"
-            )
+            draft.reason = aggregate
             self._finish_round(now)
             return
-        assert task.aggregator is not None and self._model is not None
-        aggregate: AggregateResult = task.aggregator.result()
+        draft.results_received = aggregate.count
+        assert self._model is not None
         self._model = RoundModel.of(self.strategy.apply(self._model.params, aggregate))
         draft.metrics.update(aggregate.measurements)
         if self._evaluation_due():
@@ -395,6 +442,20 @@ class RoundEngine:
                 return
             draft.reason = "evaluation skipped: too few clients available"
         self._finish_round(now)
+
+    def _aggregate(self, task: TaskRound) -> AggregateResult | str:
+        """The round's aggregate, or why there is none."""
+        if task.secure is not None:
+            if not task.secure.finished:
+                return "secure aggregation did not finish by the round deadline"
+            try:
+                return task.secure.aggregate()
+            except (RoundAborted, ProtocolError) as err:
+                return f"secure aggregation aborted: {err}"
+        if not task.succeeded:
+            return f"{len(task.received)} results by the deadline, {task.min_results} needed"
+        assert task.aggregator is not None
+        return task.aggregator.result()
 
     def _close_evaluate(self, task: TaskRound, now: float) -> None:
         draft = self._draft

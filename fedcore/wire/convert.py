@@ -19,6 +19,12 @@ from fedcore.messages import (
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import tensor_pb2 as tpb
 from fedcore.wire.errors import WireError
+from fedcore.wire.secagg import (
+    client_message_from_proto,
+    client_message_to_proto,
+    server_step_from_proto,
+    server_step_to_proto,
+)
 from fedcore.wire.tensor import ModelSpec, TensorSpec
 
 MAX_TENSORS = 100_000
@@ -45,6 +51,7 @@ _KINDS = {
     TaskKind.TRAIN: pb.TRAIN,
     TaskKind.EVALUATE: pb.EVALUATE,
     TaskKind.INITIALIZE: pb.INITIALIZE,
+    TaskKind.SECAGG: pb.SECAGG,
 }
 _KINDS_BACK = {code: kind for kind, code in _KINDS.items()}
 
@@ -125,6 +132,7 @@ def task_reply_to_proto(reply: TaskReply) -> pb.TaskReply:
                     train=train_config_to_proto(reply.train),
                     time_left_s=reply.time_left_s,
                     model_spec=spec_to_proto(reply.model_spec),
+                    secagg=server_step_to_proto(reply.secagg) if reply.secagg else None,
                 )
             )
         case Wait():
@@ -146,6 +154,7 @@ def task_reply_from_proto(msg: pb.TaskReply) -> TaskReply:
             train=train_config_from_proto(t.train),
             time_left_s=t.time_left_s,
             model_spec=spec_from_proto(t.model_spec),
+            secagg=server_step_from_proto(t.secagg) if t.HasField("secagg") else None,
         )
     if which == "wait":
         return Wait(retry_after_s=max(0.0, msg.wait.retry_after_s), reason=msg.wait.reason)
@@ -163,6 +172,7 @@ def result_header_to_proto(h: ResultHeader, session: bytes) -> pb.ResultHeader:
         spec=spec_to_proto(h.spec),
         declined_reason=h.declined_reason,
         permanent=h.permanent,
+        secagg=client_message_to_proto(h.secagg) if h.secagg is not None else None,
     )
 
 
@@ -180,4 +190,5 @@ def result_header_from_proto(msg: pb.ResultHeader) -> ResultHeader:
         spec=spec_from_proto(msg.spec),
         declined_reason=msg.declined_reason,
         permanent=msg.permanent,
+        secagg=client_message_from_proto(msg.secagg) if msg.HasField("secagg") else None,
     )

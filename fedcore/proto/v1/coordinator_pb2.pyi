@@ -1,3 +1,4 @@
+from fedcore.proto.v1 import secagg_pb2 as _secagg_pb2
 from fedcore.proto.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -14,10 +15,12 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAIN: _ClassVar[TaskKind]
     EVALUATE: _ClassVar[TaskKind]
     INITIALIZE: _ClassVar[TaskKind]
+    SECAGG: _ClassVar[TaskKind]
 TASK_KIND_UNSPECIFIED: TaskKind
 TRAIN: TaskKind
 EVALUATE: TaskKind
 INITIALIZE: TaskKind
+SECAGG: TaskKind
 
 class Credentials(_message.Message):
     __slots__ = ("client_id", "session")
@@ -91,20 +94,22 @@ class LocalDP(_message.Message):
     def __init__(self, noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., target_epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., planned_rounds: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("round", "task_id", "kind", "train", "time_left_s", "model_spec")
+    __slots__ = ("round", "task_id", "kind", "train", "time_left_s", "model_spec", "secagg")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     TIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
     MODEL_SPEC_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_FIELD_NUMBER: _ClassVar[int]
     round: int
     task_id: str
     kind: TaskKind
     train: TrainConfig
     time_left_s: float
     model_spec: _tensor_pb2.ModelSpec
-    def __init__(self, round: _Optional[int] = ..., task_id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., train: _Optional[_Union[TrainConfig, _Mapping]] = ..., time_left_s: _Optional[float] = ..., model_spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ...) -> None: ...
+    secagg: _secagg_pb2.SecAggServerMessage
+    def __init__(self, round: _Optional[int] = ..., task_id: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., train: _Optional[_Union[TrainConfig, _Mapping]] = ..., time_left_s: _Optional[float] = ..., model_spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., secagg: _Optional[_Union[_secagg_pb2.SecAggServerMessage, _Mapping]] = ...) -> None: ...
 
 class Wait(_message.Message):
     __slots__ = ("retry_after_s", "reason")
@@ -147,7 +152,7 @@ class ModelChunk(_message.Message):
     def __init__(self, spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., chunk: _Optional[_Union[_tensor_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
-    __slots__ = ("credentials", "task_id", "num_examples", "metrics", "spec", "declined_reason", "permanent")
+    __slots__ = ("credentials", "task_id", "num_examples", "metrics", "spec", "declined_reason", "permanent", "secagg")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +167,7 @@ class ResultHeader(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DECLINED_REASON_FIELD_NUMBER: _ClassVar[int]
     PERMANENT_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_FIELD_NUMBER: _ClassVar[int]
     credentials: Credentials
     task_id: str
     num_examples: int
@@ -169,7 +175,8 @@ class ResultHeader(_message.Message):
     spec: _tensor_pb2.ModelSpec
     declined_reason: str
     permanent: bool
-    def __init__(self, credentials: _Optional[_Union[Credentials, _Mapping]] = ..., task_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., declined_reason: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
+    secagg: _secagg_pb2.SecAggClientMessage
+    def __init__(self, credentials: _Optional[_Union[Credentials, _Mapping]] = ..., task_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., spec: _Optional[_Union[_tensor_pb2.ModelSpec, _Mapping]] = ..., declined_reason: _Optional[str] = ..., permanent: _Optional[bool] = ..., secagg: _Optional[_Union[_secagg_pb2.SecAggClientMessage, _Mapping]] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("header", "chunk")

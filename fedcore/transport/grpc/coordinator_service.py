@@ -179,7 +179,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 self._on_change()
 
     def _snapshot(self) -> tuple[object, ...]:
-        return (self.engine.phase, self.engine.round_number, self.engine.open_task_id)
+        return self.engine.progress
 
     async def _authenticate(
         self, credentials: pb.Credentials, context: grpc.aio.ServicerContext

@@ -1,0 +1,172 @@
+"""Secure-aggregation messages <-> protobuf. `*_from_proto` validates and raises `WireError`.
+
+A `MaskedInput` crosses the wire as a header (`MaskedInputHeader`) plus the packed vector as
+the result's payload; `client_message_from_proto` returns it with empty `data`, which the
+receiver fills from the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fedcore.messages import SecAggServerStep, SecAggSetup
+from fedcore.proto.v1 import secagg_pb2 as spb
+from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
+from fedcore.secagg.messages import (
+    AdvertiseKeys,
+    ClientMessage,
+    ConsistencyRequest,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyList,
+    MaskedInput,
+    OwnedShare,
+    SealedShare,
+    ShareRelay,
+    UnmaskRequest,
+    UnmaskShares,
+)
+from fedcore.wire.errors import WireError
+
+MAX_ITEMS = 100_000
+_MODES = {Mode.FULL: spb.FULL, Mode.SECAGG_PLUS: spb.SECAGG_PLUS}
+_MODES_BACK = {code: mode for mode, code in _MODES.items()}
+
+
+def server_step_to_proto(step: SecAggServerStep) -> spb.SecAggServerMessage:
+    match step:
+        case SecAggSetup():
+            spec, cfg = step.spec, step.spec.config
+            return spb.SecAggServerMessage(setup=spb.SecAggSetup(
+                client=step.client, num_clients=spec.num_clients, threshold=cfg.threshold,
+                max_clients=cfg.max_clients, clip=cfg.clip, bit_width=cfg.bit_width,
+                mode=_MODES[cfg.mode], degree=cfg.degree, graph_seed=spec.graph_seed,
+                round_id=spec.round_id, dim=spec.dim, weight_cap=step.weight_cap,
+            ))
+        case KeyList():
+            return spb.SecAggServerMessage(key_list=spb.KeyList(
+                recipient=step.recipient, keys=[_advert_to_proto(k) for k in step.keys]))
+        case ShareRelay():
+            return spb.SecAggServerMessage(share_relay=spb.ShareRelay(
+                recipient=step.recipient, shares=[_sealed_to_proto(s) for s in step.shares]))
+        case ConsistencyRequest():
+            return spb.SecAggServerMessage(consistency_request=spb.ConsistencyRequest(
+                recipient=step.recipient, survivors=list(step.survivors)))
+        case UnmaskRequest():
+            return spb.SecAggServerMessage(unmask_request=spb.UnmaskRequest(
+                recipient=step.recipient, survivors=list(step.survivors),
+                dropped=list(step.dropped),
+                signatures=[spb.ConsistencySignature(sender=s.sender, signature=s.signature)
+                            for s in step.signatures],
+            ))
+    raise TypeError(f"not a secure-aggregation server step: {type(step).__name__}")
+
+
+def server_step_from_proto(msg: spb.SecAggServerMessage) -> SecAggServerStep:
+    try:
+        match msg.WhichOneof("msg"):
+            case "setup":
+                s = msg.setup
+                if s.mode not in _MODES_BACK:
+                    raise WireError(f"unknown secure-aggregation mode {s.mode}")
+                config = SecAggConfig(
+                    threshold=s.threshold, max_clients=s.max_clients, clip=s.clip,
+                    bit_width=s.bit_width, mode=_MODES_BACK[s.mode], degree=s.degree,
+                )
+                spec = RoundSpec(config=config, round_id=s.round_id, num_clients=s.num_clients,
+                                 dim=s.dim, graph_seed=s.graph_seed)
+                return SecAggSetup(client=s.client, spec=spec, weight_cap=s.weight_cap)
+            case "key_list":
+                return KeyList(recipient=msg.key_list.recipient,
+                               keys=tuple(_advert_from_proto(k) for k in _bounded(msg.key_list.keys)))
+            case "share_relay":
+                return ShareRelay(recipient=msg.share_relay.recipient,
+                                  shares=_sealed_from_proto(msg.share_relay.shares))
+            case "consistency_request":
+                r = msg.consistency_request
+                return ConsistencyRequest(recipient=r.recipient, survivors=_ids(r.survivors))
+            case "unmask_request":
+                u = msg.unmask_request
+                return UnmaskRequest(
+                    recipient=u.recipient, survivors=_ids(u.survivors), dropped=_ids(u.dropped),
+                    signatures=tuple(ConsistencySignature(sender=s.sender, signature=s.signature)
+                                     for s in _bounded(u.signatures)),
+                )
+    except ValueError as err:
+        raise WireError(f"bad secure-aggregation message: {err}") from err
+    raise WireError("secure-aggregation step carries no message")
+
+
+def client_message_to_proto(msg: ClientMessage) -> spb.SecAggClientMessage:
+    match msg:
+        case AdvertiseKeys():
+            return spb.SecAggClientMessage(advertise_keys=_advert_to_proto(msg))
+        case EncryptedShares():
+            return spb.SecAggClientMessage(encrypted_shares=spb.EncryptedShares(
+                sender=msg.sender, shares=[_sealed_to_proto(s) for s in msg.shares]))
+        case MaskedInput():
+            return spb.SecAggClientMessage(masked_input=spb.MaskedInputHeader(sender=msg.sender))
+        case ConsistencySignature():
+            return spb.SecAggClientMessage(consistency_signature=spb.ConsistencySignature(
+                sender=msg.sender, signature=msg.signature))
+        case UnmaskShares():
+            return spb.SecAggClientMessage(unmask_shares=spb.UnmaskShares(
+                sender=msg.sender,
+                seed_shares=[spb.OwnedShare(owner=s.owner, share=s.share) for s in msg.seed_shares],
+                key_shares=[spb.OwnedShare(owner=s.owner, share=s.share) for s in msg.key_shares],
+            ))
+    raise TypeError(f"not a secure-aggregation client message: {type(msg).__name__}")
+
+
+def client_message_from_proto(msg: spb.SecAggClientMessage) -> ClientMessage:
+    match msg.WhichOneof("msg"):
+        case "advertise_keys":
+            return _advert_from_proto(msg.advertise_keys)
+        case "encrypted_shares":
+            e = msg.encrypted_shares
+            return EncryptedShares(sender=e.sender, shares=_sealed_from_proto(e.shares))
+        case "masked_input":
+            return MaskedInput(sender=msg.masked_input.sender, data=b"")
+        case "consistency_signature":
+            c = msg.consistency_signature
+            return ConsistencySignature(sender=c.sender, signature=c.signature)
+        case "unmask_shares":
+            u = msg.unmask_shares
+            return UnmaskShares(
+                sender=u.sender,
+                seed_shares=tuple(OwnedShare(owner=s.owner, share=s.share)
+                                  for s in _bounded(u.seed_shares)),
+                key_shares=tuple(OwnedShare(owner=s.owner, share=s.share)
+                                 for s in _bounded(u.key_shares)),
+            )
+    raise WireError("secure-aggregation result carries no message")
+
+
+def _advert_to_proto(k: AdvertiseKeys) -> spb.AdvertiseKeys:
+    return spb.AdvertiseKeys(sender=k.sender, cipher_pk=k.cipher_pk, mask_pk=k.mask_pk,
+                             seed_commitment=k.seed_commitment, signature=k.signature)
+
+
+def _advert_from_proto(k: spb.AdvertiseKeys) -> AdvertiseKeys:
+    return AdvertiseKeys(sender=k.sender, cipher_pk=k.cipher_pk, mask_pk=k.mask_pk,
+                         seed_commitment=k.seed_commitment, signature=k.signature)
+
+
+def _sealed_to_proto(s: SealedShare) -> spb.SealedShare:
+    return spb.SealedShare(sender=s.sender, receiver=s.receiver, ciphertext=s.ciphertext)
+
+
+def _sealed_from_proto(items: Iterable[spb.SealedShare]) -> tuple[SealedShare, ...]:
+    return tuple(SealedShare(sender=s.sender, receiver=s.receiver, ciphertext=s.ciphertext)
+                 for s in _bounded(items))
+
+
+def _ids(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(_bounded(values))
+
+
+def _bounded(items: Iterable[object]) -> list:  # type: ignore[type-arg]
+    out = list(items)
+    if len(out) > MAX_ITEMS:
+        raise WireError(f"{len(out)} items in one message, the limit is {MAX_ITEMS}")
+    return out
