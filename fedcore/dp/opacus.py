@@ -92,6 +92,15 @@ def rdp_orders() -> list[float]:
     return [float(a) for a in RDPAccountant.DEFAULT_ALPHAS]
 
 
+def rdp_curve(entry: HistoryEntry, orders: Sequence[float]) -> npt.NDArray[np.float64]:
+    """The RDP of `entry` at `orders` (Opacus' analysis); a composition's curves add up."""
+    rdp = rdp_analysis.compute_rdp(
+        q=entry.sample_rate, noise_multiplier=entry.noise_multiplier, steps=entry.steps,
+        orders=list(orders),
+    )
+    return np.asarray(rdp, dtype=np.float64)
+
+
 def epsilon_from_rdp(
     orders: Sequence[float], rdp: npt.NDArray[np.float64], *, delta: float
 ) -> float:
