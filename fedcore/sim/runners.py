@@ -4,7 +4,7 @@ population, or any `ClientApp` through the client's own task handler."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,15 +14,23 @@ from torch import nn
 
 from fedcore.client.app import ClientApp
 from fedcore.client.handler import TaskHandler
-from fedcore.messages import ResultHeader, Task, TaskResult
+from fedcore.messages import LocalDPConfig, ResultHeader, Task, TaskResult, TrainConfig
 from fedcore.params import Params
+from fedcore.sim.backends.opacus_reference import train_with_opacus
+from fedcore.sim.backends.private import (
+    DPSettings,
+    client_noise_generator,
+    train_vectorised_private,
+)
 from fedcore.sim.backends.sequential import (
     LocalData,
+    LocalResult,
     cross_entropy_per_example,
     train_sequential,
 )
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.population import Population
+from fedcore.sim.privacy import ClientPrivacy
 from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
@@ -54,7 +62,7 @@ def split_local(data: LocalData, *, test_fraction: float, seed: int) -> Split:
     """Shuffle with `seed` and hold out `test_fraction` (at least one example each side)."""
     x, y = data
     order = np.random.default_rng(seed).permutation(len(y))
-    cut = min(len(y) - 1, max(1, int(round(len(y) * test_fraction)))) if len(y) > 1 else 0
+    cut = min(len(y) - 1, max(1, round(len(y) * test_fraction))) if len(y) > 1 else 0
     test, train = order[:cut], order[cut:]
     return Split(train=(x[train], y[train]), test=(x[test], y[test]))
 
@@ -68,6 +76,9 @@ class TorchRunner:
         vectorised: vmap over clients (needs a buffer-free model) or one client at a time.
         device: where training runs ("cpu", "cuda").
         test_fraction: share of each client's data held out for federated evaluation.
+        opacus_noise: under local DP, draw each client's noise from its own generator as the
+            sequential backend (Opacus) does, so both give the same models; slower than one
+            shared generator per chunk, which draws the same distribution.
     """
 
     def __init__(
@@ -78,12 +89,14 @@ class TorchRunner:
         vectorised: bool = True,
         device: str = "cpu",
         test_fraction: float = 0.2,
+        opacus_noise: bool = False,
     ) -> None:
         self.model = model
         self.population = population
         self.vectorised = vectorised
         self.device = device
         self.test_fraction = test_fraction
+        self.opacus_noise = opacus_noise
 
     def run(
         self,
@@ -120,26 +133,20 @@ class TorchRunner:
         indices, epochs = indices_and_epochs
         seeds = [int(s) for s in self.population.train_seeds(indices, task.round)]
         data = [s.train for s in splits]
+        if task.train.local_dp is not None:
+            private = PrivateTraining(self, task.train, task.train.local_dp)
+            return private.run(task, clients, (indices, epochs, seeds), data, params)
         kernel = train_vectorised if self.vectorised else train_sequential
-        results: dict[str, TaskResult] = {}
         trained = kernel(
             self.model, params, data, seeds=seeds, settings=task.train, device=self.device,
             epochs=epochs,
         )
-        for local in trained:
-            cid = clients[local.client]
-            update = {k: np.asarray(v, dtype=params[k].dtype) for k, v in local.update.items()}
-            results[cid] = TaskResult(
-                header=ResultHeader(
-                    client_id=cid,
-                    task_id=task.task_id,
-                    num_examples=local.num_examples,
-                    metrics={"loss": local.train_loss},
-                    spec=spec_of(update),
-                ),
-                tensors=update,
+        return {
+            clients[local.client]: train_result(
+                task, clients[local.client], local, params, {"loss": local.train_loss}
             )
-        return results
+            for local in trained
+        }
 
     def _evaluate(
         self, task: Task, clients: Sequence[str], splits: list[Split], params: Params
@@ -170,6 +177,86 @@ class TorchRunner:
                 )
             )
         return results
+
+
+def train_result(
+    task: Task, cid: str, local: LocalResult, params: Params, metrics: dict[str, float]
+) -> TaskResult:
+    """A TRAIN result as the client's task handler would send it."""
+    update = {k: np.asarray(v, dtype=params[k].dtype) for k, v in local.update.items()}
+    header = ResultHeader(
+        client_id=cid, task_id=task.task_id, num_examples=local.num_examples,
+        metrics=metrics, spec=spec_of(update),
+    )
+    return TaskResult(header=header, tensors=update)
+
+
+def declined_result(task: Task, cid: str, reason: str) -> TaskResult:
+    """A permanent refusal, as a deployed client whose privacy budget is spent sends."""
+    return TaskResult(header=ResultHeader(
+        client_id=cid, task_id=task.task_id, num_examples=0, declined_reason=reason,
+        permanent=True,
+    ))
+
+
+class PrivateTraining:
+    """One round's local DP-SGD for a `TorchRunner`: budgets, kernels by noise level, ε."""
+
+    def __init__(self, runner: TorchRunner, settings: TrainConfig, dp: LocalDPConfig) -> None:
+        self.runner, self.settings, self.dp = runner, settings, dp
+        self.privacy = ClientPrivacy(runner.population.state)
+
+    def run(
+        self,
+        task: Task,
+        clients: Sequence[str],
+        plan: tuple[list[int], list[int], list[int]],
+        data: list[LocalData],
+        params: Params,
+    ) -> dict[str, TaskResult]:
+        """Results for `clients`: trained, or declined for good when over budget."""
+        indices, epochs, seeds = plan
+        tasks = [
+            self.privacy.plan(i, len(d[1]), dp=self.dp, batch_size=self.settings.batch_size,
+                              epochs=k, local_epochs=self.settings.local_epochs)
+            for i, d, k in zip(indices, data, epochs)
+        ]
+        results = {
+            clients[p]: declined_result(task, clients[p], "privacy budget spent")
+            for p, t in enumerate(tasks) if not t.allowed
+        }
+        by_noise: dict[float, list[int]] = {}
+        for p, t in enumerate(tasks):
+            if t.allowed:
+                by_noise.setdefault(t.noise_multiplier, []).append(p)
+        for noise, group in by_noise.items():
+            trained = self._kernel(
+                params, [data[p] for p in group], [seeds[p] for p in group],
+                [epochs[p] for p in group], noise,
+            )
+            for local in trained:
+                p = group[local.client]
+                self.privacy.record(indices[p], tasks[p])
+                metrics = {"loss": local.train_loss, "epsilon": tasks[p].epsilon_after}
+                results[clients[p]] = train_result(task, clients[p], local, params, metrics)
+        return results
+
+    def _kernel(
+        self, params: Params, data: list[LocalData], seeds: list[int], epochs: list[int],
+        noise: float,
+    ) -> Iterator[LocalResult]:
+        runner = self.runner
+        dp = DPSettings(noise_multiplier=noise, max_grad_norm=self.dp.max_grad_norm)
+        if runner.vectorised:
+            own = [client_noise_generator(s) for s in seeds] if runner.opacus_noise else None
+            return train_vectorised_private(
+                runner.model, params, data, seeds=seeds, settings=self.settings, dp=dp,
+                device=runner.device, epochs=epochs, noise_generators=own,
+            )
+        return train_with_opacus(
+            runner.model, params, data, seeds=seeds, settings=self.settings, dp=dp,
+            device=runner.device, epochs=epochs,
+        )
 
 
 class AppRunner:

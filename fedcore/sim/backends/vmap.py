@@ -131,7 +131,7 @@ def _train_chunk(
     seeds, epochs = seeds_and_epochs
     dev = next(iter(start.values())).device
     sizes = [len(y) for _, y in data]
-    x, y = (torch.from_numpy(a).to(dev) for a in _pad_stack(data))
+    x, y = (torch.from_numpy(a).to(dev) for a in pad_stack(data))
     x = x.to(next(iter(start.values())).dtype)
     orders, valid = _stacked_orders(sizes, [int(seeds[p]) for p in positions], epochs, settings)
     orders, valid = orders.to(dev), valid.to(dev, dtype=x.dtype)
@@ -167,7 +167,10 @@ def _results(
         )
 
 
-def _pad_stack(data: Sequence[LocalData]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+def pad_stack(
+    data: Sequence[LocalData],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Clients' features and labels stacked along a new first axis, zero-padded to the longest."""
     lengths = {len(y) for _, y in data}
     if len(lengths) == 1:  # the common case: no padding, one C-level copy
         return np.stack([x for x, _ in data]), np.stack([y for _, y in data]).astype(np.int64)

@@ -1,0 +1,90 @@
+"""Local DP-SGD bookkeeping for virtual clients: noise calibration, budgets and ε per client.
+
+A deployed client (`fedcore.client.torch_app.TorchApp`) keeps an Opacus history and declines
+for good a task that would take it past its budget. A virtual client does the same with a
+compact state: its RDP curve at Opacus' orders (RDP of a composition is the sum of the
+curves, so ε equals what Opacus' RDP accountant reports for the full history). Only clients
+that have trained privately hold state, in the population's `ClientStateStore`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fedcore.dp.opacus import (
+    HistoryEntry,
+    epsilon_from_rdp,
+    noise_multiplier_for_target,
+    rdp_curve,
+    rdp_orders,
+)
+from fedcore.messages import LocalDPConfig
+from fedcore.sim.backends.private import poisson_plan
+from fedcore.sim.population import ClientStateStore
+
+_ORDERS = tuple(rdp_orders())
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateTask:
+    """One client's DP-SGD task: its noise, the accountant entry, and ε before and after."""
+
+    noise_multiplier: float
+    entry: HistoryEntry
+    epsilon_after: float
+    allowed: bool
+
+
+class ClientPrivacy:
+    """Plans and records virtual clients' DP-SGD tasks against their stored RDP curves."""
+
+    def __init__(self, store: ClientStateStore) -> None:
+        self._store = store
+
+    def plan(
+        self, index: int, num_examples: int, *, dp: LocalDPConfig, batch_size: int,
+        epochs: int, local_epochs: int,
+    ) -> PrivateTask:
+        """What client `index` would spend on a task of `epochs` epochs, and whether its
+        budget (`dp.target_epsilon`, when set) allows it."""
+        rate, per_epoch, _ = poisson_plan(num_examples, batch_size)
+        noise = dp.noise_multiplier or _calibrated_noise(
+            dp.target_epsilon, dp.delta, rate, dp.planned_rounds * local_epochs * per_epoch
+        )
+        entry = HistoryEntry(noise_multiplier=noise, sample_rate=rate, steps=epochs * per_epoch)
+        after = epsilon_from_rdp(_ORDERS, self._rdp(index) + _curve(entry), delta=dp.delta)
+        allowed = not dp.target_epsilon or after <= dp.target_epsilon
+        return PrivateTask(noise_multiplier=noise, entry=entry, epsilon_after=after,
+                           allowed=allowed)
+
+    def record(self, index: int, task: PrivateTask) -> None:
+        """Add the task's steps to the client's curve."""
+        self._store.put(index, {"rdp": self._rdp(index) + _curve(task.entry)})
+
+    def epsilon(self, index: int, delta: float) -> float:
+        """ε the client has spent so far."""
+        state = self._store.get(index)
+        rdp = None if state is None else np.asarray(state["rdp"], dtype=np.float64)
+        return 0.0 if rdp is None else epsilon_from_rdp(_ORDERS, rdp, delta=delta)
+
+    def _rdp(self, index: int) -> npt.NDArray[np.float64]:
+        state = self._store.get(index)
+        return np.zeros(len(_ORDERS)) if state is None else np.asarray(state["rdp"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _curve(entry: HistoryEntry) -> npt.NDArray[np.float64]:
+    curve = rdp_curve(entry, _ORDERS)
+    curve.flags.writeable = False
+    return curve
+
+
+@functools.lru_cache(maxsize=4096)
+def _calibrated_noise(target: float, delta: float, rate: float, steps: int) -> float:
+    return noise_multiplier_for_target(
+        target_epsilon=target, delta=delta, sample_rate=rate, steps=steps
+    )
