@@ -32,6 +32,7 @@ from fedcore.sim.config import (
     SimulationConfig,
 )
 from fedcore.sim.driver import InProcessDriver, SimulationResult
+from fedcore.sim.pools import training_pool
 from fedcore.sim.population import DataSource, Population, partitioned_data
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
@@ -59,9 +60,10 @@ def run(
         initial_params=state_to_params(model),
         registry=VirtualRegistry(population),
     )
+    pool = training_pool(sim.backend, sim.workers)
     runner = TorchRunner(
-        model, population, vectorised=sim.backend is BackendKind.VECTORISED, device=sim.device,
-        test_fraction=config.data.test_fraction,
+        model, population, vectorised=sim.backend is not BackendKind.SEQUENTIAL,
+        device=sim.device, test_fraction=config.data.test_fraction, pool=pool,
     )
     t = config.timing
     timing = TimingModel(
@@ -83,7 +85,11 @@ def run(
     driver = InProcessDriver(
         engine, population, runner, timing=timing, stragglers=stragglers, on_round=record
     )
-    result = driver.run()
+    try:
+        result = driver.run()
+    finally:
+        if pool is not None:
+            pool.close()
     if history is not None and history.rows:
         plot_history(history.rows, history.out_dir / "training.png", title="fedcore simulation")
     return result

@@ -31,6 +31,8 @@ class ModelKind(enum.Enum):
 class BackendKind(enum.Enum):
     VECTORISED = "vectorised"
     SEQUENTIAL = "sequential"
+    PROCESSES = "processes"  # vectorised, in `workers` processes
+    RAY = "ray"  # vectorised, as `workers` Ray tasks per round (pip install fedcore[ray])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +75,7 @@ class RunConfig:
     clients: int = 100
     model: ModelKind = ModelKind.LOGREG
     backend: BackendKind = BackendKind.VECTORISED
+    workers: int = 2
     device: str = "cpu"
     seed: int = 0
     out_dir: str = "runs/sim"

@@ -34,6 +34,23 @@ from fedcore.sim.privacy import ClientPrivacy
 from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
+class TrainingPool(Protocol):
+    """Trains clients outside this process (`ProcessPool`, `RayPool`)."""
+
+    def train(
+        self,
+        model: nn.Module,
+        global_params: Params,
+        clients: Sequence[LocalData],
+        *,
+        seeds: Sequence[int],
+        settings: TrainConfig,
+        epochs: Sequence[int] | None = None,
+    ) -> Iterator[LocalResult]:
+        """One result per client (`client` is its position in `clients`), in any order."""
+        ...
+
+
 class TaskRunner(Protocol):
     """Runs one engine task for many virtual clients at once."""
 
@@ -76,6 +93,8 @@ class TorchRunner:
         vectorised: vmap over clients (needs a buffer-free model) or one client at a time.
         device: where training runs ("cpu", "cuda").
         test_fraction: share of each client's data held out for federated evaluation.
+        pool: train in worker processes or Ray tasks instead (each worker runs the
+            `vectorised` or sequential kernel as the pool was built); local DP stays here.
         opacus_noise: under local DP, draw each client's noise from its own generator as the
             sequential backend (Opacus) does, so both give the same models; slower than one
             shared generator per chunk, which draws the same distribution.
@@ -90,6 +109,7 @@ class TorchRunner:
         device: str = "cpu",
         test_fraction: float = 0.2,
         opacus_noise: bool = False,
+        pool: TrainingPool | None = None,
     ) -> None:
         self.model = model
         self.population = population
@@ -97,6 +117,7 @@ class TorchRunner:
         self.device = device
         self.test_fraction = test_fraction
         self.opacus_noise = opacus_noise
+        self.pool = pool
 
     def run(
         self,
@@ -136,11 +157,16 @@ class TorchRunner:
         if task.train.local_dp is not None:
             private = PrivateTraining(self, task.train, task.train.local_dp)
             return private.run(task, clients, (indices, epochs, seeds), data, params)
-        kernel = train_vectorised if self.vectorised else train_sequential
-        trained = kernel(
-            self.model, params, data, seeds=seeds, settings=task.train, device=self.device,
-            epochs=epochs,
-        )
+        if self.pool is not None:
+            trained = self.pool.train(
+                self.model, params, data, seeds=seeds, settings=task.train, epochs=epochs
+            )
+        else:
+            kernel = train_vectorised if self.vectorised else train_sequential
+            trained = kernel(
+                self.model, params, data, seeds=seeds, settings=task.train, device=self.device,
+                epochs=epochs,
+            )
         return {
             clients[local.client]: train_result(
                 task, clients[local.client], local, params, {"loss": local.train_loss}

@@ -1,0 +1,71 @@
+"""Training in worker processes and in Ray tasks gives what in-process training gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fedcore.messages import TrainConfig
+from fedcore.sim.backends.pool import ProcessPool, split_work
+from fedcore.sim.backends.vmap import train_vectorised
+
+SETTINGS = TrainConfig(local_epochs=2, batch_size=4, learning_rate=0.1, proximal_mu=0.1)
+
+
+def _setup() -> tuple[nn.Module, dict[str, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3)
+    params = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
+    rng = np.random.default_rng(0)
+    clients = [(rng.normal(size=(n, 5)).astype(np.float32), rng.integers(0, 3, n))
+               for n in (3, 17, 8, 30, 5, 11)]
+    return model, params, clients
+
+
+def _assert_same(results, expected) -> None:
+    got = {r.client: r for r in results}
+    assert sorted(got) == sorted(r.client for r in expected)
+    for want in expected:
+        assert got[want.client].num_examples == want.num_examples
+        for name, value in want.update.items():
+            np.testing.assert_allclose(got[want.client].update[name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_work_is_split_into_balanced_shares_covering_every_client() -> None:
+    shares = split_work([10, 50, 20, 20, 5, 45], [1, 1, 2, 2, 1, 1], 2)
+
+    assert sorted(p for s in shares for p in s) == list(range(6))
+    loads = [sum([10, 50, 40, 40, 5, 45][p] for p in share) for share in shares]
+    assert abs(loads[0] - loads[1]) <= 10
+    assert split_work([3], [1], 4) == [[0]]
+
+
+def test_a_process_pool_trains_as_in_process() -> None:
+    model, params, clients = _setup()
+    seeds, epochs = [1, 2, 3, 4, 5, 6], [2, 1, 2, 2, 1, 2]
+    expected = list(train_vectorised(model, params, clients, seeds=seeds, settings=SETTINGS,
+                                     epochs=epochs))
+
+    with ProcessPool(2) as pool:
+        results = list(pool.train(model, params, clients, seeds=seeds, settings=SETTINGS,
+                                  epochs=epochs))
+
+    _assert_same(results, expected)
+
+
+def test_a_ray_pool_trains_as_in_process() -> None:
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'fedcore[ray]'")
+    from fedcore.sim.backends.ray import RayPool
+
+    model, params, clients = _setup()
+    seeds = [1, 2, 3, 4, 5, 6]
+    expected = list(train_vectorised(model, params, clients, seeds=seeds, settings=SETTINGS))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        results = list(RayPool(2).train(model, params, clients, seeds=seeds, settings=SETTINGS))
+    finally:
+        ray.shutdown()
+
+    _assert_same(results, expected)
