@@ -12,18 +12,9 @@ import math
 import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
-from fedcore.client.secure import SecureSession
-from fedcore.messages import (
-    MASKED_TENSOR,
-    ResultHeader,
-    SecAggSetup,
-    Task,
-    TaskKind,
-    TaskResult,
-)
+from fedcore.client.secure import SecureRefusal, SecureSession, secure_step, start_secure
+from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
 from fedcore.params import Array, Metrics, Params
-from fedcore.secagg.errors import ProtocolError
-from fedcore.secagg.messages import MaskedInput
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 
@@ -82,12 +73,11 @@ class TaskHandler:
             for name in new
         }
         if isinstance(task.secagg, SecAggSetup):  # the update is masked, never sent as is
-            session = SecureSession(task.secagg, delta, fit.num_examples)
-            self._secure = (task.task_id, session)
-            result = self._result(task, num_examples=1, metrics=fit.metrics, tensors={})
-            return dataclasses.replace(
-                result, header=dataclasses.replace(result.header, secagg=session.start())
+            session, result = start_secure(
+                task, self.client_id, delta, fit.num_examples, fit.metrics
             )
+            self._secure = (task.task_id, session)
+            return result
         return self._result(task, num_examples=fit.num_examples, metrics=fit.metrics, tensors=delta)
 
     def _secure_step(self, task: Task) -> TaskResult:
@@ -96,25 +86,15 @@ class TaskHandler:
                 f"no secure-aggregation state for {task.task_id} (the client restarted "
                 "mid-round); it sits this round out"
             )
-        if task.secagg is None or isinstance(task.secagg, SecAggSetup):
-            raise WireError(f"{task.task_id}: a secure-aggregation step carries no message")
         session = self._secure[1]
         try:
-            reply = session.step(task.secagg)
-        except (ProtocolError, ValueError) as err:
+            result = secure_step(session, task, self.client_id)
+        except SecureRefusal as err:
             self._secure = None  # release nothing more in this round
-            raise ClientAppError(f"secure aggregation refused: {err}") from err
+            raise ClientAppError(str(err)) from err
         if session.finished:
             self._secure = None
-        tensors = (
-            {MASKED_TENSOR: np.frombuffer(reply.data, dtype=np.uint8)}
-            if isinstance(reply, MaskedInput) else {}
-        )
-        header = ResultHeader(
-            client_id=self.client_id, task_id=task.task_id, num_examples=1,
-            spec=spec_of(tensors) if tensors else EMPTY_SPEC, secagg=reply,
-        )
-        return TaskResult(header=header, tensors=tensors)
+        return result
 
     def _evaluate(self, task: Task, params: Params) -> TaskResult:
         ev = self.app.evaluate(_copy(params), task.train)

@@ -358,6 +358,10 @@ class ClientLoop:
         code, details = err.code(), err.details()
         self._summary.last_error = f"{code.name}: {details}"
         self._set(last_error=self._summary.last_error)
+        if code is grpc.StatusCode.PERMISSION_DENIED or (
+            code is grpc.StatusCode.UNAUTHENTICATED and not self._conn.joined
+        ):  # refused at Join itself (e.g. a wrong token): retrying cannot help
+            raise ClientError(f"coordinator refused this client: {details}") from err
         if code in REJOIN:
             self._conn.session = b""
             log.info("%s: %s; joining again", self._conn.client_id, details)
@@ -374,10 +378,6 @@ class ClientLoop:
                 self._conn.session = b""
             log.info("%s: %s; retrying in %.1fs", self._conn.client_id, code.name, delay)
             self._stop.wait(delay)
-        elif code is grpc.StatusCode.PERMISSION_DENIED or (
-            code is grpc.StatusCode.UNAUTHENTICATED and not self._conn.joined
-        ):
-            raise ClientError(f"coordinator refused this client: {details}") from err
         else:
             log.warning("%s: %s: %s", self._conn.client_id, code.name, details)
             self._stop.wait(self._backoff.next_delay())

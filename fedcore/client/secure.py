@@ -10,11 +10,17 @@ import secrets
 
 import numpy as np
 
-from fedcore.messages import SecAggSetup
-from fedcore.params import Params
+from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, Task, TaskResult
+from fedcore.params import Array, Metrics, Params
 from fedcore.secagg.client import Phase, SecAggClient
-from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, ServerMessage
+from fedcore.secagg.errors import ProtocolError
+from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, MaskedInput, ServerMessage
 from fedcore.secagg.quantize import Quantizer, append_weight
+from fedcore.wire.tensor import EMPTY_SPEC, spec_of
+
+
+class SecureRefusal(Exception):
+    """The client refused a protocol step (e.g. a server asking for both secrets of a peer)."""
 
 
 class SecureSession:
@@ -54,3 +60,42 @@ class SecureSession:
         if len(replies) != 1:
             raise ValueError(f"expected one reply to {type(msg).__name__}, got {len(replies)}")
         return replies[0]
+
+
+def start_secure(
+    task: Task, client_id: str, update: Params, num_examples: int, metrics: Metrics
+) -> tuple[SecureSession, TaskResult]:
+    """After training in a secure round: the session and the result that advertises its keys.
+
+    The result carries no tensors: the update stays in the session until it is masked.
+    """
+    if not isinstance(task.secagg, SecAggSetup):
+        raise TypeError(f"{task.task_id} is not a secure-aggregation training task")
+    session = SecureSession(task.secagg, update, num_examples)
+    header = ResultHeader(client_id=client_id, task_id=task.task_id, num_examples=1,
+                          metrics=dict(metrics), secagg=session.start())
+    return session, TaskResult(header=header)
+
+
+def secure_step(session: SecureSession, task: Task, client_id: str) -> TaskResult:
+    """The result answering one secure-aggregation step of `task`.
+
+    Raises:
+        SecureRefusal: the step asks for something the protocol forbids; nothing is released
+            and the session must not be used again.
+    """
+    if task.secagg is None or isinstance(task.secagg, SecAggSetup):
+        raise ValueError(f"{task.task_id}: a secure-aggregation step carries no message")
+    try:
+        reply = session.step(task.secagg)
+    except (ProtocolError, ValueError) as err:
+        raise SecureRefusal(f"secure aggregation refused: {err}") from err
+    tensors: dict[str, Array] = (
+        {MASKED_TENSOR: np.frombuffer(reply.data, dtype=np.uint8)}
+        if isinstance(reply, MaskedInput) else {}
+    )
+    header = ResultHeader(
+        client_id=client_id, task_id=task.task_id, num_examples=1,
+        spec=spec_of(tensors) if tensors else EMPTY_SPEC, secagg=reply,
+    )
+    return TaskResult(header=header, tensors=tensors)

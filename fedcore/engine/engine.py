@@ -154,6 +154,15 @@ class RoundEngine:
         secure_phase = task.secure.server.phase if task and task.secure else None
         return (self._phase, self._round, self.open_task_id, secure_phase)
 
+    def next_deadline(self) -> float | None:
+        """When the engine next acts on its own (a round or protocol-phase deadline)."""
+        task = self._task
+        if task is None:
+            return None
+        if task.secure is not None and not task.secure.finished:
+            return min(task.deadline, task.secure.phase_deadline)
+        return task.deadline
+
     def open_clients(self) -> list[str]:
         """Clients whose task in the open round is still outstanding (sorted)."""
         task = self._task

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fedcore.client.secure import SecureRefusal, SecureSession, secure_step, start_secure
 from fedcore.engine import EngineError, Phase, Reason, RoundEngine, RoundRecord
-from fedcore.messages import Task, TaskKind
+from fedcore.messages import SecAggSetup, Task, TaskKind, TaskReply, TaskResult
 from fedcore.params import Array
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
@@ -50,6 +51,8 @@ class InProcessDriver:
         self.timing = timing or TimingModel()
         self.stragglers = stragglers or StragglerModel()
         self._on_round = on_round
+        self._sessions: dict[str, SecureSession] = {}
+        self._silent: set[tuple[str | None, str]] = set()  # (task, client) that dropped out
         self.now = 0.0
 
     def run(self) -> SimulationResult:
@@ -57,10 +60,16 @@ class InProcessDriver:
         engine = self.engine
         engine.tick(self.now)
         while engine.phase is not Phase.DONE:
-            clients = engine.open_clients()
-            if not clients:
-                raise RuntimeError(f"engine is {engine.phase.value} with no client to serve")
-            self._serve(clients)
+            task_id = engine.open_task_id
+            clients = [c for c in engine.open_clients() if (task_id, c) not in self._silent]
+            if clients:
+                self._serve(clients)
+            else:  # everyone answered what they could: let the clock reach the next deadline
+                deadline = engine.next_deadline()
+                if deadline is None:
+                    raise RuntimeError(f"engine is {engine.phase.value} with nothing to wait for")
+                self.now = max(self.now, deadline)
+                engine.tick(self.now)
             for record in engine.pop_new_records():
                 if self._on_round is not None:
                     self._on_round(record)
@@ -77,11 +86,17 @@ class InProcessDriver:
         task = next(iter(tasks.values()))
         if not isinstance(task, Task) or task.kind is TaskKind.INITIALIZE:
             raise RuntimeError("the simulation needs initial parameters and open tasks")
+        if task.kind is TaskKind.SECAGG:
+            self._secure_steps(tasks)
+            return
         deadline = start + task.time_left_s
         model = engine.model_for(clients[0], task.task_id, now=start)
         partial, missed = self._stragglers(clients, task)
         working = [c for c in clients if c not in missed]
         results = self.runner.run(task, working, model.params, epochs=partial)
+        if isinstance(task.secagg, SecAggSetup):  # secure round: each client masks its update
+            self._sessions.clear()  # whatever earlier rounds left is over
+            results = {c: self._start_secure(tasks[c], c, r) for c, r in results.items()}
         arrivals = sorted(
             (
                 start + task.time_left_s * PARTIAL_ARRIVAL if cid in partial
@@ -91,18 +106,51 @@ class InProcessDriver:
             for cid in working
             if cid in results and not self._drops(cid, task)
         )
+        submitted: set[str] = set()
         for at, cid in arrivals:
             if at >= deadline or engine.open_task_id != task.task_id:
                 break
             try:
                 engine.submit(results[cid], now=at)
                 self.now = at
+                submitted.add(cid)
             except EngineError as err:
                 if err.reason is not Reason.LATE:
                     raise
-        if engine.open_task_id == task.task_id:
+        if task.secagg is not None:  # secure: the protocol goes on; the silent stay silent
+            for cid in set(clients) - submitted:
+                self._sessions.pop(cid, None)
+                self._silent.add((task.task_id, cid))
+        elif engine.open_task_id == task.task_id:  # the rest missed it: on to the deadline
             self.now = max(self.now, deadline)
             engine.tick(self.now)
+
+    def _start_secure(self, task: TaskReply, cid: str, trained: TaskResult) -> TaskResult:
+        assert isinstance(task, Task)
+        h = trained.header
+        session, result = start_secure(task, cid, trained.tensors, h.num_examples, h.metrics)
+        self._sessions[cid] = session
+        return result
+
+    def _secure_steps(self, tasks: dict[str, TaskReply]) -> None:
+        """One protocol step for every client that has one; each answers after its latency."""
+        arrivals = []
+        for cid, task in tasks.items():
+            assert isinstance(task, Task)
+            session = self._sessions.get(cid)
+            if session is None:
+                continue  # it dropped (or never trained): it stays silent
+            try:
+                result = secure_step(session, task, cid)
+            except SecureRefusal:
+                del self._sessions[cid]
+                continue
+            if session.finished:
+                del self._sessions[cid]
+            arrivals.append((self.now + self.timing.latency_s, cid, result))
+        for at, _, result in sorted(arrivals, key=lambda a: (a[0], a[1])):
+            self.engine.submit(result, now=at)
+            self.now = max(self.now, at)
 
     def _stragglers(self, clients: list[str], task: Task) -> tuple[dict[str, int], set[str]]:
         if task.kind is not TaskKind.TRAIN:

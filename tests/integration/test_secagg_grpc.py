@@ -32,7 +32,7 @@ def test_ten_processes_with_two_killed_at_different_phases_give_the_exact_mean()
             train=SelectionConfig(fraction=1.0, min_available=N, min_results=6),
             evaluate=None,
             round_timeout_s=120.0,
-            secagg=SecureAggregationConfig(max_clients=N, phase_timeout_s=4.0, clip=1.0),
+            secagg=SecureAggregationConfig(max_clients=N, phase_timeout_s=10.0, clip=1.0),
         ),
         FedAvg(),
         initial_params={"w": np.zeros((3, 4), np.float32), "b": np.zeros(4, np.float32)},
