@@ -19,8 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from fedcore.engine.config import EngineConfig, SelectionConfig
+from fedcore.engine.config import EngineConfig, SecureAggregationConfig, SelectionConfig
 from fedcore.messages import LocalDPConfig
+from fedcore.secagg.config import Mode
 from fedcore.strategy.fedavg import FedAvg
 
 T = TypeVar("T")
@@ -103,6 +104,34 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecAggSection:
+    """[secagg]: sum updates with secure aggregation (see `SecureAggregationConfig`)."""
+
+    enabled: bool = False
+    mode: Mode = Mode.FULL
+    threshold_fraction: float = 2 / 3
+    degree: int = 0
+    clip: float = 1.0
+    bit_width: int = 32
+    max_clients: int = 100
+    weight_cap: float = 1000.0
+    phase_timeout_s: float = 30.0
+
+    def engine_config(self) -> SecureAggregationConfig | None:
+        """The engine's secure-aggregation settings, or None when off."""
+        if not self.enabled:
+            return None
+        try:
+            return SecureAggregationConfig(
+                mode=self.mode, threshold_fraction=self.threshold_fraction, degree=self.degree,
+                clip=self.clip, bit_width=self.bit_width, max_clients=self.max_clients,
+                weight_cap=self.weight_cap, phase_timeout_s=self.phase_timeout_s,
+            )
+        except ValueError as err:
+            raise ConfigError(f"[secagg]: {err}") from err
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PrivacyConfig:
     """[privacy]: local DP-SGD on every client (Opacus), configured by the coordinator.
 
@@ -141,6 +170,7 @@ class CoordinatorConfig:
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    secagg: SecAggSection = field(default_factory=SecAggSection)
 
     def engine_config(self) -> EngineConfig:
         """The round engine's settings."""
@@ -168,6 +198,7 @@ class CoordinatorConfig:
                 client_timeout_s=r.client_timeout_s,
                 seed=r.seed,
                 max_payload_bytes=int(self.server.max_payload_mb * (1 << 20)),
+                secagg=self.secagg.engine_config(),
             )
         except ValueError as err:
             raise ConfigError(f"[rounds]: {err}") from err

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from fedcore.demo.digits_app import initial_params
 from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
+from fedcore.engine.config import SecureAggregationConfig
 from fedcore.history import HistoryWriter
 from fedcore.messages import LocalDPConfig
 from fedcore.plot import plot_history
@@ -41,6 +42,13 @@ class DemoConfig:
     timeout_s: float = 600.0
     dp_epsilon: float = 0.0
     dp_max_grad_norm: float = 1.0
+    secagg: bool = False
+
+    def secure_aggregation(self) -> SecureAggregationConfig | None:
+        """Secure aggregation over all demo clients, when asked for."""
+        if not self.secagg:
+            return None
+        return SecureAggregationConfig(max_clients=self.clients, clip=2.0, weight_cap=500.0)
 
     def local_dp(self) -> LocalDPConfig | None:
         """Local DP-SGD settings when `dp_epsilon` > 0: that budget spread over the rounds."""
@@ -82,6 +90,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
             evaluate=SelectionConfig(fraction=1.0),
             round_timeout_s=120.0,
             seed=cfg.seed,
+            secagg=cfg.secure_aggregation(),
         ),
         FedAvg(
             local_epochs=cfg.local_epochs,
@@ -109,7 +118,10 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     address = f"127.0.0.1:{port}"
     console.print(
         f"coordinator on {address}; starting {cfg.clients} client processes "
-        f"(digits, Dirichlet alpha={cfg.alpha}); logs in {out / 'logs'}"
+        f"(digits, Dirichlet alpha={cfg.alpha}"
+        + (", secure aggregation" if cfg.secagg else "")
+        + (f", local DP-SGD with epsilon <= {cfg.dp_epsilon:g}" if cfg.dp_epsilon else "")
+        + f"); logs in {out / 'logs'}"
     )
     procs = _start_clients(cfg, address, out / "logs")
     try:
