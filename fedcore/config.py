@@ -257,7 +257,7 @@ def build(cls: type[T], data: Any, prefix: str) -> T:
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
@@ -267,9 +267,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be one of {choices}, got {value!r}") from None
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(tp, type) and not isinstance(tp, types.GenericAlias):
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            raise ConfigError(f"{key} must be {tp.__name__}, got {value!r}")
+    plain_type = isinstance(tp, type) and not isinstance(tp, types.GenericAlias)
+    if plain_type and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{key} must be {tp.__name__}, got {value!r}")
     return value
 
 

@@ -49,15 +49,6 @@ class HistoryWriter:
         write_atomic(self.csv_path, buf.getvalue().encode())
 
 
-def load_history(path: Path) -> list[dict[str, Any]]:
-    """The rounds of a `history.json`."""
-    data = json.loads(Path(path).read_text())
-    rounds = data.get("rounds") if isinstance(data, dict) else None
-    if not isinstance(rounds, list):
-        raise ValueError(f"{path} is not a fedcore history (no 'rounds' list)")
-    return rounds
-
-
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` via a temporary file and a rename, so readers see old or new."""
     path = Path(path)

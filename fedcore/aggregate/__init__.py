@@ -3,7 +3,7 @@
 Wrappers (clipping, DP noise) compose around an inner aggregator, after TFF's aggregators.
 """
 
-from fedcore.aggregate.base import Aggregator, AggregateResult
+from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.aggregate.mean import WeightedMean
 
-__all__ = ["Aggregator", "AggregateResult", "WeightedMean"]
+__all__ = ["AggregateResult", "Aggregator", "WeightedMean"]

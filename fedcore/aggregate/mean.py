@@ -41,7 +41,7 @@ class WeightedMean:
                 np.multiply(value, weight, out=value)
                 np.add(acc, value, out=acc)
             else:
-                acc += np.asarray(value, dtype=acc.dtype) * weight
+                np.add(acc, np.multiply(np.asarray(value, dtype=acc.dtype), weight), out=acc)
         self._total_weight += float(weight)
         self._count += 1
 

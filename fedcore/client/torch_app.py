@@ -123,7 +123,7 @@ class TorchApp:
                         (p - a).pow(2).sum() for p, a in zip(self.model.parameters(), anchor)
                     )
                     loss = loss + 0.5 * config.proximal_mu * prox
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 if config.max_train_s and time.monotonic() - started > config.max_train_s:
                     break

@@ -69,10 +69,16 @@ def make_app(
     test = TensorDataset(
         torch.from_numpy(split.x_test[test_idx]), torch.from_numpy(split.y_test[test_idx])
     )
+    train_loader: DataLoader[tuple[torch.Tensor, torch.Tensor]] = DataLoader(
+        train, batch_size=setup.batch_size, shuffle=True, generator=gen  # type: ignore[arg-type]
+    )
+    test_loader: DataLoader[tuple[torch.Tensor, torch.Tensor]] = DataLoader(
+        test, batch_size=256  # type: ignore[arg-type]
+    )
     return TorchApp(
         build_model(setup.seed),
-        train_loader=DataLoader(train, batch_size=setup.batch_size, shuffle=True, generator=gen),
-        test_loader=DataLoader(test, batch_size=256),
+        train_loader=train_loader,
+        test_loader=test_loader,
         device=device,
         momentum=0.9,
         privacy_dir=privacy_dir,

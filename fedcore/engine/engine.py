@@ -26,8 +26,8 @@ from fedcore.engine.task_round import TaskRound
 from fedcore.messages import (
     PROTOCOL_VERSION,
     Done,
-    SecAggSetup,
     ResultHeader,
+    SecAggSetup,
     Task,
     TaskKind,
     TaskReply,

@@ -54,13 +54,13 @@ class FedAvg:
         for name, value in params.items():
             step = result.update[name]
             if self.server_lr != 1.0:
-                step = step * self.server_lr
+                step = np.multiply(step, self.server_lr)
             total = np.add(value, step, dtype=np.result_type(value, step))
             out[name] = total.astype(value.dtype, copy=False)
         return out
 
 
-def FedProx(mu: float, **kwargs: Any) -> FedAvg:  # noqa: N802 - reads as a class
+def FedProx(mu: float, **kwargs: Any) -> FedAvg:
     """FedAvg whose clients add the proximal term mu/2 * ||w - w_global||^2 to their loss."""
     if not mu > 0:
         raise ValueError(f"FedProx needs mu > 0, got {mu}; use FedAvg for mu = 0")

@@ -59,7 +59,7 @@ _KINDS_BACK = {code: kind for kind, code in _KINDS.items()}
 def spec_to_proto(spec: ModelSpec) -> tpb.ModelSpec:
     return tpb.ModelSpec(
         tensors=[
-            tpb.TensorSpec(name=t.name, dtype=_DTYPE_CODES[t.dtype], shape=list(t.shape))
+            tpb.TensorSpec(name=t.name, dtype=_DTYPE_CODES[t.dtype], shape=list(t.shape))  # type: ignore[arg-type]
             for t in spec.tensors
         ]
     )

@@ -92,7 +92,7 @@ def spec_of(params: Params) -> ModelSpec:
 def tensor_bytes(value: Array) -> memoryview:
     """A zero-copy (where possible) little-endian, C-ordered byte view of one tensor."""
     little = value.astype(value.dtype.newbyteorder("<"), copy=False)
-    return memoryview(np.ascontiguousarray(little).reshape(-1).view(np.uint8))
+    return np.ascontiguousarray(little).reshape(-1).view(np.uint8).data
 
 
 def iter_chunks(

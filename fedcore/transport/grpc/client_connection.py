@@ -61,7 +61,7 @@ class GrpcConnection:
             if credentials is not None
             else grpc.insecure_channel(address, options=options)
         )
-        self._stub = pb_grpc.CoordinatorStub(self._channel)
+        self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
         # Model and result chunks skip protobuf's payload copies (same wire format; see `chunks`).
         self._download = self._channel.unary_stream(
             "/fedcore.v1.Coordinator/DownloadModel",
