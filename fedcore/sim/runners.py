@@ -76,8 +76,11 @@ class Split:
 
 
 def split_local(data: LocalData, *, test_fraction: float, seed: int) -> Split:
-    """Shuffle with `seed` and hold out `test_fraction` (at least one example each side)."""
+    """Shuffle with `seed` and hold out `test_fraction` (at least one example each side);
+    0 holds out nothing (all data trains; federated evaluation then has no data)."""
     x, y = data
+    if test_fraction == 0:
+        return Split(train=(x, y), test=(x[:0], y[:0]))
     order = np.random.default_rng(seed).permutation(len(y))
     cut = min(len(y) - 1, max(1, round(len(y) * test_fraction))) if len(y) > 1 else 0
     test, train = order[:cut], order[cut:]
