@@ -1,6 +1,8 @@
 """The server's last step: rebuild secrets from shares and strip masks from the sum.
 
 Pure functions over what the server collected; `server.py` decides what to collect.
+Stripping the masks, nearly all of the server's compute, is described by a `MaskWork`
+value that splits into pieces an executor (threads, processes) may run anywhere.
 Every reconstructed secret is checked against what its owner published in phase 1 (the
 hash commitment of its seed, its mask public key), so a corrupted share among those used
 is detected and named instead of silently yielding a wrong sum.
@@ -8,9 +10,12 @@ is detected and named instead of silently yielding a wrong sum.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from fedcore.secagg import keys, shamir
 from fedcore.secagg.errors import SecAggError
@@ -70,35 +75,101 @@ def check_mask_keys(secret_keys: Mapping[int, bytes], adverts: Mapping[int, Adve
             )
 
 
-def remove_self_masks(acc: Words, seeds: Iterable[bytes], expander: MaskExpander) -> None:
-    """Subtract every survivor's self mask from the sum."""
-    for seed in seeds:
-        expander.subtract(acc, seed)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DroppedPairs:
+    """A dropped client's rebuilt mask key and the survivors that masked with it.
+
+    Survivor s added +PRG(seed) for dropped d when s < d and -PRG(seed) otherwise.
+    """
+
+    dropped: int
+    private_key: bytes
+    survivors: tuple[tuple[int, bytes], ...]  # (survivor id, its mask public key)
 
 
-def remove_pair_masks(
-    acc: Words,
-    dropped_keys: Mapping[int, bytes],
-    partners: Callable[[int], Iterable[int]],
-    adverts: Mapping[int, AdvertiseKeys],
-    *,
-    round_id: int,
-    expander: MaskExpander,
-) -> None:
-    """Cancel the masks survivors added for dropped clients.
-
-    Survivor s added +PRG(seed) for a dropped d when s < d and -PRG(seed) otherwise.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaskWork:
+    """Masks to strip from a masked sum: plain, picklable data that any executor can run.
 
     Args:
-        dropped_keys: each dropped client's reconstructed mask private key.
-        partners: the survivors that masked with a given dropped client.
+        dtype: the accumulator's word type, as `numpy.dtype.str`.
+        self_seeds: survivors' self-mask seeds.
+        pairs: the pairwise masks survivors added for dropped clients.
     """
-    for dropped, raw in dropped_keys.items():
-        private = X25519PrivateKey.from_private_bytes(raw)
-        for survivor in partners(dropped):
-            shared = keys.agree(private, adverts[survivor].mask_pk)
-            seed = keys.derive_mask_seed(shared, round_id=round_id, a=survivor, b=dropped)
+
+    round_id: int
+    dim: int
+    dtype: str
+    self_seeds: tuple[bytes, ...] = ()
+    pairs: tuple[DroppedPairs, ...] = ()
+
+    def split(self, parts: int) -> list[MaskWork]:
+        """At most `parts` non-empty pieces of about equal cost whose masks add up to these."""
+        pieces = []
+        for i in range(parts):
+            pairs = tuple(
+                DroppedPairs(dropped=p.dropped, private_key=p.private_key, survivors=mine)
+                for p in self.pairs
+                if (mine := p.survivors[i::parts])
+            )
+            seeds = self.self_seeds[i::parts]
+            if seeds or pairs:
+                pieces.append(
+                    MaskWork(
+                        round_id=self.round_id,
+                        dim=self.dim,
+                        dtype=self.dtype,
+                        self_seeds=seeds,
+                        pairs=pairs,
+                    )
+                )
+        return pieces
+
+
+def strip_masks(acc: Words, work: MaskWork) -> None:
+    """acc -= every mask in `work`, wrapping.
+
+    Raises:
+        SecAggError: when a survivor's mask public key is malformed.
+    """
+    expander = MaskExpander(work.dim, acc.dtype)
+    for seed in work.self_seeds:
+        expander.subtract(acc, seed)
+    publics: dict[bytes, X25519PublicKey] = {}  # each survivor's key, parsed once
+    for group in work.pairs:
+        private, dropped = X25519PrivateKey.from_private_bytes(group.private_key), group.dropped
+        for survivor, raw in group.survivors:
+            public = publics.get(raw)
+            if public is None:
+                public = publics[raw] = keys.peer_key(raw)
+            shared = keys.agree(private, public)
+            seed = keys.derive_mask_seed(shared, round_id=work.round_id, a=survivor, b=dropped)
             if survivor < dropped:
                 expander.subtract(acc, seed)
             else:
                 expander.add(acc, seed)
+
+
+def mask_correction(work: MaskWork) -> Words:
+    """What adding to a masked sum strips the masks in `work`: an executor's unit of work."""
+    acc: Words = np.zeros(work.dim, np.dtype(work.dtype))
+    strip_masks(acc, work)
+    return acc
+
+
+def strip_all(
+    acc: Words, work: MaskWork, *, executor: Executor | None = None, parts: int = 1
+) -> None:
+    """acc -= every mask in `work`: inline, or in `parts` pieces through `executor`.
+
+    The result is the same bit for bit either way: the pieces' corrections add up modulo
+    the word size in any order.
+
+    Raises:
+        SecAggError: when a survivor's mask public key is malformed.
+    """
+    if executor is None:
+        strip_masks(acc, work)
+        return
+    for correction in executor.map(mask_correction, work.split(parts)):
+        np.add(acc, correction, out=acc)

@@ -9,12 +9,16 @@ any phase or a secret cannot be rebuilt.
 
 The driver calls `handle` for every client message and `end_phase` when its deadline for
 the current phase passes; a phase also ends by itself once every expected client answered.
+The machine starts no threads or processes: the unmasking, nearly all its compute, runs
+inline or through an executor the driver owns and passes in.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,7 +44,6 @@ from fedcore.secagg.messages import (
     UnmaskShares,
 )
 from fedcore.secagg.packing import unpack, word_dtype
-from fedcore.secagg.prg import MaskExpander
 
 _M = TypeVar("_M", bound=ClientMessage)
 SEALED_BYTES = 2 * shamir.SHARE_BYTES + 16  # two shares and the GCM tag
@@ -82,10 +85,21 @@ class SecAggServer:
 
     Args:
         spec: the round; the driver sends the same spec to every client.
+        executor: runs the unmasking (rebuilding and subtracting masks, nearly all of the
+            server's compute) in `jobs` pieces, e.g. a `ProcessPoolExecutor` the driver owns;
+            None runs it inline. The result is the same bit for bit.
+        jobs: pieces to split the unmasking into when there is an executor; default: one
+            per CPU.
     """
 
-    def __init__(self, spec: RoundSpec) -> None:
+    def __init__(
+        self, spec: RoundSpec, *, executor: Executor | None = None, jobs: int | None = None
+    ) -> None:
+        if jobs is not None and jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
         self._spec = spec
+        self._executor = executor
+        self._jobs = jobs or os.cpu_count() or 1
         self._graph = Graph(spec)
         self._phase = Phase.COLLECT_KEYS
         self._expected: frozenset[int] = frozenset(spec.clients)
@@ -336,17 +350,32 @@ class SecAggServer:
         dropped_keys = recovery.reconstruct_all(key_shares, threshold=threshold)
         recovery.check_mask_keys(dropped_keys, self._adverts)
         acc, bits = self._acc, self._spec.config.bit_width
-        expander = MaskExpander(self._spec.dim, acc.dtype)
-        recovery.remove_self_masks(acc, (seeds[c] for c in sorted(seeds)), expander)
-        recovery.remove_pair_masks(
-            acc,
-            dropped_keys,
-            lambda d: sorted(self._graph.neighbours(d) & self._u3),
-            self._adverts,
-            round_id=round_id,
-            expander=expander,
-        )
+        work = self._mask_work(seeds, dropped_keys)
+        recovery.strip_all(acc, work, executor=self._executor, parts=self._jobs)
         if bits < acc.dtype.itemsize * 8:
             np.bitwise_and(acc, acc.dtype.type((1 << bits) - 1), out=acc)
         self._result = SecAggResult(total=acc, survivors=tuple(sorted(self._u3)))
         self._phase = Phase.DONE
+
+    def _mask_work(
+        self, seeds: dict[int, bytes], dropped_keys: dict[int, bytes]
+    ) -> recovery.MaskWork:
+        """The masks on the sum: survivors' self masks and their pair masks with dropped clients."""
+        pairs = tuple(
+            recovery.DroppedPairs(
+                dropped=d,
+                private_key=dropped_keys[d],
+                survivors=tuple(
+                    (s, self._adverts[s].mask_pk)
+                    for s in sorted(self._graph.neighbours(d) & self._u3)
+                ),
+            )
+            for d in sorted(dropped_keys)
+        )
+        return recovery.MaskWork(
+            round_id=self._spec.round_id,
+            dim=self._spec.dim,
+            dtype=self._acc.dtype.str,
+            self_seeds=tuple(seeds[c] for c in sorted(seeds)),
+            pairs=pairs,
+        )

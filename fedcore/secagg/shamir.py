@@ -182,7 +182,7 @@ def decode_shares(blobs: Sequence[bytes], limbs: int = LIMBS) -> Field:
         SecAggError: when a length is wrong or a word is not a field element.
     """
     size = 4 * limbs
-    if any(len(blob) != size for blob in blobs):
+    if set(map(len, blobs)) - {size}:
         raise SecAggError(f"a share has {size} bytes, got another length")
     rows = np.frombuffer(b"".join(blobs), dtype="<u4").astype(np.uint64).reshape(-1, limbs)
     if (rows >= _P).any():

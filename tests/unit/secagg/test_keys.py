@@ -109,3 +109,34 @@ def test_seed_commitment_binds_owner():
     assert keys.seed_commitment(seed, round_id=1, owner=1) != keys.seed_commitment(
         seed, round_id=1, owner=2
     )
+
+
+def test_malformed_peer_key_is_refused():
+    with pytest.raises(SecAggError, match="bad peer"):
+        keys.peer_key(bytes(31))
+
+
+def test_agreement_with_a_parsed_key_is_the_same():
+    alice, bob = keys.new_x25519(_counter_bytes(0)), keys.new_x25519(_counter_bytes(100))
+    raw = keys.public_bytes(bob)
+
+    assert keys.agree(alice, keys.peer_key(raw)) == keys.agree(alice, raw)
+
+
+def test_low_order_parsed_peer_key_is_refused():
+    with pytest.raises(SecAggError):
+        keys.agree(keys.new_x25519(_counter_bytes(0)), keys.peer_key(bytes(32)))
+
+
+@pytest.mark.parametrize("start", [0, 17, 200])
+def test_both_derivations_are_hkdf_sha256(start):
+    shared = _counter_bytes(start)(32)
+    for derive, label in [
+        (keys.derive_mask_seed, b"mask-seed"),
+        (keys.derive_share_key, b"share-key"),
+    ]:
+        info = b"fedcore-secagg-v1/" + label + (2**40 + start).to_bytes(8, "big")
+        info += (4).to_bytes(4, "big") + (start + 9).to_bytes(4, "big")
+        expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
+
+        assert derive(shared, round_id=2**40 + start, a=start + 9, b=4) == expected.derive(shared)
