@@ -22,6 +22,8 @@ else:  # pragma: no cover
 from fedcore.engine.config import EngineConfig, SecureAggregationConfig, SelectionConfig
 from fedcore.messages import LocalDPConfig
 from fedcore.secagg.config import Mode
+from fedcore.aggregate.dp_noise import AdaptiveClipping
+from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 
 T = TypeVar("T")
@@ -162,6 +164,52 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UserDPSection:
+    """[user_dp]: user-level DP-FedAvg, clipped and noised by the coordinator (`DPFedAvg`).
+
+    Set `noise_multiplier`, or `target_epsilon` spent over `rounds.num_rounds`. Needs
+    `rounds.clients_per_round` (the fixed denominator) and `population` (sample rate
+    clients_per_round / population). `count_noise_std` 0 means clients_per_round / 20.
+    """
+
+    enabled: bool = False
+    noise_multiplier: float = 0.0
+    target_epsilon: float = 0.0
+    clip_norm: float = 1.0
+    adaptive: bool = False
+    target_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
+    count_noise_std: float = 0.0
+    population: int = 0
+    delta: float = 1e-5
+
+    def strategy(self, rounds: RoundsConfig, s: StrategyConfig) -> DPFedAvg:
+        """The DP-FedAvg strategy these settings describe."""
+        if (self.noise_multiplier > 0) == (self.target_epsilon > 0):
+            raise ConfigError("[user_dp]: set exactly one of noise_multiplier and target_epsilon")
+        if rounds.clients_per_round < 1:
+            raise ConfigError("[user_dp] needs rounds.clients_per_round (the fixed denominator)")
+        if s.name is not StrategyName.FEDAVG:
+            raise ConfigError(f"[user_dp] runs FedAvg; strategy.name is {s.name.value}")
+        m = rounds.clients_per_round
+        try:
+            adaptive = AdaptiveClipping(
+                count_noise_std=self.count_noise_std or m / 20,
+                target_quantile=self.target_quantile, learning_rate=self.clip_learning_rate,
+            ) if self.adaptive else None
+            common = dict(clip_norm=self.clip_norm, clients_per_round=m,
+                          population=self.population, delta=self.delta, adaptive=adaptive,
+                          local_epochs=s.local_epochs, batch_size=s.batch_size,
+                          learning_rate=s.learning_rate, server_lr=s.server_lr)
+            if self.target_epsilon > 0:
+                return DPFedAvg.for_target_epsilon(target_epsilon=self.target_epsilon,
+                                                   rounds=rounds.num_rounds, **common)
+            return DPFedAvg(noise_multiplier=self.noise_multiplier, **common)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ConfigError(f"[user_dp]: {err}") from err
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinatorConfig:
     """The whole coordinator configuration file."""
 
@@ -171,6 +219,7 @@ class CoordinatorConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secagg: SecAggSection = field(default_factory=SecAggSection)
+    user_dp: UserDPSection = field(default_factory=UserDPSection)
 
     def engine_config(self) -> EngineConfig:
         """The round engine's settings."""
@@ -203,9 +252,16 @@ class CoordinatorConfig:
         except ValueError as err:
             raise ConfigError(f"[rounds]: {err}") from err
 
-    def strategy_obj(self) -> FedAvg:
+    def strategy_obj(self) -> FedAvg | DPFedAvg:
         """The configured strategy."""
         s = self.strategy
+        if self.user_dp.enabled:
+            if self.secagg.enabled:
+                raise ConfigError("[user_dp] noises what the coordinator sees, which secure "
+                                  "aggregation hides; use [secagg] dp_noise_multiplier instead")
+            if self.privacy.local_dp:
+                raise ConfigError("[user_dp] and [privacy] local_dp together are not supported")
+            return self.user_dp.strategy(self.rounds, s)
         if s.name is StrategyName.FEDPROX and not s.proximal_mu > 0:
             raise ConfigError("strategy.proximal_mu must be > 0 for fedprox")
         try:
