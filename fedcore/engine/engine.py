@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import collections
 import enum
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from fedcore.aggregate.base import AggregateResult
 from fedcore.engine.config import EngineConfig, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
-from fedcore.engine.records import RoundRecord
+from fedcore.engine.records import RecordDraft, RoundRecord
 from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
@@ -55,20 +53,6 @@ class Phase(enum.Enum):
     DONE = "done"
 
 
-@dataclass(slots=True, kw_only=True)
-class _Draft:
-    """A round's record while it is still in progress."""
-
-    round: int
-    opened_at: float
-    clients_selected: int = 0
-    results_received: int = 0
-    train_loss: float | None = None
-    status: str = "ok"
-    reason: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
 class RoundEngine:
     """Runs `config.num_rounds` rounds of train (+ evaluate) over the clients that join."""
 
@@ -96,7 +80,7 @@ class RoundEngine:
         self._task: TaskRound | None = None
         self._task_seq = 0
         self._closed: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._draft: _Draft | None = None
+        self._draft: RecordDraft | None = None
         self._records: list[RoundRecord] = []
         self._unread = 0
         self._boundary: EngineSnapshot | None = None
@@ -384,7 +368,7 @@ class RoundEngine:
         if available < self.config.train.min_available:
             return
         self._round += 1
-        self._draft = _Draft(round=self._round, opened_at=now)
+        self._draft = RecordDraft(round=self._round, opened_at=now)
         task = self._open(TaskKind.TRAIN, self.config.train, available, now)
         self._draft.clients_selected = len(task.selected)
         self._phase = Phase.TRAINING
@@ -480,25 +464,7 @@ class RoundEngine:
     def _finish_round(self, now: float) -> None:
         draft = self._draft
         assert draft is not None
-        metrics = dict(draft.metrics)
-        loss = metrics.pop("loss", None)
-        accuracy = metrics.pop("accuracy", None)
-        eval_clients = int(metrics.pop("eval_clients", 0))
-        self._records.append(
-            RoundRecord(
-                round=draft.round,
-                status=draft.status,
-                clients_selected=draft.clients_selected,
-                results_received=draft.results_received,
-                train_loss=draft.train_loss,
-                loss=loss,
-                accuracy=accuracy,
-                eval_clients=eval_clients,
-                duration_s=now - draft.opened_at,
-                reason=draft.reason,
-                metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
-            )
-        )
+        self._records.append(draft.finish(now))
         self._unread += 1
         self._draft = None
         self._phase = Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING

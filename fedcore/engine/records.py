@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,3 +33,37 @@ class RoundRecord:
         extra = row.pop("metrics")
         row.update({k: v for k, v in extra.items() if k not in row})
         return row
+
+
+@dataclass(slots=True, kw_only=True)
+class RecordDraft:
+    """A round's record while the round is still in progress (training, then evaluation)."""
+
+    round: int
+    opened_at: float
+    clients_selected: int = 0
+    results_received: int = 0
+    train_loss: float | None = None
+    status: str = "ok"
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def finish(self, now: float) -> RoundRecord:
+        """The final record; evaluation's `loss`, `accuracy` and client count become fields."""
+        metrics = dict(self.metrics)
+        loss = metrics.pop("loss", None)
+        accuracy = metrics.pop("accuracy", None)
+        eval_clients = int(metrics.pop("eval_clients", 0))
+        return RoundRecord(
+            round=self.round,
+            status=self.status,
+            clients_selected=self.clients_selected,
+            results_received=self.results_received,
+            train_loss=self.train_loss,
+            loss=loss,
+            accuracy=accuracy,
+            eval_clients=eval_clients,
+            duration_s=now - self.opened_at,
+            reason=self.reason,
+            metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+        )
