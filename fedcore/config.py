@@ -23,6 +23,8 @@ from fedcore.engine.config import EngineConfig, SecureAggregationConfig, Selecti
 from fedcore.messages import LocalDPConfig
 from fedcore.secagg.config import Mode
 from fedcore.aggregate.dp_noise import AdaptiveClipping
+from fedcore.dp.distributed import IntegerNoise
+from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 
@@ -107,7 +109,11 @@ class TLSConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SecAggSection:
-    """[secagg]: sum updates with secure aggregation (see `SecureAggregationConfig`)."""
+    """[secagg]: sum updates with secure aggregation (see `SecureAggregationConfig`).
+
+    `dp_noise_multiplier` > 0 turns on distributed DP: clients clip to `dp_clip_norm` and add
+    `dp_noise` integer noise before masking; ε is reported at `dp_delta`.
+    """
 
     enabled: bool = False
     mode: Mode = Mode.FULL
@@ -118,16 +124,25 @@ class SecAggSection:
     max_clients: int = 100
     weight_cap: float = 1000.0
     phase_timeout_s: float = 30.0
+    dp_noise_multiplier: float = 0.0
+    dp_clip_norm: float = 1.0
+    dp_noise: IntegerNoise = IntegerNoise.SKELLAM
+    dp_delta: float = 1e-5
 
     def engine_config(self) -> SecureAggregationConfig | None:
         """The engine's secure-aggregation settings, or None when off."""
         if not self.enabled:
             return None
         try:
+            dp = DistributedDPConfig(
+                noise_multiplier=self.dp_noise_multiplier, clip_norm=self.dp_clip_norm,
+                kind=self.dp_noise, delta=self.dp_delta,
+            ) if self.dp_noise_multiplier > 0 else None
             return SecureAggregationConfig(
                 mode=self.mode, threshold_fraction=self.threshold_fraction, degree=self.degree,
                 clip=self.clip, bit_width=self.bit_width, max_clients=self.max_clients,
                 weight_cap=self.weight_cap, phase_timeout_s=self.phase_timeout_s,
+                distributed_dp=dp,
             )
         except ValueError as err:
             raise ConfigError(f"[secagg]: {err}") from err

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fedcore.params import Array, Metrics
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.messages import ClientMessage, ServerMessage
 from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec
+
+if TYPE_CHECKING:
+    from fedcore.dp.secagg_noise import DistributedDPConfig
 
 PROTOCOL_VERSION = 1
 MASKED_TENSOR = "masked"
@@ -32,12 +36,14 @@ class TaskKind(enum.Enum):
 class SecAggSetup:
     """A selected client's part in a secure-aggregation round: the round's spec and its id.
 
-    The client sends its update weighted by `min(num_examples / weight_cap, 1)`.
+    The client sends its update weighted by `min(num_examples / weight_cap, 1)`, or, with
+    `distributed_dp`, clipped, unweighted and noised (`fedcore.dp.secagg_noise`).
     """
 
     client: int
     spec: RoundSpec
     weight_cap: float
+    distributed_dp: DistributedDPConfig | None = None
 
     def __post_init__(self) -> None:
         if self.client not in self.spec.clients:

@@ -1,7 +1,10 @@
 """A client's side of one secure-aggregation round: its masked update and protocol machine.
 
 The update never leaves the client in the clear: it is weighted, clipped, quantised and then
-masked by `SecAggClient`; the coordinator only ever receives the masked vector.
+masked by `SecAggClient`; the coordinator only ever receives the masked vector. With distributed
+DP in the setup, it is instead clipped to L2 norm C, sent unweighted, and this client adds its
+share of integer noise before masking (`fedcore.dp.secagg_noise`: the guarantee and what it
+assumes, e.g. that this client's rng is secret: it is seeded from `secrets`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import secrets
 
 import numpy as np
 
+from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, Task, TaskResult
 from fedcore.params import Array, Metrics, Params
 from fedcore.secagg.client import Phase, SecAggClient
@@ -28,14 +32,18 @@ class SecureSession:
 
     def __init__(self, setup: SecAggSetup, update: Params, num_examples: int) -> None:
         config = setup.spec.config
-        weight = min(num_examples / setup.weight_cap, 1.0)
         flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in update.values()])
-        vector = append_weight(flat * weight, weight, clip=config.clip)
-        if vector.size != setup.spec.dim:
-            raise ValueError(f"the update has {vector.size - 1} values, the round expects "
-                             f"{setup.spec.dim - 1}")
         rng = np.random.default_rng(secrets.randbits(128))
-        self._vector = Quantizer.from_config(config).quantize(vector, rng)
+        if setup.distributed_dp is not None:
+            encoding = NoisyEncoding.for_round(setup.distributed_dp, config, setup.spec.dim)
+            self._vector = encoding.encode(flat, rng)
+        else:
+            weight = min(num_examples / setup.weight_cap, 1.0)
+            vector = append_weight(flat * weight, weight, clip=config.clip)
+            if vector.size != setup.spec.dim:
+                raise ValueError(f"the update has {vector.size - 1} values, the round expects "
+                                 f"{setup.spec.dim - 1}")
+            self._vector = Quantizer.from_config(config).quantize(vector, rng)
         self._machine = SecAggClient(setup.spec, setup.client)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
 from fedcore.secagg.config import Mode, SecAggConfig, suggested_degree
 from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES
 
@@ -94,6 +95,8 @@ class SecureAggregationConfig:
         max_clients: the most clients a round may select (sets the quantisation levels).
         weight_cap: example counts are divided by this, capped at 1, to weight updates.
         phase_timeout_s: how long each protocol phase waits for clients.
+        distributed_dp: clients clip, send unweighted and add integer noise before masking
+            (`fedcore.dp.secagg_noise`); None for none.
     """
 
     mode: Mode = Mode.FULL
@@ -104,6 +107,7 @@ class SecureAggregationConfig:
     max_clients: int = 100
     weight_cap: float = 1000.0
     phase_timeout_s: float = 30.0
+    distributed_dp: DistributedDPConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold_fraction <= 1:
@@ -112,8 +116,10 @@ class SecureAggregationConfig:
             raise ValueError("degree must be >= 0 and max_clients >= 1")
         if not (self.clip > 0 and self.weight_cap > 0 and self.phase_timeout_s > 0):
             raise ValueError("clip, weight_cap and phase_timeout_s must be > 0")
-        SecAggConfig(threshold=1, max_clients=self.max_clients, clip=self.clip,
-                     bit_width=self.bit_width)  # checks the numeric range now
+        numeric = SecAggConfig(threshold=1, max_clients=self.max_clients, clip=self.clip,
+                               bit_width=self.bit_width)  # checks the numeric range now
+        if self.distributed_dp is not None:  # noise tails must fit the bit width: check now
+            NoisyEncoding.for_round(self.distributed_dp, numeric, dim=1)
 
     def for_round(self, num_clients: int) -> SecAggConfig:
         """The protocol configuration for a round of `num_clients`."""

@@ -406,6 +406,7 @@ class RoundEngine:
                 round_id=self._task_seq,
                 graph_seed=rng.getrandbits(256).to_bytes(32, "little"),
                 now=now,
+                round_number=self._round,
             )
         return self._task
 

@@ -3,7 +3,10 @@
 Maps the engine's client ids to the protocol's 1..n, keeps each client's next server message
 until the client answers (a reconnecting client is sent it again), closes phases on their
 deadlines, and turns the unmasked integer sum into the weighted mean update. The coordinator
-never holds an individual update: only masked vectors and, at the end, their sum.
+never holds an individual update: only masked vectors and, at the end, their sum. With
+distributed DP the sum carries the clients' noise; decoding and the guarantee reported per round
+(`distributed_epsilon` after `round_number` rounds, t survivors each) are in
+`fedcore.dp.secagg_noise`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
+from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
@@ -37,8 +41,10 @@ class SecureRound:
         round_id: int,
         graph_seed: bytes,
         now: float,
+        round_number: int = 1,
     ) -> None:
         self.config = config
+        self.round_number = round_number
         self.model_spec = model_spec
         self.ids = {cid: i + 1 for i, cid in enumerate(sorted(selected))}
         self.names = {i: cid for cid, i in self.ids.items()}
@@ -50,6 +56,8 @@ class SecureRound:
             graph_seed=graph_seed,
         )
         self.server = SecAggServer(self.spec)
+        dp = config.distributed_dp
+        self.encoding = NoisyEncoding.for_round(dp, self.spec.config, self.spec.dim) if dp else None
         self.advertised: set[str] = set()
         self.outbox: dict[str, ServerMessage] = {}
         self.phase_deadline = now + config.phase_timeout_s
@@ -72,7 +80,8 @@ class SecureRound:
         if client_id not in self.advertised:
             if self.server.phase is ServerPhase.COLLECT_KEYS:
                 return SecAggSetup(client=self.ids[client_id], spec=self.spec,
-                                   weight_cap=self.config.weight_cap)
+                                   weight_cap=self.config.weight_cap,
+                                   distributed_dp=self.config.distributed_dp)
             return None
         return self.outbox.get(client_id)
 
@@ -117,23 +126,38 @@ class SecureRound:
             RoundAborted: the protocol aborted (too few survivors at some phase).
         """
         result = self.server.result()
+        if self.encoding is not None:
+            return self._noisy_mean(result.total, len(result.survivors))
         quantizer = Quantizer.from_config(self.spec.config)
         total = quantizer.dequantize_sum(result.total, len(result.survivors))
         weighted_sum, weight = split_weight(total, clip=self.spec.config.clip)
         if not weight > 0:
             raise RoundAborted("the survivors' weights sum to zero")
         mean = weighted_sum / weight
-        update: dict[str, Array] = {}
-        offset = 0
-        for t in self.model_spec.tensors:
-            update[t.name] = mean[offset : offset + t.size].reshape(t.shape).astype(t.dtype)
-            offset += t.size
         return AggregateResult(
-            update=update,
+            update=self._unflatten(mean),
             count=len(result.survivors),
             total_weight=weight,
             measurements={"secagg_survivors": float(len(result.survivors))},
         )
+
+    def _noisy_mean(self, total: np.ndarray, survivors: int) -> AggregateResult:
+        """Distributed DP: the unweighted noisy mean of the survivors, and the guarantee."""
+        assert self.encoding is not None
+        measurements = {"secagg_survivors": float(survivors),
+                        **self.encoding.measurements(survivors=survivors,
+                                                     rounds=self.round_number)}
+        return AggregateResult(update=self._unflatten(self.encoding.decode_mean(total, survivors)),
+                               count=survivors, total_weight=float(survivors),
+                               measurements=measurements)
+
+    def _unflatten(self, flat: np.ndarray) -> dict[str, Array]:
+        update: dict[str, Array] = {}
+        offset = 0
+        for t in self.model_spec.tensors:
+            update[t.name] = flat[offset : offset + t.size].reshape(t.shape).astype(t.dtype)
+            offset += t.size
+        return update
 
     def _deliver(self, replies: list[ServerMessage], before: ServerPhase, now: float) -> None:
         for reply in replies:

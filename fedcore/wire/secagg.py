@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fedcore.dp.distributed import IntegerNoise
+from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.messages import SecAggServerStep, SecAggSetup
 from fedcore.proto.v1 import secagg_pb2 as spb
 from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
@@ -31,6 +33,9 @@ from fedcore.wire.errors import WireError
 MAX_ITEMS = 100_000
 _MODES = {Mode.FULL: spb.FULL, Mode.SECAGG_PLUS: spb.SECAGG_PLUS}
 _MODES_BACK = {code: mode for mode, code in _MODES.items()}
+_NOISES = {IntegerNoise.SKELLAM: spb.INTEGER_NOISE_SKELLAM,
+           IntegerNoise.DISCRETE_GAUSSIAN: spb.INTEGER_NOISE_DISCRETE_GAUSSIAN}
+_NOISES_BACK = {code: kind for kind, code in _NOISES.items()}
 
 
 def server_step_to_proto(step: SecAggServerStep) -> spb.SecAggServerMessage:
@@ -42,6 +47,7 @@ def server_step_to_proto(step: SecAggServerStep) -> spb.SecAggServerMessage:
                 max_clients=cfg.max_clients, clip=cfg.clip, bit_width=cfg.bit_width,
                 mode=_MODES[cfg.mode], degree=cfg.degree, graph_seed=spec.graph_seed,
                 round_id=spec.round_id, dim=spec.dim, weight_cap=step.weight_cap,
+                distributed_dp=_dp_to_proto(step.distributed_dp),
             ))
         case KeyList():
             return spb.SecAggServerMessage(key_list=spb.KeyList(
@@ -75,7 +81,9 @@ def server_step_from_proto(msg: spb.SecAggServerMessage) -> SecAggServerStep:
                 )
                 spec = RoundSpec(config=config, round_id=s.round_id, num_clients=s.num_clients,
                                  dim=s.dim, graph_seed=s.graph_seed)
-                return SecAggSetup(client=s.client, spec=spec, weight_cap=s.weight_cap)
+                dp = _dp_from_proto(s.distributed_dp) if s.HasField("distributed_dp") else None
+                return SecAggSetup(client=s.client, spec=spec, weight_cap=s.weight_cap,
+                                   distributed_dp=dp)
             case "key_list":
                 return KeyList(recipient=msg.key_list.recipient,
                                keys=tuple(_advert_from_proto(k) for k in _bounded(msg.key_list.keys)))
@@ -95,6 +103,20 @@ def server_step_from_proto(msg: spb.SecAggServerMessage) -> SecAggServerStep:
     except ValueError as err:
         raise WireError(f"bad secure-aggregation message: {err}") from err
     raise WireError("secure-aggregation step carries no message")
+
+
+def _dp_to_proto(dp: DistributedDPConfig | None) -> spb.DistributedDP | None:
+    if dp is None:
+        return None
+    return spb.DistributedDP(noise_multiplier=dp.noise_multiplier, clip_norm=dp.clip_norm,
+                             kind=_NOISES[dp.kind], delta=dp.delta)
+
+
+def _dp_from_proto(dp: spb.DistributedDP) -> DistributedDPConfig:
+    if dp.kind not in _NOISES_BACK:
+        raise WireError(f"unknown integer noise {dp.kind}")
+    return DistributedDPConfig(noise_multiplier=dp.noise_multiplier, clip_norm=dp.clip_norm,
+                               kind=_NOISES_BACK[dp.kind], delta=dp.delta)
 
 
 def client_message_to_proto(msg: ClientMessage) -> spb.SecAggClientMessage:

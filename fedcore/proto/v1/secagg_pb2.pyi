@@ -12,12 +12,19 @@ class SecAggMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SECAGG_MODE_UNSPECIFIED: _ClassVar[SecAggMode]
     FULL: _ClassVar[SecAggMode]
     SECAGG_PLUS: _ClassVar[SecAggMode]
+
+class IntegerNoise(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INTEGER_NOISE_SKELLAM: _ClassVar[IntegerNoise]
+    INTEGER_NOISE_DISCRETE_GAUSSIAN: _ClassVar[IntegerNoise]
 SECAGG_MODE_UNSPECIFIED: SecAggMode
 FULL: SecAggMode
 SECAGG_PLUS: SecAggMode
+INTEGER_NOISE_SKELLAM: IntegerNoise
+INTEGER_NOISE_DISCRETE_GAUSSIAN: IntegerNoise
 
 class SecAggSetup(_message.Message):
-    __slots__ = ("client", "num_clients", "threshold", "max_clients", "clip", "bit_width", "mode", "degree", "graph_seed", "round_id", "dim", "weight_cap")
+    __slots__ = ("client", "num_clients", "threshold", "max_clients", "clip", "bit_width", "mode", "degree", "graph_seed", "round_id", "dim", "weight_cap", "distributed_dp")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     NUM_CLIENTS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +37,7 @@ class SecAggSetup(_message.Message):
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_CAP_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_DP_FIELD_NUMBER: _ClassVar[int]
     client: int
     num_clients: int
     threshold: int
@@ -42,7 +50,20 @@ class SecAggSetup(_message.Message):
     round_id: int
     dim: int
     weight_cap: float
-    def __init__(self, client: _Optional[int] = ..., num_clients: _Optional[int] = ..., threshold: _Optional[int] = ..., max_clients: _Optional[int] = ..., clip: _Optional[float] = ..., bit_width: _Optional[int] = ..., mode: _Optional[_Union[SecAggMode, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., round_id: _Optional[int] = ..., dim: _Optional[int] = ..., weight_cap: _Optional[float] = ...) -> None: ...
+    distributed_dp: DistributedDP
+    def __init__(self, client: _Optional[int] = ..., num_clients: _Optional[int] = ..., threshold: _Optional[int] = ..., max_clients: _Optional[int] = ..., clip: _Optional[float] = ..., bit_width: _Optional[int] = ..., mode: _Optional[_Union[SecAggMode, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., round_id: _Optional[int] = ..., dim: _Optional[int] = ..., weight_cap: _Optional[float] = ..., distributed_dp: _Optional[_Union[DistributedDP, _Mapping]] = ...) -> None: ...
+
+class DistributedDP(_message.Message):
+    __slots__ = ("noise_multiplier", "clip_norm", "kind", "delta")
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    noise_multiplier: float
+    clip_norm: float
+    kind: IntegerNoise
+    delta: float
+    def __init__(self, noise_multiplier: _Optional[float] = ..., clip_norm: _Optional[float] = ..., kind: _Optional[_Union[IntegerNoise, str]] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class AdvertiseKeys(_message.Message):
     __slots__ = ("sender", "cipher_pk", "mask_pk", "seed_commitment", "signature")
