@@ -25,6 +25,7 @@ from fedcore.secagg.config import Mode
 from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
+from fedcore.dp.user_level import noise_multiplier_for_user_level
 from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 
@@ -212,14 +213,14 @@ class UserDPSection:
                 count_noise_std=self.count_noise_std or m / 20,
                 target_quantile=self.target_quantile, learning_rate=self.clip_learning_rate,
             ) if self.adaptive else None
-            common = dict(clip_norm=self.clip_norm, clients_per_round=m,
-                          population=self.population, delta=self.delta, adaptive=adaptive,
-                          local_epochs=s.local_epochs, batch_size=s.batch_size,
-                          learning_rate=s.learning_rate, server_lr=s.server_lr)
-            if self.target_epsilon > 0:
-                return DPFedAvg.for_target_epsilon(target_epsilon=self.target_epsilon,
-                                                   rounds=rounds.num_rounds, **common)
-            return DPFedAvg(noise_multiplier=self.noise_multiplier, **common)  # type: ignore[arg-type]
+            z = self.noise_multiplier or noise_multiplier_for_user_level(
+                target_epsilon=self.target_epsilon, delta=self.delta, clients_per_round=m,
+                population=self.population, rounds=rounds.num_rounds,
+            )
+            return DPFedAvg(noise_multiplier=z, clip_norm=self.clip_norm, clients_per_round=m,
+                            population=self.population, delta=self.delta, adaptive=adaptive,
+                            local_epochs=s.local_epochs, batch_size=s.batch_size,
+                            learning_rate=s.learning_rate, server_lr=s.server_lr)
         except ValueError as err:
             raise ConfigError(f"[user_dp]: {err}") from err
 
