@@ -73,6 +73,7 @@ class _State:
     chunks: list[bytes]
     round: int = 0  # the open round; 0 before the first
     waiting: int = 0
+    finished_clients: int = 0  # clients told "done"
     uploads: int = 0
     opened_at: float = 0.0
     sent: int = 0
@@ -87,6 +88,9 @@ class _State:
             if self.round == 0 and self.waiting >= self.clients:
                 self._open(1)
             await self.cond.wait_for(lambda: self.round >= wanted)
+            if wanted > self.rounds:
+                self.finished_clients += 1
+                self.cond.notify_all()
         return b"done" if wanted > self.rounds else b"go"
 
     async def download(
@@ -165,9 +169,8 @@ class FloorServer:
             self.port = server.add_insecure_port("127.0.0.1:0")
             await server.start()
             self._started.set()
-            async with state.cond:
-                await state.cond.wait_for(lambda: state.round > self._rounds)
-            await asyncio.sleep(0.5)  # let the clients hear "done"
+            async with state.cond:  # stop once every client has heard "done"
+                await state.cond.wait_for(lambda: state.finished_clients >= self._clients)
             await server.stop(grace=1.0)
         finally:
             self._started.set()
