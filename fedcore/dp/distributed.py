@@ -38,11 +38,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon, epsilon_from_rdp
+if TYPE_CHECKING:  # accounting imports Opacus (and torch) lazily: clients only sample noise
+    from fedcore.dp.opacus import Mechanism
 
 IntArray = npt.NDArray[np.int64]
 SKELLAM_ORDERS = tuple(range(2, 257))
@@ -160,6 +162,8 @@ def skellam_epsilon(
     per_round = orders * d2**2 / (2 * var) + np.minimum(
         ((2 * orders - 1) * d2**2 + 6 * d1) / (4 * var**2), 3 * d1 / (2 * var)
     )
+    from fedcore.dp.opacus import epsilon_from_rdp
+
     return epsilon_from_rdp(SKELLAM_ORDERS, rounds * per_round, delta=delta)
 
 
@@ -169,12 +173,15 @@ def gaussian_approx_epsilon(
     sample_rate: float,
     rounds: int,
     delta: float,
-    mechanism: Mechanism = Mechanism.RDP,
+    mechanism: Mechanism | None = None,
 ) -> float:
     """ε for t survivors each round, APPROXIMATING the integer noise by a Gaussian of std σ.
 
     `sample_rate` is clients per round / population, as in `fedcore.dp.user_level`.
     """
+    from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon
+
+    mechanism = Mechanism.RDP if mechanism is None else mechanism
     entry = HistoryEntry(
         noise_multiplier=noise.noise_multiplier, sample_rate=sample_rate, steps=rounds
     )

@@ -19,7 +19,7 @@ from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
-from fedcore.strategy import DPFedAvg
+from fedcore.strategy.dp_fedavg import DPFedAvg
 
 POPULATION, PER_ROUND = 40, 8
 

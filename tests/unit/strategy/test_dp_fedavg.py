@@ -10,7 +10,7 @@ from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.engine.checkpoint import load_checkpoint, save_checkpoint
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
 from fedcore.params import Array, global_norm
-from fedcore.strategy import DPFedAvg
+from fedcore.strategy.dp_fedavg import DPFedAvg
 
 PARAMS = {"w": np.zeros(4, np.float32), "b": np.zeros((), np.float32)}
 
