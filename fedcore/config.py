@@ -19,13 +19,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from fedcore.engine.config import EngineConfig, SecureAggregationConfig, SelectionConfig
-from fedcore.messages import LocalDPConfig
-from fedcore.secagg.config import Mode
 from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.dp.user_level import noise_multiplier_for_user_level
+from fedcore.engine.config import EngineConfig, SecureAggregationConfig, SelectionConfig
+from fedcore.messages import LocalDPConfig
+from fedcore.secagg.config import Mode
 from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 

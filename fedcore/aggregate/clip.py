@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from fedcore.aggregate.base import Aggregator, AggregateResult
+from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.params import Array, global_norm
 
 

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from fedcore.aggregate.base import Aggregator, AggregateResult
+from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.aggregate.clip import Clip, ClipStats
 from fedcore.aggregate.mean import WeightedMean
 from fedcore.params import Array, Metrics
