@@ -27,9 +27,11 @@ class WeightedMean:
             raise ValueError("the mean was already taken; start a new WeightedMean per round")
         if not np.isfinite(weight) or weight <= 0:
             raise ValueError(f"weight must be a positive finite number, got {weight}")
-        if self._sum is None:
-            self._sum = {name: _accumulator_like(value) for name, value in update.items()}
-        elif list(update) != list(self._sum):
+        if self._sum is None:  # the first update becomes the running sum where it can
+            self._sum = {name: _first_term(value, weight) for name, value in update.items()}
+            self._total_weight, self._count = float(weight), 1
+            return
+        if list(update) != list(self._sum):
             raise ValueError("update names differ from the first update's")
         for name, value in update.items():  # check all before folding any: a refusal changes nothing
             expected = self._sum[name].shape
@@ -58,6 +60,9 @@ class WeightedMean:
         return self._result
 
 
-def _accumulator_like(value: Array) -> Array:
+def _first_term(value: Array, weight: float) -> Array:
+    """`weight * value` in the accumulator dtype, reusing `value`'s memory when it may."""
     dtype = np.float64 if value.dtype == np.float64 else np.float32
-    return np.zeros(value.shape, dtype=dtype)
+    if value.dtype == dtype and value.flags.writeable and value.flags.c_contiguous:
+        return np.multiply(value, weight, out=value)
+    return np.multiply(np.asarray(value, dtype=dtype), weight)

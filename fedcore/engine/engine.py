@@ -331,7 +331,7 @@ class RoundEngine:
             assert task.aggregator is not None
             task.aggregator.add(result.tensors, weight)
         elif task.kind is TaskKind.INITIALIZE:
-            self._model = RoundModel.of(result.tensors)
+            self._model = RoundModel.of(result.tensors, owned=True)
         task.metrics.add(result.header.metrics, weight)
         self._track_epsilon(task, result.header)
 
@@ -425,7 +425,9 @@ class RoundEngine:
             return
         draft.results_received = aggregate.count
         assert self._model is not None
-        self._model = RoundModel.of(self.strategy.apply(self._model.params, aggregate))
+        self._model = RoundModel.of(
+            self.strategy.apply(self._model.params, aggregate), owned=True
+        )
         draft.metrics.update(aggregate.measurements)
         if self._evaluation_due():
             available = self._registry.count_available(now)

@@ -1,24 +1,34 @@
-"""The global model as the engine holds it: tensors plus their encoded payload, built once."""
+"""The global model as the engine holds it: frozen tensors and their layout.
+
+Downloads stream straight from these tensors (`fedcore.wire.tensor.iter_chunk_views`), so the
+coordinator keeps one copy of the model, not a second encoded one.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from fedcore.params import Array, Params
-from fedcore.wire.tensor import ModelSpec, decode, encode, spec_of
+from fedcore.wire.tensor import ModelSpec, spec_of
 
 
 @dataclass(frozen=True, slots=True)
 class RoundModel:
-    """Read-only tensors that are views into `payload`, the bytes every download streams."""
+    """Read-only, C-contiguous tensors and their spec."""
 
     spec: ModelSpec
-    payload: bytes
     params: dict[str, Array]
 
     @classmethod
-    def of(cls, params: Params) -> RoundModel:
-        """Encode `params` once; the tensors become views of the encoded bytes (no second copy)."""
-        spec = spec_of(params)
-        payload = encode(params)
-        return cls(spec=spec, payload=payload, params=decode(spec, payload))
+    def of(cls, params: Params, *, owned: bool = False) -> RoundModel:
+        """Freeze `params`; copies them unless `owned` says nobody else holds them."""
+        frozen: dict[str, Array] = {}
+        for name, value in params.items():
+            array = np.asarray(value) if owned else np.array(value, order="C")
+            if not array.flags.c_contiguous:  # (np.ascontiguousarray would make 0-d arrays 1-d)
+                array = array.copy(order="C")
+            array.setflags(write=False)
+            frozen[name] = array
+        return cls(spec=spec_of(frozen), params=frozen)

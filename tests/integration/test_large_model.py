@@ -21,11 +21,11 @@ PARAMS = 50_000_000
 MODEL_BYTES = PARAMS * 4
 CONSTANT = 1.0
 # The coordinator's peak may be at most this many model sizes above its baseline (interpreter,
-# fedcore, gRPC, before the model exists). Measured at about 6.1x: when the round closes it holds
-# the model's bytes, the received update, the running sum (WeightedMean), the mean update
-# (`acc / total`, a new array), and FedAvg.apply's `np.add(...)` plus the `.astype(dtype)` copy
-# of it. More than this means copies crept into the transport or the engine.
-MAX_MODEL_COPIES = 7
+# fedcore, gRPC, before the model exists). Measured at about 3.2x: when the round closes it holds
+# the global model, the running sum (the first update's own buffer, reused), the last received
+# update, and FedAvg.apply's new model. Downloads stream from the model itself (no encoded copy).
+# More than this means copies crept into the transport or the engine.
+MAX_MODEL_COPIES = 5
 
 COORDINATOR = """
 import json, resource, sys
@@ -35,7 +35,13 @@ from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
 
 def maxrss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    # VmHWM: this process's own peak. (ru_maxrss also counts the parent's size at fork, which
+    # the kernel carries across exec, so a large pytest process would hide the real figure.)
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 def initial(start, stop):  # exactly representable values, computed slice by slice
     return (np.arange(start, stop, dtype=np.int64) % 1024).astype(np.float32) * 0.25

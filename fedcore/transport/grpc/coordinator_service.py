@@ -28,7 +28,7 @@ from fedcore.transport.grpc.chunks import (
 from fedcore.transport.grpc.status import CODES
 from fedcore.wire import convert
 from fedcore.wire.errors import PayloadTooLarge, WireError
-from fedcore.wire.tensor import PayloadAssembler
+from fedcore.wire.tensor import PayloadAssembler, iter_chunk_views
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except EngineError as err:
             await _abort(context, err)
         spec: bytes | None = convert.spec_to_proto(model.spec).SerializeToString()
-        view = memoryview(model.payload)
-        step = self.engine.config.chunk_bytes
-        for offset in range(0, len(view), step):
-            yield self._out(encode_chunk_message(offset, [view[offset : offset + step]], head=spec))
+        for offset, views in iter_chunk_views(model.params, self.engine.config.chunk_bytes):
+            yield self._out(encode_chunk_message(offset, views, head=spec))
             spec = None
         if spec is not None:  # an empty model still announces its (empty) spec
             yield self._out(encode_chunk_message(0, [], head=spec))
