@@ -64,5 +64,7 @@ def _first_term(value: Array, weight: float) -> Array:
     """`weight * value` in the accumulator dtype, reusing `value`'s memory when it may."""
     dtype = np.float64 if value.dtype == np.float64 else np.float32
     if value.dtype == dtype and value.flags.writeable and value.flags.c_contiguous:
-        return np.multiply(value, weight, out=value)
-    return np.multiply(np.asarray(value, dtype=dtype), weight)
+        np.multiply(value, weight, out=value)
+        return value
+    scaled: Array = np.multiply(np.asarray(value, dtype=dtype), weight)
+    return scaled
