@@ -53,7 +53,10 @@ def run(
     data, num_features, num_classes = _data_source(config)
     population = Population(sim.clients, seed=sim.seed, data=data)
     model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
-    coordinator = CoordinatorConfig(rounds=config.rounds, strategy=config.strategy)
+    coordinator = CoordinatorConfig(
+        rounds=config.rounds, strategy=config.strategy, privacy=config.privacy,
+        secagg=config.secagg,
+    )
     engine = RoundEngine(
         coordinator.engine_config(),
         coordinator.strategy_obj(),

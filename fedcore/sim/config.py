@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcore.config import ConfigError, RoundsConfig, StrategyConfig, build, load_toml
+from fedcore.config import (
+    ConfigError,
+    PrivacyConfig,
+    RoundsConfig,
+    SecAggSection,
+    StrategyConfig,
+    build,
+    load_toml,
+)
 
 
 class Dataset(enum.Enum):
@@ -84,7 +92,7 @@ class RunConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulationConfig:
     """A whole simulation file: [simulation], [data], [timing], [stragglers], [rounds],
-    [strategy]."""
+    [strategy], and the coordinator's [privacy] and [secagg] sections."""
 
     simulation: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -92,6 +100,8 @@ class SimulationConfig:
     stragglers: StragglerConfig = field(default_factory=StragglerConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    secagg: SecAggSection = field(default_factory=SecAggSection)
 
 
 def load_simulation_config(
