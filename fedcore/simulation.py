@@ -55,7 +55,7 @@ def run(
     model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
     coordinator = CoordinatorConfig(
         rounds=config.rounds, strategy=config.strategy, privacy=config.privacy,
-        secagg=config.secagg,
+        secagg=config.secagg, user_dp=config.user_dp,
     )
     engine = RoundEngine(
         coordinator.engine_config(),

@@ -13,6 +13,7 @@ from fedcore.config import (
     RoundsConfig,
     SecAggSection,
     StrategyConfig,
+    UserDPSection,
     build,
     load_toml,
 )
@@ -92,7 +93,7 @@ class RunConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulationConfig:
     """A whole simulation file: [simulation], [data], [timing], [stragglers], [rounds],
-    [strategy], and the coordinator's [privacy] and [secagg] sections."""
+    [strategy], and the coordinator's [privacy], [user_dp] and [secagg] sections."""
 
     simulation: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -102,6 +103,7 @@ class SimulationConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secagg: SecAggSection = field(default_factory=SecAggSection)
+    user_dp: UserDPSection = field(default_factory=UserDPSection)
 
 
 def load_simulation_config(

@@ -1,4 +1,4 @@
-"""The coordinator's [secagg] and [privacy] sections work in `fedcore simulate` configs too."""
+"""The coordinator's [secagg], [privacy] and [user_dp] sections work in simulations too."""
 
 from __future__ import annotations
 
@@ -40,4 +40,16 @@ def test_privacy_section_trains_with_local_dp_and_reports_epsilon(tmp_path: Path
     result = simulation.run(config, write=False)
 
     spent = [r.metrics["epsilon"] for r in result.records]
+    assert 0 < spent[0] < spent[1]
+
+
+def test_user_dp_section_reports_user_level_epsilon(tmp_path: Path) -> None:
+    config = load_simulation_config(None, {
+        **BASE, "simulation.out_dir": str(tmp_path), "user_dp.enabled": True,
+        "user_dp.noise_multiplier": 1.0, "user_dp.clip_norm": 1.0, "user_dp.population": 60,
+    })
+
+    result = simulation.run(config, write=False)
+
+    spent = [r.metrics["user_epsilon"] for r in result.records]
     assert 0 < spent[0] < spent[1]
