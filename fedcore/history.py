@@ -6,11 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from fedcore.atomic import write_atomic
 from fedcore.engine.records import RoundRecord
 
 CSV_COLUMNS = (
@@ -47,19 +46,3 @@ class HistoryWriter:
         writer.writeheader()
         writer.writerows(self.rows)
         write_atomic(self.csv_path, buf.getvalue().encode())
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` via a temporary file and a rename, so readers see old or new."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from fedcore.atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "lock"
@@ -113,7 +115,7 @@ class StateDir:
     def write_bytes(self, name: str, data: bytes) -> None:
         """Replace `name` with `data` atomically (mode 0600)."""
         self._check_open()
-        write_atomically(self.path_for(name), data)
+        write_atomic(self.path_for(name), data, mode=0o600, prefix=_TMP_PREFIX, sync_dir=True)
 
     def read_json(self, name: str) -> object | None:
         """The JSON value stored in `name`, or None when it was never written.
@@ -188,22 +190,6 @@ class StateDir:
             leftover.unlink(missing_ok=True)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: temp file (0600) in the same directory, fsync, rename."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _checked(name: str) -> str:
     if not _NAME.fullmatch(name) or name == LOCK_NAME:
         raise ValueError(
@@ -222,16 +208,6 @@ def _make_private_dir(directory: Path) -> None:
         if stat.S_IMODE(info.st_mode) & 0o077:
             log.warning("%s was readable by others; restricting it to its owner", directory)
         directory.chmod(0o700)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _lock(path: Path) -> int:

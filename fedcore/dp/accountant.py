@@ -9,12 +9,11 @@ starting from zero and under-reporting ε. ε itself always comes from `fedcore.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from fedcore.atomic import write_atomic
 from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon
 
 FILE_NAME = "privacy_accountant.json"
@@ -72,7 +71,7 @@ class PrivacyAccountant:
             return
         _append_merged(self._history, entry)
         if self.path is not None:
-            write_atomically(self.path, accountant_to_json(self))
+            write_atomic(self.path, accountant_to_json(self).encode(), mode=0o600)
 
     def epsilon(self, delta: float) -> float:
         """ε spent so far at `delta`."""
@@ -120,21 +119,6 @@ def accountant_from_json(text: str, *, path: Path | None = None) -> PrivacyAccou
             "would reset the ε this client reports"
         ) from err
     return PrivacyAccountant(mechanism=mechanism, history=history, path=path)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never a mix (0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _entry_from_json(item: Any) -> HistoryEntry:

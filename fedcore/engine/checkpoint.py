@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from fedcore.atomic import write_atomic
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.history import write_atomic
 from fedcore.params import Array
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import ModelSpec, TensorSpec, decode, encode, spec_of
