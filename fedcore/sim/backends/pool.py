@@ -8,6 +8,7 @@ from a peer is unpickled. Results are the kernels' own, so they equal in-process
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import multiprocessing
@@ -81,11 +82,20 @@ def train_share(
     vectorised: bool,
     threads: int,
 ) -> list[LocalResult]:
-    """One worker's share, trained in this process (positions are within the share)."""
+    """One worker's share, trained in this process (positions are within the share).
+
+    The sequential kernel trains a private copy of `model`: tensors sent to worker processes
+    travel in shared memory, so every worker may hold the same weights.
+    """
     if threads > 0:
         torch.set_num_threads(threads)
-    kernel = train_vectorised if vectorised else train_sequential
-    return list(kernel(model, global_params, data, seeds=seeds, settings=settings, epochs=epochs))
+    if vectorised:
+        trained = train_vectorised(model, global_params, data, seeds=seeds, settings=settings,
+                                   epochs=epochs)
+    else:
+        trained = train_sequential(copy.deepcopy(model), global_params, data, seeds=seeds,
+                                   settings=settings, epochs=epochs)
+    return list(trained)
 
 
 class ProcessPool:

@@ -9,6 +9,7 @@ from torch import nn
 
 from fedcore.messages import TrainConfig
 from fedcore.sim.backends.pool import ProcessPool, split_work
+from fedcore.sim.backends.sequential import train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 
 SETTINGS = TrainConfig(local_epochs=2, batch_size=4, learning_rate=0.1, proximal_mu=0.1)
@@ -51,6 +52,25 @@ def test_a_process_pool_trains_as_in_process() -> None:
     with ProcessPool(2) as pool:
         results = list(pool.train(model, params, clients, seeds=seeds, settings=SETTINGS,
                                   epochs=epochs))
+
+    _assert_same(results, expected)
+
+
+def test_sequential_workers_train_their_own_copy_of_the_model() -> None:
+    # Tensors sent to worker processes travel in shared memory: workers that trained the model
+    # they were sent in place would overwrite each other's weights mid-training.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))
+    params = {n: p.detach().numpy().copy() for n, p in model.named_parameters()}
+    rng = np.random.default_rng(0)
+    clients = [(rng.normal(size=(400, 20)).astype(np.float32), rng.integers(0, 3, 400))
+               for _ in range(4)]
+    settings = TrainConfig(local_epochs=3, batch_size=2, learning_rate=0.05)
+    seeds = [1, 2, 3, 4]
+    expected = list(train_sequential(model, params, clients, seeds=seeds, settings=settings))
+
+    with ProcessPool(2, vectorised=False) as pool:
+        results = list(pool.train(model, params, clients, seeds=seeds, settings=settings))
 
     _assert_same(results, expected)
 
