@@ -74,8 +74,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll `predicate` until it holds; fail the test if it never does."""
+def wait_until(predicate: Callable[[], bool], timeout: float = 180.0) -> None:
+    """Poll `predicate` until it holds; fail the test if it never does (generous: starting
+    processes that import torch on a loaded 2-core machine can take a minute)."""
     end = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > end:
