@@ -35,14 +35,21 @@ STOP_AT = [ClientPhase.WAITING, ClientPhase.DOWNLOADING, ClientPhase.TRAINING,
            ClientPhase.UPLOADING]
 
 
-def check_state_dir(path: Path) -> dict[str, object]:
-    """The directory is owner-only, holds only whole files, and parses; returns resume.json."""
+def check_state_dir(path: Path, *, killed: bool = False) -> dict[str, object]:
+    """The directory is owner-only, holds only whole files, and parses; returns resume.json.
+
+    A process killed mid-write may leave one temp file (never a torn named file); the next
+    `StateDir.open` removes it. A clean stop leaves none.
+    """
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
     names = {p.name for p in path.iterdir()}
-    assert names <= {"lock", "client_id", "resume.json"}, names
+    temps = {n for n in names if n.startswith(".tmp-")}
+    assert not temps or killed, names
+    assert names - temps <= {"lock", "client_id", "resume.json"}, names
     assert all(stat.S_IMODE((path / n).stat().st_mode) == 0o600 for n in names)
     with StateDir.open(path) as state:  # the lock was released
         assert state.resume().tasks_reported >= 0
+    assert not any(p.name.startswith(".tmp-") for p in path.iterdir())  # leftovers removed
     return json.loads((path / "resume.json").read_text()) if "resume.json" in names else {}
 
 
@@ -118,11 +125,11 @@ def test_killed_client_process_leaves_a_usable_state_dir(start_coordinator, tmp_
         proc.wait()
 
         # assert
-        check_state_dir(state_dir)
+        check_state_dir(state_dir, killed=True)
 
     first_id = (state_dir / "client_id").read_text()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     before = check_state_dir(state_dir)["tasks_reported"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     while json.loads((state_dir / "resume.json").read_text())["tasks_reported"] <= before:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
