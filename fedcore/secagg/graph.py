@@ -2,8 +2,10 @@
 
 The SECAGG_PLUS graph is the Harary graph H(k, n) (each client linked to the k/2 nearest
 on either side of a ring) over a random order of the clients. The order comes from the
-public `graph_seed` through the AES-CTR PRG, so every party derives the same graph and the
-server, which learns the seed like everyone, cannot choose neighbourhoods.
+public `graph_seed` through the AES-CTR PRG, so every party derives the same graph. The
+coordinator draws the seed at random (`fedcore.engine`); one that follows the protocol, as in
+the honest-but-curious model, therefore cannot choose neighbourhoods. A malicious coordinator
+could try seeds until it liked the graph: that is outside the model of unsigned rounds.
 """
 
 from __future__ import annotations
