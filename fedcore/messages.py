@@ -36,6 +36,9 @@ class TaskKind(enum.Enum):
 class SecAggSetup:
     """A selected client's part in a secure-aggregation round: the round's spec and its id.
 
+    In a signed round `participants` names the client ids of protocol ids 1..n; clients look
+    their identity keys up in their own roster (`fedcore.secagg.roster`).
+
     The client sends its update weighted by `min(num_examples / weight_cap, 1)`, or, with
     `distributed_dp`, clipped, unweighted and noised (`fedcore.dp.secagg_noise`).
     """
@@ -44,10 +47,14 @@ class SecAggSetup:
     spec: RoundSpec
     weight_cap: float
     distributed_dp: DistributedDPConfig | None = None
+    participants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.client not in self.spec.clients:
             raise ValueError(f"client {self.client} is not in 1..{self.spec.num_clients}")
+        if self.participants and len(self.participants) != self.spec.num_clients:
+            raise ValueError(f"{len(self.participants)} participants named for "
+                             f"{self.spec.num_clients} clients")
         if not self.weight_cap > 0:
             raise ValueError(f"weight_cap must be > 0, got {self.weight_cap}")
 

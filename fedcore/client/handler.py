@@ -12,9 +12,16 @@ import math
 import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
-from fedcore.client.secure import SecureRefusal, SecureSession, secure_step, start_secure
+from fedcore.client.secure import (
+    SecureRefusal,
+    SecureSession,
+    round_spec,
+    secure_step,
+    start_secure,
+)
 from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
 from fedcore.params import Array, Metrics, Params
+from fedcore.secagg.roster import SecAggIdentity
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 
@@ -22,9 +29,14 @@ from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 class TaskHandler:
     """Runs one task against a `ClientApp` and packages the result for the coordinator."""
 
-    def __init__(self, app: ClientApp, client_id: str) -> None:
+    def __init__(self, app: ClientApp, client_id: str, *,
+                 identity: SecAggIdentity | None = None) -> None:
+        if identity is not None and identity.client_id != client_id:
+            raise ValueError(f"the secure-aggregation identity is {identity.client_id!r}, "
+                             f"not {client_id!r}")
         self.app = app
         self.client_id = client_id
+        self.identity = identity
         self._secure: tuple[str, SecureSession] | None = None  # (task id, session)
 
     def handle(self, task: Task, params: Params | None) -> TaskResult:
@@ -62,6 +74,11 @@ class TaskHandler:
         return self._result(task, num_examples=1, metrics={}, tensors=params)
 
     def _train(self, task: Task, params: Params) -> TaskResult:
+        if isinstance(task.secagg, SecAggSetup):  # refuse an unfit round before training
+            try:
+                round_spec(task.secagg, self.identity)
+            except SecureRefusal as err:
+                raise DeclineTask(str(err)) from err
         fit = self.app.fit(_copy(params), task.train)
         new = {k: np.asarray(v) for k, v in fit.params.items()}
         try:
@@ -74,7 +91,7 @@ class TaskHandler:
         }
         if isinstance(task.secagg, SecAggSetup):  # the update is masked, never sent as is
             session, result = start_secure(
-                task, self.client_id, delta, fit.num_examples, fit.metrics
+                task, self.client_id, delta, fit.num_examples, fit.metrics, self.identity
             )
             self._secure = (task.task_id, session)
             return result

@@ -36,6 +36,7 @@ from fedcore.client.handler import TaskHandler, limit_train_time
 from fedcore.client.state import ResumeInfo, StateDir
 from fedcore.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
 from fedcore.params import Array
+from fedcore.secagg.roster import SecAggIdentity
 from fedcore.transport.grpc.client_connection import StopRequested
 from fedcore.transport.grpc.status import REJOIN, TRANSIENT
 from fedcore.wire.errors import WireError
@@ -91,6 +92,7 @@ class ClientOptions:
         max_reconnect_s: give up after this long without reaching the coordinator.
         properties: facts about this client shown to the coordinator's operator.
         callbacks: functions called on round events.
+        secagg_identity: signing key and roster for signed secure aggregation (None: unsigned).
     """
 
     eligible: Callable[[], bool] | None = None
@@ -100,6 +102,7 @@ class ClientOptions:
     max_reconnect_s: float = 300.0
     properties: dict[str, str] = field(default_factory=dict)
     callbacks: Callbacks = field(default_factory=Callbacks)
+    secagg_identity: SecAggIdentity | None = None
 
     def __post_init__(self) -> None:
         for name in ("eligibility_check_s", "max_reconnect_s"):
@@ -156,7 +159,7 @@ class ClientLoop:
         state: StateDir | None = None,
     ) -> None:
         self._conn = conn
-        self._handler = TaskHandler(app, conn.client_id)
+        self._handler = TaskHandler(app, conn.client_id, identity=options.secagg_identity)
         self._stop = stop
         self._opts = options
         self._state = state

@@ -22,6 +22,7 @@ from fedcore.client.app import ClientApp
 from fedcore.client.events import Callbacks, ClientPhase, ClientStatus
 from fedcore.client.loop import ClientError, ClientLoop, ClientOptions, RunSummary
 from fedcore.client.state import StateDir
+from fedcore.secagg.roster import SecAggIdentity
 from fedcore.transport.grpc.client_connection import GrpcConnection
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def run_client(
     callbacks: Callbacks | None = None,
     max_reconnect_s: float = 300.0,
     properties: dict[str, str] | None = None,
+    secagg_identity: SecAggIdentity | None = None,
 ) -> RunSummary:
     """Serve the coordinator at `address` with `app` until the run ends or `stop` is set.
 
@@ -63,6 +65,9 @@ def run_client(
         callbacks: functions called on round events.
         max_reconnect_s: give up after this long without reaching the coordinator.
         properties: facts about this client shown to the coordinator's operator.
+        secagg_identity: this client's signing key and roster (`fedcore.secagg.roster`): it
+            then takes part in signed secure-aggregation rounds only, under the identity's
+            client id (None: `client_id` as above, unsigned rounds).
 
     Raises:
         ClientError: the coordinator refused this client for good, or stayed unreachable.
@@ -71,7 +76,7 @@ def run_client(
     options = ClientOptions(
         eligible=eligible, eligibility_check_s=eligibility_check_s, max_train_s=max_train_s,
         callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
-        properties=dict(properties or {}),
+        properties=dict(properties or {}), secagg_identity=secagg_identity,
     )
     state, owned = _open_state(state_dir)
     try:
@@ -104,6 +109,7 @@ class BackgroundClient:
         callbacks: Callbacks | None = None,
         max_reconnect_s: float = 300.0,
         properties: dict[str, str] | None = None,
+        secagg_identity: SecAggIdentity | None = None,
     ) -> None:
         self._app = app
         self._address = address
@@ -113,7 +119,7 @@ class BackgroundClient:
         self._options = ClientOptions(
             eligible=eligible, eligibility_check_s=eligibility_check_s, max_train_s=max_train_s,
             callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
-            properties=dict(properties or {}),
+            properties=dict(properties or {}), secagg_identity=secagg_identity,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -227,6 +233,12 @@ def _connect(
     stop: threading.Event,
     options: ClientOptions,
 ) -> tuple[ClientLoop, GrpcConnection]:
+    identity = options.secagg_identity
+    if identity is not None:
+        if client_id not in (None, identity.client_id):
+            raise ValueError(f"client_id {client_id!r} differs from the secure-aggregation "
+                             f"identity's {identity.client_id!r}: pass one of them")
+        client_id = identity.client_id
     if state is not None:
         cid = state.client_id(client_id)
     else:

@@ -17,9 +17,11 @@ from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, Task, TaskResult
 from fedcore.params import Array, Metrics, Params
 from fedcore.secagg.client import Phase, SecAggClient
+from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError
 from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, MaskedInput, ServerMessage
 from fedcore.secagg.quantize import Quantizer, append_weight
+from fedcore.secagg.roster import RosterError, SecAggIdentity
 from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
@@ -27,11 +29,32 @@ class SecureRefusal(Exception):
     """The client refused a protocol step (e.g. a server asking for both secrets of a peer)."""
 
 
+def round_spec(setup: SecAggSetup, identity: SecAggIdentity | None) -> RoundSpec:
+    """The round this client runs: with the participants' keys from its roster, or unsigned.
+
+    Raises:
+        SecureRefusal: a client with an identity was offered an unsigned or unfit round, or
+            one without an identity a signed round.
+    """
+    if identity is None:
+        if setup.participants:
+            raise SecureRefusal("the round is signed and this client has no identity: pass "
+                                "secagg_identity (a key on the federation's roster)")
+        return setup.spec
+    try:
+        return identity.signed_spec(setup.spec, client=setup.client,
+                                    participants=setup.participants)
+    except RosterError as err:
+        raise SecureRefusal(f"secure aggregation refused: {err}") from err
+
+
 class SecureSession:
     """Holds the quantised update and drives the client machine through the phases."""
 
-    def __init__(self, setup: SecAggSetup, update: Params, num_examples: int) -> None:
-        config = setup.spec.config
+    def __init__(self, setup: SecAggSetup, update: Params, num_examples: int,
+                 identity: SecAggIdentity | None = None) -> None:
+        spec = round_spec(setup, identity)
+        config = spec.config
         flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in update.values()])
         rng = np.random.default_rng(secrets.randbits(128))
         if setup.distributed_dp is not None:
@@ -44,7 +67,8 @@ class SecureSession:
                 raise ValueError(f"the update has {vector.size - 1} values, the round expects "
                                  f"{setup.spec.dim - 1}")
             self._vector = Quantizer.from_config(config).quantize(vector, rng)
-        self._machine = SecAggClient(setup.spec, setup.client)
+        self._machine = SecAggClient(spec, setup.client,
+                                     identity_key=identity.key if identity else None)
 
     @property
     def finished(self) -> bool:
@@ -71,7 +95,8 @@ class SecureSession:
 
 
 def start_secure(
-    task: Task, client_id: str, update: Params, num_examples: int, metrics: Metrics
+    task: Task, client_id: str, update: Params, num_examples: int, metrics: Metrics,
+    identity: SecAggIdentity | None = None,
 ) -> tuple[SecureSession, TaskResult]:
     """After training in a secure round: the session and the result that advertises its keys.
 
@@ -79,7 +104,7 @@ def start_secure(
     """
     if not isinstance(task.secagg, SecAggSetup):
         raise TypeError(f"{task.task_id} is not a secure-aggregation training task")
-    session = SecureSession(task.secagg, update, num_examples)
+    session = SecureSession(task.secagg, update, num_examples, identity)
     header = ResultHeader(client_id=client_id, task_id=task.task_id, num_examples=1,
                           metrics=dict(metrics), secagg=session.start())
     return session, TaskResult(header=header)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
 from fedcore.secagg.config import Mode, SecAggConfig, suggested_degree
+from fedcore.secagg.roster import Roster, signed_threshold
 from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES
 
 
@@ -97,6 +98,9 @@ class SecureAggregationConfig:
         phase_timeout_s: how long each protocol phase waits for clients.
         distributed_dp: clients clip, send unweighted and add integer noise before masking
             (`fedcore.dp.secagg_noise`); None for none.
+        roster: signed rounds (`fedcore.secagg.roster`): only clients on the roster may join,
+            they sign their keys and the survivor list, and the threshold is above two thirds;
+            None for unsigned rounds (an honest-but-curious coordinator).
     """
 
     mode: Mode = Mode.FULL
@@ -108,8 +112,11 @@ class SecureAggregationConfig:
     weight_cap: float = 1000.0
     phase_timeout_s: float = 30.0
     distributed_dp: DistributedDPConfig | None = None
+    roster: Roster | None = None
 
     def __post_init__(self) -> None:
+        if self.roster is not None and not len(self.roster):
+            raise ValueError("the roster is empty: add clients with `fedcore identity new`")
         if not 0 < self.threshold_fraction <= 1:
             raise ValueError(f"threshold_fraction must be in (0, 1], got {self.threshold_fraction}")
         if self.degree < 0 or self.max_clients < 1:
@@ -121,14 +128,18 @@ class SecureAggregationConfig:
         if self.distributed_dp is not None:  # noise tails must fit the bit width: check now
             NoisyEncoding.for_round(self.distributed_dp, numeric, dim=1)
 
+    def _threshold(self, size: int) -> int:
+        threshold = max(1, math.ceil(self.threshold_fraction * size))
+        return max(threshold, signed_threshold(size)) if self.roster is not None else threshold
+
     def for_round(self, num_clients: int) -> SecAggConfig:
         """The protocol configuration for a round of `num_clients`."""
         if self.mode is Mode.FULL:
-            threshold = max(1, math.ceil(self.threshold_fraction * num_clients))
+            threshold = self._threshold(num_clients)
             return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
                                 bit_width=self.bit_width, mode=Mode.FULL)
         degree = min(self.degree or suggested_degree(num_clients), max(2, num_clients - 1))
         even = degree + degree % 2
-        threshold = max(1, min(even + 1, math.ceil(self.threshold_fraction * (even + 1))))
+        threshold = min(even + 1, self._threshold(even + 1))
         return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
                             bit_width=self.bit_width, mode=Mode.SECAGG_PLUS, degree=degree)

@@ -187,6 +187,13 @@ class RoundEngine:
                 f"protocol version {protocol_version} is not supported; this coordinator "
                 f"speaks version {PROTOCOL_VERSION}: upgrade the client",
             )
+        roster = self.config.secagg.roster if self.config.secagg is not None else None
+        if roster is not None and client_id not in roster:
+            raise EngineError(
+                Reason.NOT_ALLOWED,
+                f"client {client_id!r} is not on this federation's roster: ask the operator to "
+                "add its identity key (`fedcore identity new`)",
+            )
         return self._registry.join(client_id, now=now, properties=properties or {})
 
     def authenticate(self, client_id: str, session: bytes, *, now: float) -> None:

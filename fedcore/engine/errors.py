@@ -16,6 +16,7 @@ class Reason(enum.Enum):
     INVALID = "invalid"
     TOO_LARGE = "too_large"
     UNSUPPORTED = "unsupported"
+    NOT_ALLOWED = "not_allowed"
 
 
 class EngineError(Exception):

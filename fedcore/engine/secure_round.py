@@ -54,7 +54,10 @@ class SecureRound:
             num_clients=len(selected),
             dim=model_spec.num_elements + 1,  # the update, then the weight
             graph_seed=graph_seed,
+            identities=tuple(config.roster.key_of(c) for c in sorted(selected))
+            if config.roster is not None else None,
         )
+        self.participants = tuple(sorted(selected)) if config.roster is not None else ()
         self.server = SecAggServer(self.spec)
         dp = config.distributed_dp
         self.encoding = NoisyEncoding.for_round(dp, self.spec.config, self.spec.dim) if dp else None
@@ -81,7 +84,8 @@ class SecureRound:
             if self.server.phase is ServerPhase.COLLECT_KEYS:
                 return SecAggSetup(client=self.ids[client_id], spec=self.spec,
                                    weight_cap=self.config.weight_cap,
-                                   distributed_dp=self.config.distributed_dp)
+                                   distributed_dp=self.config.distributed_dp,
+                                   participants=self.participants)
             return None
         return self.outbox.get(client_id)
 

@@ -48,6 +48,7 @@ def server_step_to_proto(step: SecAggServerStep) -> spb.SecAggServerMessage:
                 mode=_MODES[cfg.mode], degree=cfg.degree, graph_seed=spec.graph_seed,
                 round_id=spec.round_id, dim=spec.dim, weight_cap=step.weight_cap,
                 distributed_dp=_dp_to_proto(step.distributed_dp),
+                participants=list(step.participants),
             ))
         case KeyList():
             return spb.SecAggServerMessage(key_list=spb.KeyList(
@@ -83,7 +84,8 @@ def server_step_from_proto(msg: spb.SecAggServerMessage) -> SecAggServerStep:
                                  dim=s.dim, graph_seed=s.graph_seed)
                 dp = _dp_from_proto(s.distributed_dp) if s.HasField("distributed_dp") else None
                 return SecAggSetup(client=s.client, spec=spec, weight_cap=s.weight_cap,
-                                   distributed_dp=dp)
+                                   distributed_dp=dp,
+                                   participants=tuple(_bounded(s.participants)))
             case "key_list":
                 return KeyList(recipient=msg.key_list.recipient,
                                keys=tuple(_advert_from_proto(k) for k in _bounded(msg.key_list.keys)))

@@ -24,7 +24,7 @@ INTEGER_NOISE_SKELLAM: IntegerNoise
 INTEGER_NOISE_DISCRETE_GAUSSIAN: IntegerNoise
 
 class SecAggSetup(_message.Message):
-    __slots__ = ("client", "num_clients", "threshold", "max_clients", "clip", "bit_width", "mode", "degree", "graph_seed", "round_id", "dim", "weight_cap", "distributed_dp")
+    __slots__ = ("client", "num_clients", "threshold", "max_clients", "clip", "bit_width", "mode", "degree", "graph_seed", "round_id", "dim", "weight_cap", "distributed_dp", "participants")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     NUM_CLIENTS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class SecAggSetup(_message.Message):
     DIM_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_CAP_FIELD_NUMBER: _ClassVar[int]
     DISTRIBUTED_DP_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     client: int
     num_clients: int
     threshold: int
@@ -51,7 +52,8 @@ class SecAggSetup(_message.Message):
     dim: int
     weight_cap: float
     distributed_dp: DistributedDP
-    def __init__(self, client: _Optional[int] = ..., num_clients: _Optional[int] = ..., threshold: _Optional[int] = ..., max_clients: _Optional[int] = ..., clip: _Optional[float] = ..., bit_width: _Optional[int] = ..., mode: _Optional[_Union[SecAggMode, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., round_id: _Optional[int] = ..., dim: _Optional[int] = ..., weight_cap: _Optional[float] = ..., distributed_dp: _Optional[_Union[DistributedDP, _Mapping]] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, client: _Optional[int] = ..., num_clients: _Optional[int] = ..., threshold: _Optional[int] = ..., max_clients: _Optional[int] = ..., clip: _Optional[float] = ..., bit_width: _Optional[int] = ..., mode: _Optional[_Union[SecAggMode, str]] = ..., degree: _Optional[int] = ..., graph_seed: _Optional[bytes] = ..., round_id: _Optional[int] = ..., dim: _Optional[int] = ..., weight_cap: _Optional[float] = ..., distributed_dp: _Optional[_Union[DistributedDP, _Mapping]] = ..., participants: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DistributedDP(_message.Message):
     __slots__ = ("noise_multiplier", "clip_norm", "kind", "delta")

@@ -15,6 +15,7 @@ CODES: dict[Reason, grpc.StatusCode] = {
     Reason.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.UNSUPPORTED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 # Codes after which a client should join again (its session is gone, e.g. a coordinator restart).

@@ -1,0 +1,210 @@
+"""Signed secure aggregation: the roster of client identities, and a client's own identity.
+
+Against a coordinator that follows the protocol but reads everything (honest but curious),
+unsigned rounds suffice. Against one that lies (substitutes keys when relaying them, or tells
+clients different stories about who dropped), clients must know each other's identity keys
+from a source the coordinator cannot forge: the **roster**, a list of client ids and Ed25519
+public keys that the operator hands to the coordinator and to every client out of band.
+
+In a signed round the coordinator names the round's participants (`SecAggSetup.participants`)
+and each client takes their identity keys from its own copy of the roster, never from the
+coordinator; it signs its keys and the survivor list, and refuses a round that is unsigned,
+names a client not on the roster, puts it anywhere but its own place, or sets a threshold t
+of at most two thirds of the n clients it shares with (its neighbourhood in SecAgg+). The
+active-adversary analysis of Bonawitz et al. (2017, section 6) needs t > 2n/3: with fewer,
+a coordinator that shows different survivor lists to two groups could collect both secrets of
+one client.
+
+The roster file is JSON: `{"format": 1, "clients": {"<client id>": "<base64 raw public key>"}}`.
+An identity key is a PKCS#8 PEM file, owner-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedcore.atomic import write_atomic
+from fedcore.secagg.config import Mode, RoundSpec
+from fedcore.secagg.errors import SecAggError
+
+_FORMAT = 1
+
+
+class RosterError(SecAggError):
+    """A roster or identity file is missing, malformed, or does not fit the round."""
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """Client id -> raw 32-byte Ed25519 public key, for every client allowed in signed rounds."""
+
+    keys: Mapping[str, bytes]
+
+    def __post_init__(self) -> None:
+        bad = [cid for cid, key in self.keys.items() if not cid or len(key) != 32]
+        if bad:
+            raise RosterError(f"roster entries {bad[:5]} need a client id and a 32-byte key")
+        object.__setattr__(self, "keys", dict(self.keys))
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self.keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def key_of(self, client_id: str) -> bytes:
+        """The identity key of `client_id`.
+
+        Raises:
+            RosterError: the client is not on the roster.
+        """
+        try:
+            return self.keys[client_id]
+        except KeyError:
+            raise RosterError(f"client {client_id!r} is not on the roster") from None
+
+    def with_client(self, client_id: str, public_key: bytes) -> Roster:
+        """A copy with `client_id` added (or its key replaced)."""
+        return Roster({**self.keys, client_id: public_key})
+
+    def to_json(self) -> str:
+        """The roster file's content."""
+        clients = {cid: base64.b64encode(key).decode("ascii") for cid, key in sorted(self.keys.items())}
+        return json.dumps({"format": _FORMAT, "clients": clients}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Roster:
+        """Parse a roster file's content.
+
+        Raises:
+            RosterError: not a fedcore roster.
+        """
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise RosterError(f"not a fedcore roster: {err}") from err
+        clients = value.get("clients") if isinstance(value, dict) else None
+        if not isinstance(clients, dict) or value.get("format") != _FORMAT:
+            raise RosterError(f'not a fedcore roster: expected {{"format": {_FORMAT}, '
+                              '"clients": {"<client id>": "<base64 public key>"}}')
+        try:
+            keys = {str(cid): base64.b64decode(str(key), validate=True)
+                    for cid, key in clients.items()}
+        except (ValueError, binascii.Error) as err:
+            raise RosterError(f"not a fedcore roster: a key is not base64: {err}") from err
+        return cls(keys)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Roster:
+        """Read a roster file.
+
+        Raises:
+            RosterError: the file cannot be read or is not a roster.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise RosterError(f"cannot read the roster {path}: {err}") from err
+        try:
+            return cls.from_json(text)
+        except RosterError as err:
+            raise RosterError(f"{path}: {err}") from err
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the roster file atomically (public keys only: readable by all)."""
+        write_atomic(Path(path), self.to_json().encode("utf-8"), mode=0o644)
+
+
+def signed_threshold(size: int) -> int:
+    """The least threshold a signed round may use among `size` clients: floor(2 size / 3) + 1."""
+    return min(size, 2 * size // 3 + 1)
+
+
+def new_identity_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Create an Ed25519 identity key at `path` (PKCS#8 PEM, mode 0600); refuses to overwrite.
+
+    Raises:
+        RosterError: `path` exists already.
+    """
+    target = Path(path)
+    if target.exists():
+        raise RosterError(f"{target} exists; an identity key is never overwritten")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    write_atomic(target, pem, mode=0o600)
+    return key
+
+
+def load_identity_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Read an identity key written by `new_identity_key`.
+
+    Raises:
+        RosterError: unreadable, or not an Ed25519 private key.
+    """
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as err:
+        raise RosterError(f"cannot read the identity key {path}: {err}") from err
+    if not isinstance(key, Ed25519PrivateKey):
+        raise RosterError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def public_key(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte public key, as the roster stores it."""
+    return key.public_key().public_bytes_raw()
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggIdentity:
+    """A client's signing key and its copy of the roster: it takes part in signed rounds only."""
+
+    client_id: str
+    key: Ed25519PrivateKey
+    roster: Roster
+
+    def __post_init__(self) -> None:
+        if self.roster.key_of(self.client_id) != public_key(self.key):
+            raise RosterError(
+                f"the roster's key for {self.client_id!r} is not this identity key's public key: "
+                "add it with `fedcore identity new` or use the right key file"
+            )
+
+    @classmethod
+    def load(cls, client_id: str, key_path: str | os.PathLike[str],
+             roster_path: str | os.PathLike[str]) -> SecAggIdentity:
+        """Read the key and the roster (see the module docstring for the formats)."""
+        return cls(client_id, load_identity_key(key_path), Roster.load(roster_path))
+
+    def signed_spec(self, spec: RoundSpec, *, client: int, participants: tuple[str, ...]) -> RoundSpec:
+        """`spec` with the participants' identity keys from this client's roster.
+
+        Raises:
+            RosterError: the round is unsigned, names clients not on the roster or this client
+                at another place, or its threshold is too low to protect this client.
+        """
+        if not participants:
+            raise RosterError("the coordinator offered an unsigned round; this client takes "
+                              "part in signed rounds only")
+        if len(participants) != spec.num_clients or len(set(participants)) != len(participants):
+            raise RosterError(f"the round names {len(participants)} participants "
+                              f"(distinct: {len(set(participants))}) for {spec.num_clients} clients")
+        if not 1 <= client <= len(participants) or participants[client - 1] != self.client_id:
+            raise RosterError(f"the round does not place {self.client_id!r} at its index {client}")
+        size = spec.num_clients if spec.config.mode is Mode.FULL else min(
+            spec.config.degree + spec.config.degree % 2 + 1, spec.num_clients)
+        needed = signed_threshold(size)
+        if spec.config.threshold < needed:
+            raise RosterError(f"threshold {spec.config.threshold} is not above two thirds of "
+                              f"{size} clients (needs {needed}); refusing the round")
+        return replace(spec, identities=tuple(self.roster.key_of(p) for p in participants))
