@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="directory keeping this client's state (e.g. privacy spent)")
     client.add_argument("--auth-token-file", type=Path, help="file holding the shared token")
     _tls_client_args(client)
+    _secagg_identity_args(client)
+
+    identity = sub.add_parser(
+        "identity", help="enrol a client for signed secure aggregation: its key and the roster")
+    identity.add_argument("--client-id", required=True, help="the client's stable id")
+    identity.add_argument("--key", type=Path, required=True,
+                          help="the client's identity key (PEM, 0600); created if missing")
+    identity.add_argument("--roster", type=Path, required=True,
+                          help="the roster (JSON) to add the client's public key to; created "
+                          "if missing. Give a copy to the coordinator and to every client")
 
     certs = sub.add_parser("certs", help="generate a demo CA, server and client certificates")
     certs.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
@@ -123,6 +133,23 @@ def _tls_client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
 
 
+def _secagg_identity_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--secagg-key", type=Path, help="identity key from `fedcore identity`: "
+                        "take part in signed secure-aggregation rounds only (needs --client-id)")
+    parser.add_argument("--secagg-roster", type=Path,
+                        help="the operator's roster; required with --secagg-key")
+
+
+def _secagg_identity(args: argparse.Namespace) -> Any:
+    if args.secagg_key is None and args.secagg_roster is None:
+        return None
+    if args.secagg_key is None or args.secagg_roster is None or not args.client_id:
+        raise ValueError("--secagg-key, --secagg-roster and --client-id go together")
+    from fedcore.secagg.roster import SecAggIdentity
+
+    return SecAggIdentity.load(args.client_id, args.secagg_key, args.secagg_roster)
+
+
 def _partition(value: str) -> int | str:
     if value == "auto":
         return value
@@ -148,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _client(args)
             case "certs":
                 return _certs(args)
+            case "identity":
+                return _identity(args)
             case "health":
                 return _health(args)
     except KeyboardInterrupt:
@@ -253,6 +282,7 @@ def _client(args: argparse.Namespace) -> int:
     from fedcore.demo.digits_app import DigitsSetup, make_app
 
     torch.set_num_threads(1)  # a small model: threads would only contend with other clients
+    identity = _secagg_identity(args)  # fail on a bad key or roster before loading data
 
     partition = args.partition
     if partition == "auto":
@@ -272,6 +302,7 @@ def _client(args: argparse.Namespace) -> int:
     summary = run_client(
         app, args.server, client_id=args.client_id, stop=stop,
         auth_token=_read_token(args.auth_token_file), credentials=_channel_credentials(args),
+        secagg_identity=identity,
     )
     logging.getLogger("fedcore").info(
         "client %s done: %d tasks, %d refused, %d reconnects",
@@ -288,6 +319,16 @@ def _certs(args: argparse.Namespace) -> int:
     )
     print(f"wrote {len(written)} files to {args.out}" if written
           else f"{args.out}/ca.pem exists: kept (use --force to replace)")
+    return 0
+
+
+def _identity(args: argparse.Namespace) -> int:
+    import base64
+
+    from fedcore.secagg.roster import enrol
+
+    public = enrol(args.client_id, args.key, args.roster)
+    print(f"{args.client_id}: public key {base64.b64encode(public).decode()} is on {args.roster}")
     return 0
 
 

@@ -26,6 +26,7 @@ from fedcore.dp.user_level import noise_multiplier_for_user_level
 from fedcore.engine.config import EngineConfig, SecureAggregationConfig, SelectionConfig
 from fedcore.messages import LocalDPConfig
 from fedcore.secagg.config import Mode
+from fedcore.secagg.roster import Roster
 from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 
@@ -113,7 +114,8 @@ class SecAggSection:
     """[secagg]: sum updates with secure aggregation (see `SecureAggregationConfig`).
 
     `dp_noise_multiplier` > 0 turns on distributed DP: clients clip to `dp_clip_norm` and add
-    `dp_noise` integer noise before masking; ε is reported at `dp_delta`.
+    `dp_noise` integer noise before masking; ε is reported at `dp_delta`. A `roster` file
+    (`fedcore identity`) makes rounds signed: only clients on it may join.
     """
 
     enabled: bool = False
@@ -129,6 +131,7 @@ class SecAggSection:
     dp_clip_norm: float = 1.0
     dp_noise: IntegerNoise = IntegerNoise.SKELLAM
     dp_delta: float = 1e-5
+    roster: str = ""
 
     def engine_config(self) -> SecureAggregationConfig | None:
         """The engine's secure-aggregation settings, or None when off."""
@@ -143,7 +146,7 @@ class SecAggSection:
                 mode=self.mode, threshold_fraction=self.threshold_fraction, degree=self.degree,
                 clip=self.clip, bit_width=self.bit_width, max_clients=self.max_clients,
                 weight_cap=self.weight_cap, phase_timeout_s=self.phase_timeout_s,
-                distributed_dp=dp,
+                distributed_dp=dp, roster=Roster.load(self.roster) if self.roster else None,
             )
         except ValueError as err:
             raise ConfigError(f"[secagg]: {err}") from err

@@ -7,7 +7,8 @@ machines without I/O: `SecAggServer` and `SecAggClient`, driven by the dataclass
 
 Security model: the server is honest but curious in unsigned rounds; with identities set
 in `RoundSpec` keys are signed and a consistency check defends against a server that
-lies about who survived (up to the usual t > 2n/3 condition of the paper).
+lies about who survived (up to the usual t > 2n/3 condition of the paper). In deployment the
+identities come from the operator's roster (`roster`), which clients hold themselves.
 """
 
 from fedcore.secagg.client import SecAggClient

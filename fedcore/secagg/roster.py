@@ -39,7 +39,7 @@ from fedcore.secagg.errors import SecAggError
 _FORMAT = 1
 
 
-class RosterError(SecAggError):
+class RosterError(SecAggError, ValueError):
     """A roster or identity file is missing, malformed, or does not fit the round."""
 
 
@@ -158,6 +158,21 @@ def load_identity_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise RosterError(f"{path} is not an Ed25519 private key")
     return key
+
+
+def enrol(client_id: str, key_path: str | os.PathLike[str],
+          roster_path: str | os.PathLike[str]) -> bytes:
+    """Give `client_id` an identity key (created at `key_path` unless it exists) and put its
+    public key on the roster at `roster_path` (created unless it exists); returns the key.
+
+    Raises:
+        RosterError: the key or the roster file is unreadable.
+    """
+    key = (load_identity_key(key_path) if Path(key_path).exists()
+           else new_identity_key(key_path))
+    roster = Roster.load(roster_path) if Path(roster_path).exists() else Roster({})
+    roster.with_client(client_id, public_key(key)).save(roster_path)
+    return public_key(key)
 
 
 def public_key(key: Ed25519PrivateKey) -> bytes:

@@ -1,10 +1,12 @@
 """A client process for secure-aggregation tests: adds a per-client constant, may die mid-round.
 
     python secagg_client.py ADDRESS CLIENT_ID --add 0.01 --examples 10 [--die-at-step N]
+        [--secagg-key KEY --secagg-roster ROSTER]
 
 `--die-at-step N` ends the process abruptly (os._exit) when the N-th secure-aggregation step
 of the first round arrives: 1 = the key list (dies before sharing), 2 = the share relay
-(dies before masking), 3 = the unmask request (dies before unmasking).
+(dies before masking), 3 = the unmask request (dies before unmasking); in signed rounds 3 is
+the consistency request (dies before signing) and 4 the unmask request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from fedcore.client import EvalResult, FitResult, run_client
 from fedcore.client.events import Callbacks, Selected
 from fedcore.messages import TaskKind
+from fedcore.secagg.roster import SecAggIdentity
 
 
 class AddConstant:
@@ -43,7 +46,11 @@ def main() -> int:
     p.add_argument("--add", type=float, required=True)
     p.add_argument("--examples", type=int, default=10)
     p.add_argument("--die-at-step", type=int, default=0)
+    p.add_argument("--secagg-key")
+    p.add_argument("--secagg-roster")
     args = p.parse_args()
+    identity = (SecAggIdentity.load(args.client_id, args.secagg_key, args.secagg_roster)
+                if args.secagg_key else None)
     steps = 0
 
     def on_selected(event: Selected) -> None:
@@ -55,7 +62,7 @@ def main() -> int:
 
     summary = run_client(AddConstant(args.add, args.examples), args.address,
                          client_id=args.client_id, max_reconnect_s=30.0,
-                         callbacks=Callbacks(on_selected=on_selected))
+                         callbacks=Callbacks(on_selected=on_selected), secagg_identity=identity)
     print(json.dumps({"client_id": summary.client_id, "finished": summary.finished}))
     return 0
 
