@@ -114,4 +114,7 @@ def load_simulation_config(
     config = build(SimulationConfig, data, "")
     if config.simulation.clients < 1:
         raise ConfigError("simulation.clients must be >= 1")
+    if config.secagg.roster:
+        raise ConfigError("[secagg] roster: signed rounds need enrolled clients with their own "
+                          "keys; simulated clients run unsigned rounds (remove the roster)")
     return config

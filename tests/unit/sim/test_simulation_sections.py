@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fedcore import simulation
+from fedcore.config import ConfigError
 from fedcore.sim.config import load_simulation_config
 
 BASE = {
@@ -53,3 +56,10 @@ def test_user_dp_section_reports_user_level_epsilon(tmp_path: Path) -> None:
 
     spent = [r.metrics["user_epsilon"] for r in result.records]
     assert 0 < spent[0] < spent[1]
+
+
+def test_a_roster_is_refused_in_simulation_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "sim.toml"
+    path.write_text('[secagg]\nenabled = true\nroster = "roster.json"\n')
+    with pytest.raises(ConfigError, match=r"\[secagg\] roster: .*simulated clients run unsigned"):
+        load_simulation_config(path)
