@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dp", action="store_true", help="local DP-SGD on every client (Opacus)")
     demo.add_argument("--secagg", action="store_true",
                       help="secure aggregation: the coordinator only sees the sum of updates")
+    demo.add_argument("--signed", action="store_true",
+                      help="signed secure aggregation: enrol the clients (fedcore identity) and "
+                      "check each other's keys against the roster; implies --secagg")
     demo.add_argument("--epsilon", type=float, default=8.0,
                       help="with --dp: each client's epsilon budget over the run (delta 1e-5)")
 
@@ -198,7 +201,7 @@ def _demo(args: argparse.Namespace) -> int:
             clients=args.clients, rounds=args.rounds, out_dir=args.out, seed=args.seed,
             alpha=args.alpha, device=args.device,
             dp_epsilon=args.epsilon if args.dp else 0.0,
-            secagg=args.secagg,
+            secagg=args.secagg, signed=args.signed,
         )
     )
     return 0

@@ -20,6 +20,7 @@ from fedcore.engine.config import SecureAggregationConfig
 from fedcore.history import HistoryWriter
 from fedcore.messages import LocalDPConfig
 from fedcore.plot import plot_history
+from fedcore.secagg.roster import Roster, enrol
 from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
 
@@ -43,12 +44,21 @@ class DemoConfig:
     dp_epsilon: float = 0.0
     dp_max_grad_norm: float = 1.0
     secagg: bool = False
+    signed: bool = False
+
+    @property
+    def identities(self) -> Path:
+        """Where signed demos keep the clients' identity keys and the roster."""
+        return Path(self.out_dir) / "identities"
 
     def secure_aggregation(self) -> SecureAggregationConfig | None:
-        """Secure aggregation over all demo clients, when asked for."""
-        if not self.secagg:
+        """Secure aggregation over all demo clients, when asked for (signed: with the roster
+        that `enrol_clients` wrote)."""
+        if not (self.secagg or self.signed):
             return None
-        return SecureAggregationConfig(max_clients=self.clients, clip=2.0, weight_cap=500.0)
+        roster = Roster.load(self.identities / "roster.json") if self.signed else None
+        return SecureAggregationConfig(max_clients=self.clients, clip=2.0, weight_cap=500.0,
+                                       roster=roster)
 
     def local_dp(self) -> LocalDPConfig | None:
         """Local DP-SGD settings when `dp_epsilon` > 0: that budget spread over the rounds."""
@@ -73,7 +83,18 @@ def client_command(cfg: DemoConfig, address: str, partition: int) -> list[str]:
         "--device", cfg.device,
         "--client-id", f"demo-client-{partition}",
         "--state-dir", str(Path(cfg.out_dir) / "state" / f"client-{partition}"),
+        *(["--secagg-key", str(cfg.identities / f"client-{partition}.pem"),
+           "--secagg-roster", str(cfg.identities / "roster.json")] if cfg.signed else []),
     ]
+
+
+def enrol_clients(cfg: DemoConfig) -> None:
+    """A fresh identity key per demo client and a roster of them (what an operator does with
+    `fedcore identity`)."""
+    shutil.rmtree(cfg.identities, ignore_errors=True)
+    cfg.identities.mkdir(parents=True, mode=0o700)
+    for i in range(cfg.clients):
+        enrol(f"demo-client-{i}", cfg.identities / f"client-{i}.pem", cfg.identities / "roster.json")
 
 
 def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecord]:
@@ -82,6 +103,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     out = Path(cfg.out_dir)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)  # a new run starts with nothing spent
+    if cfg.signed:
+        enrol_clients(cfg)
     history = HistoryWriter(out)
     engine = RoundEngine(
         EngineConfig(
@@ -119,7 +142,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     console.print(
         f"coordinator on {address}; starting {cfg.clients} client processes "
         f"(digits, Dirichlet alpha={cfg.alpha}"
-        + (", secure aggregation" if cfg.secagg else "")
+        + (", signed secure aggregation" if cfg.signed
+           else ", secure aggregation" if cfg.secagg else "")
         + (f", local DP-SGD with epsilon <= {cfg.dp_epsilon:g}" if cfg.dp_epsilon else "")
         + f"); logs in {out / 'logs'}"
     )

@@ -116,7 +116,7 @@ class SecureAggregationConfig:
 
     def __post_init__(self) -> None:
         if self.roster is not None and not len(self.roster):
-            raise ValueError("the roster is empty: add clients with `fedcore identity new`")
+            raise ValueError("the roster is empty: add clients with `fedcore identity`")
         if not 0 < self.threshold_fraction <= 1:
             raise ValueError(f"threshold_fraction must be in (0, 1], got {self.threshold_fraction}")
         if self.degree < 0 or self.max_clients < 1:
@@ -140,6 +140,6 @@ class SecureAggregationConfig:
                                 bit_width=self.bit_width, mode=Mode.FULL)
         degree = min(self.degree or suggested_degree(num_clients), max(2, num_clients - 1))
         even = degree + degree % 2
-        threshold = min(even + 1, self._threshold(even + 1))
+        threshold = self._threshold(min(even + 1, num_clients))
         return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
                             bit_width=self.bit_width, mode=Mode.SECAGG_PLUS, degree=degree)

@@ -192,7 +192,7 @@ class RoundEngine:
             raise EngineError(
                 Reason.NOT_ALLOWED,
                 f"client {client_id!r} is not on this federation's roster: ask the operator to "
-                "add its identity key (`fedcore identity new`)",
+                "add its identity key (`fedcore identity`)",
             )
         return self._registry.join(client_id, now=now, properties=properties or {})
 

@@ -192,7 +192,7 @@ class SecAggIdentity:
         if self.roster.key_of(self.client_id) != public_key(self.key):
             raise RosterError(
                 f"the roster's key for {self.client_id!r} is not this identity key's public key: "
-                "add it with `fedcore identity new` or use the right key file"
+                "add it with `fedcore identity` or use the right key file"
             )
 
     @classmethod

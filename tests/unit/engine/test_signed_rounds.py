@@ -19,6 +19,7 @@ from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.messages import SecAggSetup, Task, TaskKind
 from fedcore.secagg import keys
+from fedcore.secagg.config import Mode, RoundSpec
 from fedcore.secagg.messages import ConsistencyRequest, KeyList
 from fedcore.secagg.roster import Roster, SecAggIdentity, public_key
 from fedcore.strategy import FedAvg
@@ -172,3 +173,18 @@ def test_substituted_keys_are_refused_only_in_signed_rounds(signed: bool) -> Non
         np.testing.assert_allclose(engine.params["w"], np.mean(rest), atol=1e-6)
     else:
         assert refusals == []
+
+
+@pytest.mark.parametrize("mode", [Mode.FULL, Mode.SECAGG_PLUS])
+def test_the_coordinators_signed_thresholds_are_ones_every_client_accepts(mode: Mode) -> None:
+    secret = {f"c{i}": Ed25519PrivateKey.generate() for i in range(40)}
+    roster = Roster({cid: public_key(k) for cid, k in secret.items()})
+    config = SecureAggregationConfig(mode=mode, max_clients=40, roster=roster,
+                                     threshold_fraction=0.5)
+    for n in range(1, 41):
+        spec = RoundSpec(config=config.for_round(n), round_id=1, num_clients=n, dim=3)
+        participants = tuple(f"c{i}" for i in range(n))
+        for index in (1, n):
+            cid = participants[index - 1]
+            identity = SecAggIdentity(cid, secret[cid], roster)
+            assert identity.signed_spec(spec, client=index, participants=participants).signed
