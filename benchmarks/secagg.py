@@ -1,6 +1,7 @@
 """Secure aggregation cost against plain summation, in one process, printed as one JSON line.
 
     python -m benchmarks.secagg --clients N --dim D --dropout F [--mode full|secagg+] [--workers K]
+        [--signed]
 
 Every client's update is drawn, clipped and quantised, then the round runs through the
 in-memory Cohort (the same machines as deployment). Dropped clients vanish after sharing
@@ -9,6 +10,7 @@ must rebuild their pairwise masks). Reported per client: the median compute of a
 surviving client (`client_s`, quantisation included) and bytes sent and received;
 for the server: all its compute (`server_s`); `plain_s` is summing the same quantised
 vectors in the clear; `correct` compares the unmasked sum with that plaintext sum.
+`--signed` runs a signed round (Ed25519 identities: signed keys, the consistency check).
 The server unmasks inline, or through a pool of `--workers` processes started before the
 round as a long-lived server would hold it (it pays only where cores are idle: on the
 loaded 2-core development machine inline was faster). `load` is the machine's 1-minute
@@ -31,6 +33,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcore.secagg import prg
 from fedcore.secagg.cohort import Cohort
@@ -118,14 +121,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     """Run one round and return the measurements."""
     load_before = os.getloadavg()[0]
     config = _config(args)
-    spec = RoundSpec(config=config, round_id=1, num_clients=args.clients, dim=args.dim)
+    identity_keys = ({c: Ed25519PrivateKey.generate() for c in range(1, args.clients + 1)}
+                     if args.signed else {})
+    spec = RoundSpec(config=config, round_id=1, num_clients=args.clients, dim=args.dim,
+                     identities=tuple(k.public_key().public_bytes_raw()
+                                      for k in identity_keys.values()) if args.signed else None)
     quantizer = Quantizer.from_config(config)
     updates = Updates(quantizer, args.clients, args.dim, args.seed)
     dropped = set(range(1, round(args.dropout * args.clients) + 1))
     start = time.perf_counter()
     quantize_s = (updates[1], time.perf_counter() - start)[1]
     with _pool(args.workers) as executor:
-        cohort = Cohort(spec, executor=executor)
+        cohort = Cohort(spec, executor=executor, identity_keys=identity_keys)
         result = cohort.run(updates, drops={MaskedInput: dropped})
     survivors = result.survivors
     expected, plain_s = _plain_sum(updates, survivors, args.dim, result.total.dtype)
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "dim": args.dim,
         "dropout": args.dropout,
         "mode": args.mode,
+        "signed": args.signed,
         "threshold": config.threshold,
         "degree": config.even_degree if config.mode is Mode.SECAGG_PLUS else args.clients - 1,
         "bit_width": config.bit_width,
@@ -180,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="processes the server unmasks with (default 0: inline)",
     )
+    parser.add_argument("--signed", action="store_true",
+                        help="signed round: identity keys, signatures, consistency check")
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error("--workers must be >= 0")

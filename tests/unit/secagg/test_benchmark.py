@@ -15,3 +15,10 @@ def test_benchmark_round_is_correct(workers, capsys):
     assert f'"workers": {workers}' in line
     assert '"survivors": 5' in line
     assert '"server_cpu_s": ' in line
+
+
+def test_signed_benchmark_round_is_correct(capsys):
+    secagg.main(["--clients", "6", "--dim", "1e4", "--dropout", "0.2", "--signed"])
+    line = capsys.readouterr().out
+
+    assert '"signed": true' in line and '"correct": true' in line and '"survivors": 5' in line
