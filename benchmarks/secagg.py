@@ -40,6 +40,7 @@ from fedcore.secagg.cohort import Cohort
 from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig, suggested_degree
 from fedcore.secagg.messages import MaskedInput
 from fedcore.secagg.quantize import Quantizer
+from fedcore.secagg.roster import signed_threshold
 
 Ints = npt.NDArray[np.unsignedinteger]
 
@@ -69,7 +70,8 @@ def _config(args: argparse.Namespace) -> SecAggConfig:
         threshold = args.threshold or args.clients * 2 // 3 + 1
     else:
         holders = min(degree + degree % 2 + 1, args.clients)
-        threshold = args.threshold or holders // 2 + 1
+        least = signed_threshold(holders) if args.signed else holders // 2 + 1
+        threshold = args.threshold or least
     return SecAggConfig(
         threshold=threshold,
         max_clients=args.clients,
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.FULL.value)
     parser.add_argument(
-        "--threshold", type=int, default=0, help="default: 2n/3+1 or half a neighbourhood"
+        "--threshold", type=int, default=0,
+        help="default: 2n/3+1, or in secagg+ half a neighbourhood (signed: 2/3 of it, +1)"
     )
     parser.add_argument(
         "--degree", type=int, default=0, help="secagg+ degree; default 2 ceil(log2 n)"
