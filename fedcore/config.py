@@ -187,8 +187,9 @@ class UserDPSection:
     """[user_dp]: user-level DP-FedAvg, clipped and noised by the coordinator (`DPFedAvg`).
 
     Set `noise_multiplier`, or `target_epsilon` spent over `rounds.num_rounds`. Needs
-    `rounds.clients_per_round` (the fixed denominator) and `population` (sample rate
-    clients_per_round / population). `count_noise_std` 0 means clients_per_round / 20.
+    `rounds.clients_per_round` (the fixed denominator) and `population` (the declared N: it
+    plans z for a target; each round is accounted at selected / min(available, N), over-selection
+    included, as the engine observes it). `count_noise_std` 0 means clients_per_round / 20.
     """
 
     enabled: bool = False
@@ -219,9 +220,11 @@ class UserDPSection:
             z = self.noise_multiplier or noise_multiplier_for_user_level(
                 target_epsilon=self.target_epsilon, delta=self.delta, clients_per_round=m,
                 population=self.population, rounds=rounds.num_rounds,
+                over_selection=rounds.over_selection,
             )
             return DPFedAvg(noise_multiplier=z, clip_norm=self.clip_norm, clients_per_round=m,
-                            population=self.population, delta=self.delta, adaptive=adaptive,
+                            population=self.population, over_selection=rounds.over_selection,
+                            delta=self.delta, adaptive=adaptive,
                             local_epochs=s.local_epochs, batch_size=s.batch_size,
                             learning_rate=s.learning_rate, server_lr=s.server_lr)
         except ValueError as err:

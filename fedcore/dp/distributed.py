@@ -148,23 +148,31 @@ def _discrete_laplace(t: int, n: int, rng: np.random.Generator) -> IntArray:
     return rng.geometric(p, n).astype(np.int64) - rng.geometric(p, n).astype(np.int64)
 
 
-def skellam_epsilon(
-    noise: DistributedNoise, *, dim: int, rounds: int, delta: float
-) -> float:
-    """ε after `rounds` rounds with exactly t survivors each (the worst case), by the Skellam
-    RDP bound in the module docstring; Δ₁ <= min(√d·Δ₂, Δ₂²) for integer vectors."""
-    if rounds < 1 or dim < 1:
-        raise ValueError("rounds and dim must be >= 1")
+def skellam_rdp(noise: DistributedNoise, *, dim: int) -> npt.NDArray[np.float64]:
+    """One round's RDP at `SKELLAM_ORDERS` with exactly t survivors, by the Skellam bound in the
+    module docstring; Δ₁ <= min(√d·Δ₂, Δ₂²) for integer vectors. Rounds compose by adding."""
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
     var = noise.total_variance
     d2 = noise.l2_sensitivity
     d1 = min(math.sqrt(dim) * d2, d2**2)
     orders = np.asarray(SKELLAM_ORDERS, dtype=np.float64)
-    per_round = orders * d2**2 / (2 * var) + np.minimum(
+    rdp: npt.NDArray[np.float64] = orders * d2**2 / (2 * var) + np.minimum(
         ((2 * orders - 1) * d2**2 + 6 * d1) / (4 * var**2), 3 * d1 / (2 * var)
     )
+    return rdp
+
+
+def skellam_epsilon(
+    noise: DistributedNoise, *, dim: int, rounds: int, delta: float
+) -> float:
+    """ε after `rounds` rounds at this one setting with exactly t survivors each (the worst
+    case). A run whose settings change is priced by `fedcore.dp.distributed_accountant`."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     from fedcore.dp.opacus import epsilon_from_rdp
 
-    return epsilon_from_rdp(SKELLAM_ORDERS, rounds * per_round, delta=delta)
+    return epsilon_from_rdp(SKELLAM_ORDERS, rounds * skellam_rdp(noise, dim=dim), delta=delta)
 
 
 def gaussian_approx_epsilon(

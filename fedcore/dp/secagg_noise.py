@@ -16,8 +16,10 @@ differ by at most Δ₂ = s·C + √d in L2 norm: s·C from the clip, √d from 
 (coupling both roundings on one uniform, each coordinate moves by less than 1; round-to-nearest
 would give √d/2, `integer_l2_sensitivity`). Any round that completes has k >= t survivors,
 whose summed noise has variance k·σ²/t >= σ² per coordinate; the worst case, exactly t, is
-what the coordinator reports: `distributed_epsilon` = `skellam_epsilon` over the rounds so
-far (Agarwal et al. 2021 RDP bound; exact for SKELLAM, which is closed under sums). For
+what the coordinator prices: each round's `NoisyEncoding.step()` (z, Δ₂, d) goes into the run's
+`fedcore.dp.distributed_accountant.DistributedAccountant`, kept in the checkpoint, and
+`distributed_epsilon` is that accountant's ε over the rounds so far, each round at the setting
+it ran with (Agarwal et al. 2021 RDP bound; exact for SKELLAM, which is closed under sums). For
 DISCRETE_GAUSSIAN only a Gaussian approximation exists here: `distributed_epsilon_approx`.
 It assumes:
 - clients follow the protocol: they clip, add their noise share and use a secret rng (clients
@@ -47,12 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fedcore.dp.distributed import (
-    DistributedNoise,
-    IntegerNoise,
-    gaussian_approx_epsilon,
-    skellam_epsilon,
-)
+from fedcore.dp.distributed import DistributedNoise, IntegerNoise
+from fedcore.dp.distributed_accountant import DistributedStep
 from fedcore.secagg.config import SecAggConfig
 from fedcore.secagg.packing import word_dtype
 from fedcore.secagg.quantize import Quantizer, append_weight
@@ -173,19 +171,16 @@ class NoisyEncoding:
         summed = self.quantizer.dequantize_sum(centred, survivors)  # type: ignore[arg-type]
         return summed[:-1] / survivors
 
-    def epsilon(self, rounds: int) -> tuple[str, float]:
-        """(measurement key, ε) after `rounds` rounds with exactly t survivors each."""
-        if self.config.kind is IntegerNoise.SKELLAM:
-            return "distributed_epsilon", skellam_epsilon(
-                self.noise, dim=self.dim, rounds=rounds, delta=self.config.delta)
-        return "distributed_epsilon_approx", gaussian_approx_epsilon(
-            self.noise, sample_rate=1.0, rounds=rounds, delta=self.config.delta)
+    def step(self) -> DistributedStep:
+        """This round's setting, for the run's `DistributedAccountant` (which prices it)."""
+        return DistributedStep(kind=self.config.kind, noise_multiplier=self.noise.noise_multiplier,
+                               l2_sensitivity=self.noise.l2_sensitivity, dim=self.dim)
 
-    def measurements(self, *, survivors: int, rounds: int) -> dict[str, float]:
-        """What a round reports: ε, clip norm and the noise std of the sum in update units."""
-        key, eps = self.epsilon(rounds)
+    def measurements(self, *, survivors: int) -> dict[str, float]:
+        """What a round reports besides ε: clip norm and the noise std of the sum in update
+        units (ε is the run's, from its `DistributedAccountant`)."""
         sigma = self.noise.noise_multiplier * self.noise.l2_sensitivity / self.scale
         actual = math.sqrt(self.noise.sum_variance(survivors)) / self.scale
-        return {key: eps, "clip_norm": self.config.clip_norm, "noise_std": sigma,
+        return {"clip_norm": self.config.clip_norm, "noise_std": sigma,
                 "noise_std_sum": actual, "noise_std_mean": actual / survivors,
                 "min_survivors": float(self.noise.min_survivors)}

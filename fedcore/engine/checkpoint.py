@@ -1,7 +1,8 @@
 """Checkpoints on disk: one file per run, replaced atomically after every completed round.
 
 Layout of `checkpoint.fcp`: the magic line `FEDCORE-CHECKPOINT 1\n`, an 8-byte little-endian
-header length, a JSON header (round counter, task sequence, records, tensor specs), then the
+header length, a JSON header (round counter, task sequence, records, tensor specs, the
+distributed-DP ledger: each round's noise setting, so ε is never re-priced), then the
 raw little-endian bytes of the model and of the strategy state (fedcore's wire encoding).
 Nothing is pickled: loading a checkpoint never executes code. The file is written to a
 temporary name, fsynced and renamed over the old one, so a crash leaves the old or the new.
@@ -18,6 +19,13 @@ from typing import Any
 import numpy as np
 
 from fedcore.atomic import write_atomic
+from fedcore.dp.distributed_accountant import (
+    APPROX_KEY,
+    EXACT_KEY,
+    DistributedStep,
+    steps_from_json,
+    steps_to_json,
+)
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.params import Array
@@ -43,6 +51,7 @@ def save_checkpoint(out_dir: Path, snapshot: EngineSnapshot) -> Path:
         "records": [_record_to_json(r) for r in snapshot.records],
         "model": _spec_to_json(model_spec),
         "strategy_state": _spec_to_json(state_spec),
+        "distributed_dp": steps_to_json(snapshot.distributed_dp),
     }
     head = json.dumps(header).encode()
     path = Path(out_dir) / FILENAME
@@ -79,6 +88,7 @@ def _parse(data: bytes) -> EngineSnapshot:
     header = json.loads(data[start : start + n])
     model_spec = _spec_from_json(header["model"])
     state_spec = _spec_from_json(header["strategy_state"])
+    records = tuple(_record_from_json(r) for r in header["records"])
     body = memoryview(data)[start + n :]
     if len(body) != model_spec.nbytes + state_spec.nbytes:
         raise ValueError(f"payload has {len(body)} bytes, the header announces more or fewer")
@@ -86,9 +96,24 @@ def _parse(data: bytes) -> EngineSnapshot:
         round=int(header["round"]),
         task_seq=int(header["task_seq"]),
         params=_owned(decode(model_spec, body[: model_spec.nbytes])),
-        records=tuple(_record_from_json(r) for r in header["records"]),
+        records=records,
         strategy_state=_owned(decode(state_spec, body[model_spec.nbytes :])),
+        distributed_dp=_distributed_dp(header, records),
     )
+
+
+def _distributed_dp(header: dict[str, Any], records: tuple[RoundRecord, ...]) -> tuple[
+        DistributedStep, ...]:
+    """The distributed-DP ledger; refused when an older checkpoint reported ε without one."""
+    if "distributed_dp" in header:
+        return steps_from_json(header["distributed_dp"])
+    if any(EXACT_KEY in r.metrics or APPROX_KEY in r.metrics for r in records):
+        raise ValueError(
+            "it reports distributed DP rounds but was written before each round's setting was "
+            "kept, so their price is unknown; finish the run with the fedcore version that "
+            "wrote it, or start a new run in another output directory"
+        )
+    return ()
 
 
 def _owned(tensors: dict[str, Array]) -> dict[str, Array]:

@@ -11,7 +11,8 @@ import collections
 import enum
 from collections.abc import Callable
 
-from fedcore.aggregate.base import AggregateResult
+from fedcore.aggregate.base import AggregateResult, Aggregator
+from fedcore.dp.distributed_accountant import DistributedAccountant
 from fedcore.engine.config import EngineConfig, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
@@ -36,7 +37,7 @@ from fedcore.messages import (
 from fedcore.params import Array, Params
 from fedcore.secagg.errors import ProtocolError, RoundAborted
 from fedcore.secagg.messages import AdvertiseKeys
-from fedcore.strategy.base import Strategy
+from fedcore.strategy.base import SampledStrategy, Sampling, Strategy
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_finite, check_matches, spec_of
 
@@ -84,6 +85,7 @@ class RoundEngine:
         self._records: list[RoundRecord] = []
         self._unread = 0
         self._boundary: EngineSnapshot | None = None
+        self._distributed = DistributedAccountant()
 
     @classmethod
     def restore(
@@ -106,6 +108,7 @@ class RoundEngine:
             strategy.load_state_arrays(snapshot.strategy_state)
         engine._round, engine._task_seq = snapshot.round, snapshot.task_seq
         engine._records = list(snapshot.records)
+        engine._distributed = DistributedAccountant(snapshot.distributed_dp)
         engine._boundary = snapshot
         engine._phase = Phase.DONE if snapshot.round >= config.num_rounds else Phase.WAITING
         return engine
@@ -403,7 +406,8 @@ class RoundEngine:
             model=self._model if kind is not TaskKind.INITIALIZE else None,
             train_config=self.strategy.train_config(self._round) if kind is TaskKind.TRAIN
             else TrainConfig(),
-            aggregator=self.strategy.aggregator(self._round) if kind is TaskKind.TRAIN else None,
+            aggregator=self._aggregator(len(selected), available) if kind is TaskKind.TRAIN
+            else None,
         )
         if secure is not None and self._model is not None:
             self._task.secure = SecureRound(
@@ -424,6 +428,7 @@ class RoundEngine:
         draft.train_loss = task.metrics.result().get("loss")
         if task.max_epsilon is not None:
             draft.metrics["epsilon"] = task.max_epsilon
+        self._account_distributed(task, draft)
         aggregate = self._aggregate(task)
         if isinstance(aggregate, str):
             draft.status = "failed"
@@ -445,6 +450,26 @@ class RoundEngine:
                 return
             draft.reason = "evaluation skipped: too few clients available"
         self._finish_round(now)
+
+    def _aggregator(self, selected: int, available: int) -> Aggregator:
+        """The round's aggregator; a `SampledStrategy` learns the real sampling (its ε uses it)."""
+        if isinstance(self.strategy, SampledStrategy):
+            sampling = Sampling(selected=selected, available=available)
+            return self.strategy.sampled_aggregator(self._round, sampling)
+        return self.strategy.aggregator(self._round)
+
+    def _account_distributed(self, task: TaskRound, draft: RecordDraft) -> None:
+        """Price a distributed-DP round at its own setting in the run's ledger, and report ε.
+
+        Every such round counts, also one that fails (conservative: the clients did add noise
+        for it and may have sent it); the ledger is checkpointed, so a restart never re-prices.
+        """
+        secure = task.secure
+        if secure is None or secure.encoding is None:
+            return
+        self._distributed.record(secure.encoding.step())
+        key, eps = self._distributed.epsilon(secure.encoding.config.delta)
+        draft.metrics[key] = eps
 
     def _aggregate(self, task: TaskRound) -> AggregateResult | str:
         """The round's aggregate, or why there is none."""
@@ -485,6 +510,7 @@ class RoundEngine:
             strategy_state=(
                 self.strategy.state_arrays() if isinstance(self.strategy, StatefulStrategy) else {}
             ),
+            distributed_dp=self._distributed.steps,
         )
 
     def _evaluation_due(self) -> bool:

@@ -4,9 +4,9 @@ Maps the engine's client ids to the protocol's 1..n, keeps each client's next se
 until the client answers (a reconnecting client is sent it again), closes phases on their
 deadlines, and turns the unmasked integer sum into the weighted mean update. The coordinator
 never holds an individual update: only masked vectors and, at the end, their sum. With
-distributed DP the sum carries the clients' noise; decoding and the guarantee reported per round
-(`distributed_epsilon` after `round_number` rounds, t survivors each) are in
-`fedcore.dp.secagg_noise`.
+distributed DP the sum carries the clients' noise; decoding and the guarantee are in
+`fedcore.dp.secagg_noise`, and the engine prices each round's `encoding.step()` in the run's
+persistent `fedcore.dp.distributed_accountant.DistributedAccountant`.
 """
 
 from __future__ import annotations
@@ -146,11 +146,11 @@ class SecureRound:
         )
 
     def _noisy_mean(self, total: np.ndarray, survivors: int) -> AggregateResult:
-        """Distributed DP: the unweighted noisy mean of the survivors, and the guarantee."""
+        """Distributed DP: the unweighted noisy mean of the survivors and its noise levels (ε is
+        the engine's, from the run's accountant)."""
         assert self.encoding is not None
         measurements = {"secagg_survivors": float(survivors),
-                        **self.encoding.measurements(survivors=survivors,
-                                                     rounds=self.round_number)}
+                        **self.encoding.measurements(survivors=survivors)}
         return AggregateResult(update=self._unflatten(self.encoding.decode_mean(total, survivors)),
                                count=survivors, total_weight=float(survivors),
                                measurements=measurements)

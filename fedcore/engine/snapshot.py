@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from fedcore.dp.distributed_accountant import DistributedStep
 from fedcore.engine.records import RoundRecord
 from fedcore.params import Array
 
@@ -24,6 +25,8 @@ class EngineSnapshot:
         params: the global model after round `round`.
         records: the history of the completed rounds.
         strategy_state: a stateful strategy's tensors (e.g. server-optimizer moments).
+        distributed_dp: every distributed-DP round so far with the setting it ran at, so a
+            resumed run goes on pricing from them instead of re-pricing them.
     """
 
     round: int
@@ -31,6 +34,7 @@ class EngineSnapshot:
     params: dict[str, Array]
     records: tuple[RoundRecord, ...] = ()
     strategy_state: dict[str, Array] = field(default_factory=dict)
+    distributed_dp: tuple[DistributedStep, ...] = ()
 
     def __post_init__(self) -> None:
         if self.round < 0 or self.task_seq < 0:

@@ -1,4 +1,4 @@
-"""User-level DP-FedAvg accounting: Opacus' RDP with q = clients per round / population."""
+"""User-level DP-FedAvg accounting: Opacus' RDP at the rate each round really had."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from opacus.accountants import RDPAccountant
 
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.user_level import (
+    inclusion_probability,
     noise_multiplier_for_adaptive_clipping,
     noise_multiplier_for_user_level,
+    selected_per_round,
     user_level_entry,
     user_level_epsilon,
 )
@@ -74,3 +76,53 @@ def test_full_participation_is_allowed():
     assert entry.sample_rate == 1.0 and entry.steps == 3
     assert math.isfinite(user_level_epsilon(noise_multiplier=1.0, clients_per_round=10,
                                             population=10, rounds=3, delta=DELTA))
+
+
+@pytest.mark.parametrize("selected, available, population, rate", [
+    (15, 1000, None, 0.015),
+    (15, 40, 1000, 15 / 40),     # fewer available than declared: the observed pool
+    (15, 1000, 100, 0.15),       # a declared population below what is seen: the larger rate
+    (15, 1000, 10, 1.0),         # a declaration the round itself disproves: capped at 1
+    (40, 40, None, 1.0),
+])
+def test_inclusion_probability_is_the_largest_rate_consistent_with_the_round(
+        selected: int, available: int, population: int | None, rate: float) -> None:
+    assert inclusion_probability(selected=selected, available=available,
+                                 population=population) == rate
+
+
+@pytest.mark.parametrize("selected, available", [(0, 10), (11, 10)])
+def test_a_selection_outside_the_available_clients_is_refused(selected: int, available: int) -> None:
+    with pytest.raises(ValueError, match="available"):
+        inclusion_probability(selected=selected, available=available)
+
+
+def test_planning_counts_over_selected_clients() -> None:
+    # ceil(10 · 1.5) = 15 of 1000 selected per round
+    planned = user_level_epsilon(noise_multiplier=1.0, clients_per_round=10, population=1000,
+                                 rounds=100, delta=1e-5, over_selection=0.5)
+
+    reference = RDPAccountant()
+    reference.history = [(1.0, 15 / 1000, 100)]
+    assert selected_per_round(10, 0.5) == 15
+    assert planned == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-12)
+
+
+def test_over_selection_beyond_the_population_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match="over_selection=0.5 selects 15 clients"):
+        user_level_entry(noise_multiplier=1.0, clients_per_round=10, population=12,
+                         over_selection=0.5)
+
+
+def test_the_issues_example_reported_1_21_where_the_real_rate_gives_1_52_and_31_2() -> None:
+    # arrange: z = 1, m = 10, o = 0.5, N = 1000 declared, 100 rounds, δ = 1e-5
+    def eps(q: float) -> float:
+        acc = RDPAccountant()
+        acc.history = [(1.0, q, 100)]
+        return float(acc.get_epsilon(delta=1e-5))
+
+    old = eps(10 / 1000)
+    all_available = eps(inclusion_probability(selected=15, available=1000, population=1000))
+    forty_available = eps(inclusion_probability(selected=15, available=40, population=1000))
+
+    assert (round(old, 2), round(all_available, 2), round(forty_available, 1)) == (1.21, 1.52, 31.2)

@@ -10,6 +10,7 @@ from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.engine.checkpoint import load_checkpoint, save_checkpoint
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
 from fedcore.params import Array, global_norm
+from fedcore.strategy.base import SampledStrategy, Sampling
 from fedcore.strategy.dp_fedavg import DPFedAvg
 
 PARAMS = {"w": np.zeros(4, np.float32), "b": np.zeros((), np.float32)}
@@ -21,8 +22,12 @@ def updates(n: int, scale: float, seed: int = 0) -> list[dict[str, Array]]:
              "b": np.asarray(rng.normal(0, scale), np.float32)} for _ in range(n)]
 
 
-def release(strategy: DPFedAvg, batch: list[dict[str, Array]]):  # type: ignore[no-untyped-def]
-    agg = strategy.aggregator(1)
+def release(strategy: DPFedAvg, batch: list[dict[str, Array]],  # type: ignore[no-untyped-def]
+            sampling: Sampling | None = None):
+    """One round as the engine runs it; by default m of the N declared clients were drawn."""
+    sampling = sampling or Sampling(selected=strategy.clients_per_round,
+                                    available=strategy.population)
+    agg = strategy.sampled_aggregator(1, sampling)
     for u in batch:
         agg.add({k: v.copy() for k, v in u.items()}, 100.0)
     return agg.result()
@@ -164,6 +169,70 @@ def test_clip_state_survives_a_checkpoint_round_trip(tmp_path) -> None:  # type:
     assert restored.epsilon() == strategy.epsilon()
 
 
+def test_the_accounting_history_survives_a_checkpoint_with_each_rounds_own_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # arrange: three rounds at three different real rates, then a restart with another z
+    strategy = make(noise_multiplier=1.0, clients_per_round=10, population=1000)
+    for selected, available in ((10, 1000), (15, 1000), (15, 40)):
+        release(strategy, updates(10, 0.1), Sampling(selected=selected, available=available))
+    save_checkpoint(tmp_path, EngineSnapshot(round=3, task_seq=3, params=PARAMS,
+                                             strategy_state=strategy.state_arrays()))
+    snapshot = load_checkpoint(tmp_path)
+    assert snapshot is not None
+    restored = make(noise_multiplier=2.0, clients_per_round=10, population=1000)
+    restored.load_state_arrays(snapshot.strategy_state)
+
+    eps = release(restored, updates(10, 0.1), Sampling(selected=10, available=100)).measurements[
+        "user_epsilon"]
+
+    reference = RDPAccountant()
+    for z, q in ((1.0, 0.01), (1.0, 0.015), (1.0, 15 / 40), (2.0, 0.1)):
+        reference.step(noise_multiplier=z, sample_rate=q)
+    assert eps == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-12)
+    assert restored.rounds_released == 4
+
+
+def test_a_checkpoint_without_the_rates_of_its_released_rounds_is_refused() -> None:
+    strategy = make()
+    legacy = {"clip_norm": np.array(1.0), "rounds_released": np.array(3, np.int64)}
+
+    with pytest.raises(ValueError, match="sampling rates"):
+        strategy.load_state_arrays(legacy)
+    assert strategy.rounds_released == 0
+
+
+def test_the_engine_hook_is_recognised() -> None:
+    assert isinstance(make(), SampledStrategy)
+
+
+@pytest.mark.parametrize("selected, available, population, rate", [
+    (15, 1000, 1000, 15 / 1000),   # over-selection: ceil(10 · 1.5) drawn, any may count
+    (15, 40, 1000, 15 / 40),       # fewer available than declared: the observed pool
+    (15, 1000, 100, 15 / 100),     # declared smaller than observed: the larger rate
+    (40, 40, 1000, 1.0),           # everyone available was drawn
+])
+def test_each_round_is_accounted_at_the_rate_it_really_had(
+        selected: int, available: int, population: int, rate: float) -> None:
+    strategy = make(noise_multiplier=1.0, clients_per_round=10, population=population)
+
+    m = release(strategy, updates(10, 0.1), Sampling(selected=selected, available=available)
+                ).measurements
+
+    assert m["user_sample_rate"] == rate
+    assert m["user_epsilon"] == pytest.approx(_eps(1.0, rate, 1), rel=1e-12)
+
+
+def test_a_round_whose_sampling_is_not_given_is_priced_at_rate_one() -> None:
+    strategy = make(noise_multiplier=1.0, clients_per_round=10, population=1000)
+    agg = strategy.aggregator(1)
+    for u in updates(10, 0.1):
+        agg.add(u, 1.0)
+
+    m = agg.result().measurements
+
+    assert m["user_sample_rate"] == 1.0
+    assert m["user_epsilon"] == pytest.approx(_eps(1.0, 1.0, 1), rel=1e-12)
+
+
 def test_a_round_is_released_once_however_often_its_result_is_read() -> None:
     strategy = make()
     agg = strategy.aggregator(1)
@@ -187,7 +256,8 @@ def test_apply_adds_the_noisy_mean_without_touching_the_inputs() -> None:
 
 
 @pytest.mark.parametrize("bad", [dict(noise_multiplier=0.0), dict(clip_norm=-1.0),
-                                 dict(clients_per_round=2000), dict(delta=1.0)])
+                                 dict(clients_per_round=2000), dict(delta=1.0),
+                                 dict(clients_per_round=800, over_selection=0.5)])
 def test_bad_settings_fail_at_construction(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         make(**bad)
@@ -220,6 +290,8 @@ def test_the_user_dp_section_builds_the_strategy(tmp_path) -> None:  # type: ign
      "population"),
     ("[rounds]\nclients_per_round = 10\n[secagg]\nenabled = true\n[user_dp]\nenabled = true\n"
      "noise_multiplier = 1.0\npopulation = 100\n", "secure aggregation"),
+    (("[rounds]\nclients_per_round = 10\nover_selection = 0.5\n[user_dp]\nenabled = true\n"
+      "noise_multiplier = 1.0\npopulation = 12\n"), r"\[user_dp\].*over_selection=0.5 selects 15"),
 ])
 def test_bad_user_dp_settings_fail_at_start_naming_the_section(tmp_path, text: str, words: str) -> None:  # type: ignore[no-untyped-def]
     from fedcore.config import ConfigError
