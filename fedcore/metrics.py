@@ -61,6 +61,11 @@ class CoordinatorMetrics:
             "fedcore_rpc_errors", "RPCs that ended with an error, by gRPC status code (the kind).",
             ["code"], registry=r,
         )
+        self.epsilon = Gauge(
+            "fedcore_privacy_epsilon",
+            "Epsilon spent so far, by DP mechanism (local, user, distributed, distributed_approx).",
+            ["mechanism"], registry=r,
+        )
         self.secagg_phase = Histogram(
             "fedcore_secagg_phase_seconds", "Duration of secure-aggregation phases.", ["phase"],
             buckets=PHASE_BUCKETS, registry=r,
@@ -94,12 +99,14 @@ class CoordinatorMetrics:
         self.current_round.set(round_number)
 
     def round_completed(self, record: RoundRecord) -> None:
-        """Count the round and its participants."""
+        """Count the round and its participants; set each DP mechanism's ε."""
         self.rounds.labels(status=record.status).inc()
         self.round_duration.observe(record.duration_s)
         self.selected.set(record.clients_selected)
         self.reporting.set(record.results_received)
         self.dropped.inc(max(0, record.clients_selected - record.results_received))
+        for mechanism, spent in record.epsilons().items():
+            self.epsilon.labels(mechanism=mechanism.name.lower()).set(spent)
 
     def secagg_phase_finished(self, phase: str, seconds: float) -> None:
         """Time one secure-aggregation phase."""

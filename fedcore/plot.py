@@ -6,9 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fedcore.engine.records import PrivacyMechanism
+
+_LABELS = {"loss": "evaluation", "epsilon": "local DP-SGD (worst client)",
+           "user_epsilon": "user-level DP-FedAvg", "distributed_epsilon": "distributed DP",
+           "distributed_epsilon_approx": "distributed DP (approx.)"}
+
 
 def plot_history(rounds: Sequence[dict[str, Any]], path: Path, *, title: str = "fedcore") -> Path:
-    """Write a PNG with accuracy and loss per round (and epsilon when the rounds carry it)."""
+    """Write a PNG with accuracy and loss per round, and the ε of each DP mechanism the rounds
+    report (local, user-level, distributed) in one panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,13 +23,17 @@ def plot_history(rounds: Sequence[dict[str, Any]], path: Path, *, title: str = "
 
     xs = [r["round"] for r in rounds]
     panels = [("accuracy", "test accuracy"), ("loss", "loss")]
-    if any(r.get("epsilon") is not None for r in rounds):
+    spent = [m.value for m in PrivacyMechanism if any(r.get(m.value) is not None for r in rounds)]
+    if spent:
         panels.append(("epsilon", "epsilon spent"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6))
     for ax, (key, label) in zip(axes, panels):
-        ys = [r.get(key) for r in rounds]
-        ax.plot([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None],
-                marker="o", label="evaluation" if key == "loss" else label)
+        for series in spent if key == "epsilon" else [key]:
+            ys = [r.get(series) for r in rounds]
+            ax.plot([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None],
+                    marker="o", label=_LABELS.get(series, label))
+        if key == "epsilon":
+            ax.legend()
         if key == "loss":
             train = [r.get("train_loss") for r in rounds]
             ax.plot([x for x, y in zip(xs, train) if y is not None],

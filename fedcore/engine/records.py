@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+class PrivacyMechanism(enum.Enum):
+    """The DP mechanisms whose ε a round reports; each value is its key in the round's metrics.
+
+    All are cumulative over the run at their own δ: LOCAL is the largest ε any client of the
+    round reported for its DP-SGD (`fedcore.dp.opacus`), USER the coordinator's DP-FedAvg
+    (`fedcore.strategy.dp_fedavg`), DISTRIBUTED the secure-aggregation noise
+    (`fedcore.dp.distributed_accountant`; DISTRIBUTED_APPROX when only approximated).
+    """
+
+    LOCAL = "epsilon"
+    USER = "user_epsilon"
+    DISTRIBUTED = "distributed_epsilon"
+    DISTRIBUTED_APPROX = "distributed_epsilon_approx"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +42,10 @@ class RoundRecord:
     duration_s: float
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+
+    def epsilons(self) -> dict[PrivacyMechanism, float]:
+        """ε spent so far by each mechanism this round reports (none without DP)."""
+        return {m: self.metrics[m.value] for m in PrivacyMechanism if m.value in self.metrics}
 
     def to_dict(self) -> dict[str, Any]:
         """A flat JSON-ready mapping; extra metrics appear as top-level keys."""
