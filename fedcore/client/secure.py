@@ -52,11 +52,13 @@ class SecureSession:
     """Holds the quantised update and drives the client machine through the phases."""
 
     def __init__(self, setup: SecAggSetup, update: Params, num_examples: int,
-                 identity: SecAggIdentity | None = None) -> None:
+                 identity: SecAggIdentity | None = None,
+                 rng: np.random.Generator | None = None) -> None:
         spec = round_spec(setup, identity)
         config = spec.config
         flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in update.values()])
-        rng = np.random.default_rng(secrets.randbits(128))
+        # rounding and noise: `rng` (e.g. fedcore.dp.secure_random's CSPRNG), else PCG64
+        rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
         if setup.distributed_dp is not None:
             encoding = NoisyEncoding.for_round(setup.distributed_dp, config, setup.spec.dim)
             self._vector = encoding.encode(flat, rng)
@@ -96,15 +98,16 @@ class SecureSession:
 
 def start_secure(
     task: Task, client_id: str, update: Params, num_examples: int, metrics: Metrics,
-    identity: SecAggIdentity | None = None,
+    identity: SecAggIdentity | None = None, rng: np.random.Generator | None = None,
 ) -> tuple[SecureSession, TaskResult]:
     """After training in a secure round: the session and the result that advertises its keys.
 
     The result carries no tensors: the update stays in the session until it is masked.
+    `rng` draws the stochastic rounding and distributed-DP noise (None: PCG64 from `secrets`).
     """
     if not isinstance(task.secagg, SecAggSetup):
         raise TypeError(f"{task.task_id} is not a secure-aggregation training task")
-    session = SecureSession(task.secagg, update, num_examples, identity)
+    session = SecureSession(task.secagg, update, num_examples, identity, rng)
     header = ResultHeader(client_id=client_id, task_id=task.task_id, num_examples=1,
                           metrics=dict(metrics), secagg=session.start())
     return session, TaskResult(header=header)

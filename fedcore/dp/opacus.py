@@ -10,12 +10,31 @@ The FedProx proximal term does not touch the data, so adding its gradient after 
 post-processing and costs no privacy. Not covered: the reported loss and `num_examples` (exact
 dataset size), which a client releases outside the guarantee unless the caller withholds them.
 
+Secure randomness (`train_private(secure_mode=True)`, a client's `secure_rng`). Opacus' own
+`secure_mode` needs `torchcsprng`, whose last release (0.2.1, 2021) is built for torch 1.8 only
+(pytorch/csprng#130, opacus#504): it cannot be installed with the torch fedcore runs on. So
+fedcore keeps Opacus' mechanism and replaces its randomness, step by step:
+- before every step, the generator of the Poisson batch sampling and the generator of the noise
+  get a fresh state from the OS CSPRNG (`os.urandom`): on CPU all 19,968 bits of torch's
+  MT19937 state, on CUDA a 64-bit Philox seed. Nothing links one step's randomness to another's,
+  and no seed is ever chosen by the caller (`noise_generator` is refused);
+- the noise is Opacus' floating-point-hardened draw (its `secure_mode` noise path: the sum of
+  four Gaussians scaled by 1/2, Holohan et al. 2021, against the attacks of Jin et al. 2021).
+What it does NOT claim: within one step the values are an MT19937 (or Philox) stream, which is
+not a CSPRNG: someone who saw enough raw outputs of one step could predict the rest of that
+step's. Nobody sees raw outputs (only the model after all steps, noise added to clipped
+gradients and scaled); we know of no way to exploit this, but it is a weaker statement than
+Opacus with torchcsprng (AES-CTR for every value).
+
 Nothing else in fedcore imports opacus; everything privacy-related goes through here.
 """
 
 from __future__ import annotations
 
 import enum
+import os
+import secrets
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +46,7 @@ from opacus import PrivacyEngine
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.accountants.analysis import rdp as rdp_analysis
 from opacus.accountants.utils import get_noise_multiplier
+from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -35,6 +55,10 @@ if TYPE_CHECKING:
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 _WRAPPER_PREFIX = "_module."
+# torch's CPU generator state (CPUGeneratorImplStateLegacy): seed u64, left i32, seeded i32,
+# next u64, 624 MT19937 words as u64, cached normals; 5056 bytes from torch 1.x to 2.13.
+_MT_STATE_BYTES = 5056
+_MT_WORDS = slice(24, 24 + 624 * 8)
 
 
 class Mechanism(enum.Enum):
@@ -170,15 +194,17 @@ def train_private(
     The batch size is the loader's (expected batch size under Poisson sampling; the loader's
     own generator, if any, drives the sampling). With `proximal_mu > 0` the FedProx term
     `mu/2 ||w - global_state||^2` is added to the objective. `noise_generator` makes the noise
-    reproducible for tests; `secure_mode` is Opacus' CSPRNG mode for deployment (needs
-    torchcsprng, excludes `noise_generator`). The steps taken are recorded even when training
-    fails part-way.
+    reproducible for tests; `secure_mode` draws the batches and the noise from fresh OS entropy
+    every step with Opacus' hardened noise (see the module docstring for what that guarantees;
+    excludes `noise_generator`). The steps taken are recorded even when training fails part-way.
 
     Raises:
         ValueError: a bad argument, or a model Opacus cannot make private (fix it first with
             `opacus.validators.ModuleValidator.fix`, e.g. BatchNorm -> GroupNorm).
     """
     _check_train_args(noise_multiplier, max_grad_norm, epochs, proximal_mu, global_state)
+    if secure_mode and noise_generator is not None:
+        raise ValueError("secure_mode draws its own randomness from the OS: drop noise_generator")
     criterion = criterion or nn.CrossEntropyLoss()
     if getattr(criterion, "reduction", "mean") != "mean":
         raise ValueError("criterion must average over the batch (reduction='mean'), as Opacus "
@@ -186,21 +212,26 @@ def train_private(
     model.to(device)
     model.train()
     plain_names = list(model.state_dict())
-    engine = PrivacyEngine(accountant=accountant.mechanism.value, secure_mode=secure_mode)
+    engine = PrivacyEngine(accountant=accountant.mechanism.value)
+    entropy = OsEntropy(device) if secure_mode else None
     wrapped, optimizer, private_loader = engine.make_private(
         module=model,
         optimizer=optimizer_factory(model.parameters()),
-        data_loader=data_loader,
+        data_loader=(data_loader if entropy is None
+                     else DPDataLoader.from_data_loader(data_loader, generator=entropy.sampling)),
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
-        poisson_sampling=True,
-        noise_generator=noise_generator,
+        poisson_sampling=entropy is None,  # else the loader above already samples (Poisson)
+        noise_generator=noise_generator if entropy is None else entropy.noise,
     )
+    if entropy is not None:
+        wrapped.forbid_grad_accumulation()  # what poisson_sampling=True would have set
+        optimizer.secure_mode = True  # Opacus' hardened noise (the sum of four Gaussians)
     anchors = {} if global_state is None else _anchors(model, global_state, device)
     try:
         loss, steps = _run_epochs(
             wrapped, optimizer, private_loader, epochs, device,
-            criterion, proximal_mu, anchors,
+            criterion, proximal_mu, anchors, entropy,
         )
         state = _plain_state(wrapped, plain_names)
     finally:
@@ -214,6 +245,47 @@ def train_private(
         steps=steps,
         epsilon=accountant.epsilon(delta),
     )
+
+
+class OsEntropy:
+    """The two torch generators of a secure DP-SGD task, refilled from `os.urandom` each step.
+
+    `sampling` (CPU) draws the Poisson batches, `noise` (on the training device) the Gaussian
+    noise; `refresh()` gives both a state nobody chose or saw (module docstring: the claim).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.sampling = torch.Generator()
+        dev = torch.device(device)
+        self.noise = self.sampling if dev.type == "cpu" else torch.Generator(device=dev)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Give both generators a fresh state from the operating system's CSPRNG."""
+        for gen in {id(g): g for g in (self.sampling, self.noise)}.values():
+            refill_generator(gen)
+
+
+def refill_generator(gen: torch.Generator) -> None:
+    """Replace `gen`'s whole state with bits from `os.urandom` (CPU: 624 MT19937 words).
+
+    Raises:
+        RuntimeError: this torch build's CPU generator state has an unknown layout.
+    """
+    if gen.device.type != "cpu":
+        gen.manual_seed(secrets.randbits(64))  # Philox: the seed is its whole key
+        return
+    state = bytearray(gen.get_state().numpy().tobytes())
+    if len(state) != _MT_STATE_BYTES:
+        raise RuntimeError(f"secure_mode: torch {torch.__version__} keeps its CPU generator "
+                           f"state in {len(state)} bytes, not the {_MT_STATE_BYTES} of the "
+                           "MT19937 layout fedcore refills; use secure_rng=False or torch <= 2.13")
+    words = np.frombuffer(os.urandom(624 * 4), dtype="<u4").astype("<u8")
+    state[_MT_WORDS] = words.tobytes()
+    struct.pack_into("<iiQ", state, 8, 1, 1, 0)  # left=1: twist before the first output
+    struct.pack_into("<i", state, 5040, 0)  # no cached double normal from the old state
+    struct.pack_into("<?", state, 5052, False)  # no cached float normal either
+    gen.set_state(torch.frombuffer(state, dtype=torch.uint8).clone())
 
 
 def strip_wrapper_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -233,6 +305,7 @@ def _run_epochs(
     criterion: nn.Module,
     proximal_mu: float,
     anchors: dict[str, torch.Tensor],
+    entropy: OsEntropy | None = None,
 ) -> tuple[float, int]:
     loss_sum, seen, steps = 0.0, 0, 0
     for _ in range(epochs):
@@ -241,6 +314,8 @@ def _run_epochs(
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(wrapped(features), labels)
             loss.backward()
+            if entropy is not None:
+                entropy.refresh()  # this step's noise, and the next batch, from fresh entropy
             if optimizer.pre_step():  # type: ignore[attr-defined]
                 _add_proximal_grad(wrapped, proximal_mu, anchors)
                 optimizer.original_optimizer.step()  # type: ignore[attr-defined]

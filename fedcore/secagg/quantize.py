@@ -42,6 +42,9 @@ class Quantizer:
     ) -> npt.NDArray[np.unsignedinteger]:
         """Clip and stochastically round to integers in [0, levels] (word dtype of b).
 
+        `rng` decides each rounding (one uniform per value); a client keeps it secret, and in
+        production draws it from a CSPRNG (`fedcore.dp.secure_random.secure_generator`).
+
         Raises:
             ValueError: when a value is not finite.
         """
