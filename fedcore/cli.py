@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--auth-token-file", type=Path, help="file holding the shared token")
     _tls_client_args(client)
     _secagg_identity_args(client)
+    _privacy_floor_args(client)
 
     identity = sub.add_parser(
         "identity", help="enrol a client for signed secure aggregation: its key and the roster")
@@ -141,6 +142,48 @@ def _secagg_identity_args(parser: argparse.ArgumentParser) -> None:
                         "take part in signed secure-aggregation rounds only (needs --client-id)")
     parser.add_argument("--secagg-roster", type=Path,
                         help="the operator's roster; required with --secagg-key")
+
+
+def _privacy_floor_args(parser: argparse.ArgumentParser) -> None:
+    from fedcore.client.floor import (
+        DEFAULT_MAX_DELTA,
+        DEFAULT_MAX_EPSILON,
+        DEFAULT_MIN_NOISE_MULTIPLIER,
+    )
+
+    floor = parser.add_argument_group(
+        "privacy floor", "tasks whose privacy parameters are weaker are declined for good, "
+        "with the reason, before any training")
+    floor.add_argument("--min-noise-multiplier", type=float, default=DEFAULT_MIN_NOISE_MULTIPLIER,
+                       help="lowest DP-SGD / distributed-DP noise multiplier accepted "
+                       "(default %(default)s)")
+    floor.add_argument("--max-epsilon", type=float, default=DEFAULT_MAX_EPSILON,
+                       help="most epsilon a task may imply: local DP's total, one distributed-DP "
+                       "round's (default %(default)s)")
+    floor.add_argument("--max-delta", type=float, default=DEFAULT_MAX_DELTA,
+                       help="largest delta accepted (default %(default)s)")
+    floor.add_argument("--require-secure-aggregation", action="store_true",
+                       help="decline tasks whose update the coordinator would see")
+    floor.add_argument("--require-signed", action="store_true",
+                       help="take part in signed secure-aggregation rounds only "
+                       "(needs --secagg-key)")
+    floor.add_argument("--no-privacy-floor", action="store_true",
+                       help="accept any privacy parameters the coordinator sends (research only)")
+    parser.add_argument("--secure-rng", action="store_true",
+                        help="draw DP-SGD noise and batches, stochastic rounding and integer "
+                        "noise from OS entropy / a CSPRNG (slower; see docs/privacy.md)")
+
+
+def _privacy_floor(args: argparse.Namespace) -> Any:
+    if args.no_privacy_floor:
+        return None
+    from fedcore.client.floor import PrivacyFloor
+
+    return PrivacyFloor(
+        min_noise_multiplier=args.min_noise_multiplier, max_epsilon=args.max_epsilon,
+        max_delta=args.max_delta, require_secure_aggregation=args.require_secure_aggregation,
+        require_signed=args.require_signed,
+    )
 
 
 def _secagg_identity(args: argparse.Namespace) -> Any:
@@ -286,6 +329,9 @@ def _client(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # a small model: threads would only contend with other clients
     identity = _secagg_identity(args)  # fail on a bad key or roster before loading data
+    floor = _privacy_floor(args)
+    if floor is not None and floor.require_signed and identity is None:
+        raise ValueError("--require-signed needs --secagg-key, --secagg-roster and --client-id")
 
     partition = args.partition
     if partition == "auto":
@@ -299,13 +345,14 @@ def _client(args: argparse.Namespace) -> int:
         partition,
         device=args.device,
         privacy_dir=args.state_dir,
+        secure_rng=args.secure_rng,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # leave cleanly on `docker stop`
     summary = run_client(
         app, args.server, client_id=args.client_id, stop=stop,
         auth_token=_read_token(args.auth_token_file), credentials=_channel_credentials(args),
-        secagg_identity=identity,
+        secagg_identity=identity, privacy_floor=floor, secure_rng=args.secure_rng,
     )
     logging.getLogger("fedcore").info(
         "client %s done: %d tasks, %d refused, %d reconnects",

@@ -27,6 +27,7 @@ from fedcore.client.events import (
     Selected,
     Trained,
 )
+from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler
 from fedcore.client.loop import ClientError, ClientOptions, RunSummary
 from fedcore.client.runner import BackgroundClient, run_client
@@ -46,6 +47,7 @@ __all__ = [
     "EvalResult",
     "FitResult",
     "FunctionalApp",
+    "PrivacyFloor",
     "Refused",
     "RefusedBy",
     "Reported",

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
+from fedcore.client.floor import PrivacyFloor, PrivatePlanner
 from fedcore.client.secure import (
     SecureRefusal,
     SecureSession,
@@ -19,6 +20,7 @@ from fedcore.client.secure import (
     secure_step,
     start_secure,
 )
+from fedcore.dp.secure_random import secure_generator
 from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
 from fedcore.params import Array, Metrics, Params
 from fedcore.secagg.roster import SecAggIdentity
@@ -27,16 +29,40 @@ from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 
 
 class TaskHandler:
-    """Runs one task against a `ClientApp` and packages the result for the coordinator."""
+    """Runs one task against a `ClientApp` and packages the result for the coordinator.
+
+    Args:
+        app: what training and evaluation mean for this client.
+        client_id: the id results are sent under.
+        identity: signing key and roster for signed secure aggregation (None: unsigned).
+        floor: the weakest privacy parameters accepted (`fedcore.client.floor`); TRAIN tasks
+            below it are declined for good before training. None accepts whatever is sent.
+        secure_rng: secure-aggregation rounding and noise draw from a CSPRNG
+            (`fedcore.dp.secure_random`); an app that plans DP-SGD must then have its own
+            `secure_rng` set too.
+
+    Raises:
+        ValueError: the identity is another client's; `floor.require_signed` without an
+            identity; `secure_rng` with an app whose DP-SGD randomness is not secure.
+    """
 
     def __init__(self, app: ClientApp, client_id: str, *,
-                 identity: SecAggIdentity | None = None) -> None:
+                 identity: SecAggIdentity | None = None, floor: PrivacyFloor | None = None,
+                 secure_rng: bool = False) -> None:
         if identity is not None and identity.client_id != client_id:
             raise ValueError(f"the secure-aggregation identity is {identity.client_id!r}, "
                              f"not {client_id!r}")
+        if floor is not None and floor.require_signed and identity is None:
+            raise ValueError("the privacy floor requires signed rounds, which need this "
+                             "client's secure-aggregation identity: pass secagg_identity")
+        if secure_rng and isinstance(app, PrivatePlanner) and not getattr(app, "secure_rng", False):
+            raise ValueError(f"secure_rng is set but the app's DP-SGD is not: construct "
+                             f"{type(app).__name__}(..., secure_rng=True)")
         self.app = app
         self.client_id = client_id
         self.identity = identity
+        self.floor = floor
+        self.secure_rng = secure_rng
         self._secure: tuple[str, SecureSession] | None = None  # (task id, session)
 
     def handle(self, task: Task, params: Params | None) -> TaskResult:
@@ -45,6 +71,9 @@ class TaskHandler:
         Raises:
             ClientAppError: the app returned parameters that do not match the task's model.
         """
+        below_floor = self.screen(task)
+        if below_floor is not None:
+            return below_floor
         try:
             match task.kind:
                 case TaskKind.INITIALIZE:
@@ -60,6 +89,12 @@ class TaskHandler:
                 raise
             return self.decline(task, refusal.reason, permanent=True)
 
+    def screen(self, task: Task) -> TaskResult | None:
+        """A permanent decline when `task`'s stated privacy parameters fall below the floor
+        (checked before the model is even downloaded); None when they meet it."""
+        reason = self.floor.refusal(task) if self.floor is not None else ""
+        return self.decline(task, reason, permanent=True) if reason else None
+
     def decline(self, task: Task, reason: str, *, permanent: bool = False) -> TaskResult:
         """A result that refuses `task` and says why; `permanent` refuses the rest of the run."""
         return TaskResult(
@@ -74,6 +109,7 @@ class TaskHandler:
         return self._result(task, num_examples=1, metrics={}, tensors=params)
 
     def _train(self, task: Task, params: Params) -> TaskResult:
+        self._check_plan(task)
         if isinstance(task.secagg, SecAggSetup):  # refuse an unfit round before training
             try:
                 round_spec(task.secagg, self.identity)
@@ -91,11 +127,24 @@ class TaskHandler:
         }
         if isinstance(task.secagg, SecAggSetup):  # the update is masked, never sent as is
             session, result = start_secure(
-                task, self.client_id, delta, fit.num_examples, fit.metrics, self.identity
+                task, self.client_id, delta, fit.num_examples, fit.metrics, self.identity,
+                secure_generator() if self.secure_rng else None,
             )
             self._secure = (task.task_id, session)
             return result
         return self._result(task, num_examples=fit.num_examples, metrics=fit.metrics, tensors=delta)
+
+    def _check_plan(self, task: Task) -> None:
+        """Decline for good a DP-SGD task the app's accountant says falls below the floor."""
+        if self.floor is None or not isinstance(self.app, PrivatePlanner):
+            return
+        try:
+            plan = self.app.plan_local_dp(task.train)
+        except ValueError as err:
+            raise DeclineTask(f"cannot plan the task's local DP: {err}", permanent=True) from err
+        reason = self.floor.plan_refusal(plan) if plan is not None else ""
+        if reason:
+            raise DeclineTask(reason, permanent=True)
 
     def _secure_step(self, task: Task) -> TaskResult:
         if self._secure is None or self._secure[0] != task.task_id:

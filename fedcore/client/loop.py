@@ -32,6 +32,7 @@ from fedcore.client.events import (
     Selected,
     Trained,
 )
+from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler, limit_train_time
 from fedcore.client.state import ResumeInfo, StateDir
 from fedcore.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
@@ -93,6 +94,11 @@ class ClientOptions:
         properties: facts about this client shown to the coordinator's operator.
         callbacks: functions called on round events.
         secagg_identity: signing key and roster for signed secure aggregation (None: unsigned).
+        privacy_floor: the weakest privacy parameters this client accepts; TRAIN tasks below
+            it are declined for good before the model is downloaded. The default floor's
+            values and why: `fedcore.client.floor.PrivacyFloor`. None trusts the coordinator.
+        secure_rng: draw secure-aggregation rounding and noise from a CSPRNG (give a
+            `TorchApp` `secure_rng=True` as well, for its DP-SGD).
     """
 
     eligible: Callable[[], bool] | None = None
@@ -103,6 +109,8 @@ class ClientOptions:
     properties: dict[str, str] = field(default_factory=dict)
     callbacks: Callbacks = field(default_factory=Callbacks)
     secagg_identity: SecAggIdentity | None = None
+    privacy_floor: PrivacyFloor | None = field(default_factory=PrivacyFloor)
+    secure_rng: bool = False
 
     def __post_init__(self) -> None:
         for name in ("eligibility_check_s", "max_reconnect_s"):
@@ -159,7 +167,8 @@ class ClientLoop:
         state: StateDir | None = None,
     ) -> None:
         self._conn = conn
-        self._handler = TaskHandler(app, conn.client_id, identity=options.secagg_identity)
+        self._handler = TaskHandler(app, conn.client_id, identity=options.secagg_identity,
+                                    floor=options.privacy_floor, secure_rng=options.secure_rng)
         self._stop = stop
         self._opts = options
         self._state = state
@@ -253,6 +262,10 @@ class ClientLoop:
         self._save_resume(interrupted_task_id="")
 
     def _run_task(self, task: Task, received: float) -> None:
+        refusal = self._handler.screen(task)  # below the privacy floor: not even downloaded
+        if refusal is not None:
+            self._decline(task, refusal.header.declined_reason, refusal)
+            return
         params = None
         if task.kind in (TaskKind.TRAIN, TaskKind.EVALUATE):
             self._set(phase=ClientPhase.DOWNLOADING)

@@ -20,6 +20,7 @@ import grpc
 
 from fedcore.client.app import ClientApp
 from fedcore.client.events import Callbacks, ClientPhase, ClientStatus
+from fedcore.client.floor import PrivacyFloor
 from fedcore.client.loop import ClientError, ClientLoop, ClientOptions, RunSummary
 from fedcore.client.state import StateDir
 from fedcore.secagg.roster import SecAggIdentity
@@ -28,6 +29,8 @@ from fedcore.transport.grpc.client_connection import GrpcConnection
 log = logging.getLogger(__name__)
 
 __all__ = ["BackgroundClient", "ClientError", "RunSummary", "run_client"]
+
+DEFAULT_FLOOR = PrivacyFloor()
 
 
 def run_client(
@@ -46,6 +49,8 @@ def run_client(
     max_reconnect_s: float = 300.0,
     properties: dict[str, str] | None = None,
     secagg_identity: SecAggIdentity | None = None,
+    privacy_floor: PrivacyFloor | None = DEFAULT_FLOOR,
+    secure_rng: bool = False,
 ) -> RunSummary:
     """Serve the coordinator at `address` with `app` until the run ends or `stop` is set.
 
@@ -68,6 +73,12 @@ def run_client(
         secagg_identity: this client's signing key and roster (`fedcore.secagg.roster`): it
             then takes part in signed secure-aggregation rounds only, under the identity's
             client id (None: `client_id` as above, unsigned rounds).
+        privacy_floor: the weakest privacy parameters this client accepts; tasks below it are
+            declined for good, with the reason, before any training. The default refuses
+            noise multipliers below 0.5, epsilon above 10 and delta above 1e-5
+            (`fedcore.client.floor.PrivacyFloor` says why). None trusts the coordinator.
+        secure_rng: secure-aggregation rounding and distributed-DP noise from a CSPRNG; for
+            DP-SGD also construct the app with `TorchApp(..., secure_rng=True)`.
 
     Raises:
         ClientError: the coordinator refused this client for good, or stayed unreachable.
@@ -77,6 +88,7 @@ def run_client(
         eligible=eligible, eligibility_check_s=eligibility_check_s, max_train_s=max_train_s,
         callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
         properties=dict(properties or {}), secagg_identity=secagg_identity,
+        privacy_floor=privacy_floor, secure_rng=secure_rng,
     )
     state, owned = _open_state(state_dir)
     try:
@@ -110,6 +122,8 @@ class BackgroundClient:
         max_reconnect_s: float = 300.0,
         properties: dict[str, str] | None = None,
         secagg_identity: SecAggIdentity | None = None,
+        privacy_floor: PrivacyFloor | None = DEFAULT_FLOOR,
+        secure_rng: bool = False,
     ) -> None:
         self._app = app
         self._address = address
@@ -120,6 +134,7 @@ class BackgroundClient:
             eligible=eligible, eligibility_check_s=eligibility_check_s, max_train_s=max_train_s,
             callbacks=callbacks or Callbacks(), max_reconnect_s=max_reconnect_s,
             properties=dict(properties or {}), secagg_identity=secagg_identity,
+            privacy_floor=privacy_floor, secure_rng=secure_rng,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -12,9 +12,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fedcore.client.app import ClientAppError, DeclineTask, EvalResult, FitResult
+from fedcore.client.floor import LocalDPPlan
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.budget import Budget
-from fedcore.dp.opacus import noise_multiplier_for_target, plan_local_task, train_private
+from fedcore.dp.opacus import (
+    HistoryEntry,
+    noise_multiplier_for_target,
+    plan_local_task,
+    train_private,
+)
 from fedcore.messages import LocalDPConfig, TrainConfig
 from fedcore.params import Array, Params
 
@@ -70,7 +76,11 @@ class TorchApp:
         privacy_dir: where the DP accountant persists across rounds and restarts (the
             client's state directory); None keeps it in memory for this process only.
         privacy_budget: a local cap on epsilon (at the task's delta); tasks that would pass
-            it, or the coordinator's target epsilon, are declined for good.
+            it, or the coordinator's target epsilon, are declined for good (the smaller of the
+            two is the limit).
+        secure_rng: DP-SGD draws its batches and noise from fresh OS entropy each step with
+            Opacus' hardened noise (`fedcore.dp.opacus`: what that guarantees); pass it
+            together with `run_client(secure_rng=True)`.
     """
 
     def __init__(
@@ -84,10 +94,12 @@ class TorchApp:
         momentum: float = 0.0,
         privacy_dir: Path | None = None,
         privacy_budget: float | None = None,
+        secure_rng: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.privacy_dir = privacy_dir
         self.privacy_budget = privacy_budget
+        self.secure_rng = secure_rng
         self._accountant: PrivacyAccountant | None = None
         self.model = model.to(self.device)
         self.train_loader = train_loader
@@ -144,7 +156,24 @@ class TorchApp:
             )
         return self._accountant
 
-    def _fit_private(self, params: Params, config: TrainConfig, dp: LocalDPConfig) -> FitResult:
+    def plan_local_dp(self, config: TrainConfig) -> LocalDPPlan | None:
+        """What `config`'s DP-SGD would cost this client, before training (None: no DP).
+
+        Raises:
+            ValueError: no noise multiplier reaches the task's target epsilon.
+        """
+        dp = config.local_dp
+        if dp is None:
+            return None
+        planned = self._planned(config, dp)
+        return LocalDPPlan(
+            noise_multiplier=planned.noise_multiplier,
+            epsilon_spent=self.accountant.epsilon(dp.delta),
+            epsilon_after=self.accountant.epsilon_after(planned, dp.delta),
+            delta=dp.delta,
+        )
+
+    def _planned(self, config: TrainConfig, dp: LocalDPConfig) -> HistoryEntry:
         loader = self.train_loader
         noise = dp.noise_multiplier or noise_multiplier_for_target(
             target_epsilon=dp.target_epsilon,
@@ -152,7 +181,13 @@ class TorchApp:
             sample_rate=1 / len(loader),
             steps=dp.planned_rounds * config.local_epochs * len(loader),
         )
-        planned = plan_local_task(loader, epochs=config.local_epochs, noise_multiplier=noise)
+        return plan_local_task(loader, epochs=config.local_epochs, noise_multiplier=noise)
+
+    def _fit_private(self, params: Params, config: TrainConfig, dp: LocalDPConfig) -> FitResult:
+        loader = self.train_loader
+        planned = self._planned(config, dp)
+        noise = planned.noise_multiplier
+        # The smaller of the coordinator's target and this client's own budget is the limit.
         limits = [b for b in (dp.target_epsilon or None, self.privacy_budget) if b is not None]
         if limits:
             verdict = Budget(epsilon=min(limits), delta=dp.delta).check(self.accountant, planned)
@@ -173,6 +208,7 @@ class TorchApp:
             device=self.device,
             proximal_mu=config.proximal_mu,
             global_state=global_state if config.proximal_mu > 0 else None,
+            secure_mode=self.secure_rng,
         )
         return FitResult(
             params={k: v.detach().cpu().numpy() for k, v in result.state.items()},

@@ -48,6 +48,7 @@ def make_app(
     device: str = "cpu",
     privacy_dir: Path | None = None,
     privacy_budget: float | None = None,
+    secure_rng: bool = False,
 ) -> TorchApp:
     """Client `partition` of `setup`: its Dirichlet(alpha) training slice and a test share.
 
@@ -83,4 +84,5 @@ def make_app(
         momentum=0.9,
         privacy_dir=privacy_dir,
         privacy_budget=privacy_budget,
+        secure_rng=secure_rng,
     )
