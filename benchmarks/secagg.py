@@ -28,6 +28,7 @@ import math
 import os
 import statistics
 import time
+from dataclasses import replace
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -37,10 +38,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcore.secagg import prg
 from fedcore.secagg.cohort import Cohort
-from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig, suggested_degree
+from fedcore.secagg.config import (
+    Mode,
+    RoundSpec,
+    SecAggConfig,
+    suggested_degree,
+    suggested_signed_degree,
+)
 from fedcore.secagg.messages import MaskedInput
 from fedcore.secagg.quantize import Quantizer
-from fedcore.secagg.roster import signed_threshold
+from fedcore.secagg.safety import least_signed_threshold
 
 Ints = npt.NDArray[np.unsignedinteger]
 
@@ -65,21 +72,19 @@ class Updates(Mapping[int, Ints]):
 
 def _config(args: argparse.Namespace) -> SecAggConfig:
     mode = Mode(args.mode)
-    degree = args.degree or suggested_degree(args.clients)
-    if mode is Mode.FULL:
-        threshold = args.threshold or args.clients * 2 // 3 + 1
+    suggest = suggested_signed_degree if args.signed else suggested_degree
+    degree = min(args.degree or suggest(args.clients), args.clients - 1)
+    config = SecAggConfig(threshold=1, max_clients=args.clients, clip=1.0,
+                          bit_width=args.bit_width, mode=mode, degree=degree)
+    if args.threshold:
+        least = args.threshold
+    elif args.signed:
+        least = least_signed_threshold(config, args.clients)
+    elif mode is Mode.FULL:
+        least = args.clients * 2 // 3 + 1
     else:
-        holders = min(degree + degree % 2 + 1, args.clients)
-        least = signed_threshold(holders) if args.signed else holders // 2 + 1
-        threshold = args.threshold or least
-    return SecAggConfig(
-        threshold=threshold,
-        max_clients=args.clients,
-        clip=1.0,
-        bit_width=args.bit_width,
-        mode=mode,
-        degree=degree,
-    )
+        least = min(degree + degree % 2 + 1, args.clients) // 2 + 1
+    return replace(config, threshold=least)
 
 
 def _plain_sum(
@@ -126,6 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     identity_keys = ({c: Ed25519PrivateKey.generate() for c in range(1, args.clients + 1)}
                      if args.signed else {})
     spec = RoundSpec(config=config, round_id=1, num_clients=args.clients, dim=args.dim,
+                     graph_seed=os.urandom(32),
                      identities=tuple(k.public_key().public_bytes_raw()
                                       for k in identity_keys.values()) if args.signed else None)
     quantizer = Quantizer.from_config(config)
@@ -178,10 +184,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.FULL.value)
     parser.add_argument(
         "--threshold", type=int, default=0,
-        help="default: 2n/3+1, or in secagg+ half a neighbourhood (signed: 2/3 of it, +1)"
+        help="default: 2n/3+1, or in secagg+ half a neighbourhood, +1; signed: the least a "
+             "client accepts (fedcore.secagg.safety.least_signed_threshold)"
     )
     parser.add_argument(
-        "--degree", type=int, default=0, help="secagg+ degree; default 2 ceil(log2 n)"
+        "--degree", type=int, default=0,
+        help="secagg+ degree; default 2 ceil(log2 n), signed: twice that"
     )
     parser.add_argument("--bit-width", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)

@@ -16,6 +16,7 @@ import numpy as np
 from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, Task, TaskResult
 from fedcore.params import Array, Metrics, Params
+from fedcore.secagg import safety
 from fedcore.secagg.client import Phase, SecAggClient
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError
@@ -42,10 +43,12 @@ def round_spec(setup: SecAggSetup, identity: SecAggIdentity | None) -> RoundSpec
                                 "secagg_identity (a key on the federation's roster)")
         return setup.spec
     try:
-        return identity.signed_spec(setup.spec, client=setup.client,
+        spec = identity.signed_spec(setup.spec, client=setup.client,
                                     participants=setup.participants)
-    except RosterError as err:
+        safety.check_signed(spec)
+    except (RosterError, safety.UnsafeRound) as err:
         raise SecureRefusal(f"secure aggregation refused: {err}") from err
+    return spec
 
 
 class SecureSession:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
-from fedcore.secagg.config import Mode, SecAggConfig, suggested_degree
-from fedcore.secagg.roster import Roster, signed_threshold
+from fedcore.secagg.config import Mode, SecAggConfig, suggested_degree, suggested_signed_degree
+from fedcore.secagg.roster import Roster
+from fedcore.secagg.safety import least_signed_threshold
 from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES
 
 
@@ -88,7 +89,9 @@ class SecureAggregationConfig:
 
     Args:
         mode: every pair masked (FULL) or a random graph of `degree` neighbours (SECAGG_PLUS;
-            0 picks O(log n)).
+            0 picks O(log n): `suggested_degree`, or in signed rounds the larger
+            `suggested_signed_degree`, whose higher threshold needs more neighbours to
+            tolerate dropouts).
         threshold_fraction: t = ceil(fraction * n) clients (in SECAGG_PLUS: of a neighbourhood)
             must survive every phase; the round aborts below.
         clip: each weighted update coordinate is clipped to [-clip, clip] before quantising.
@@ -128,18 +131,20 @@ class SecureAggregationConfig:
         if self.distributed_dp is not None:  # noise tails must fit the bit width: check now
             NoisyEncoding.for_round(self.distributed_dp, numeric, dim=1)
 
-    def _threshold(self, size: int) -> int:
-        threshold = max(1, math.ceil(self.threshold_fraction * size))
-        return max(threshold, signed_threshold(size)) if self.roster is not None else threshold
-
     def for_round(self, num_clients: int) -> SecAggConfig:
-        """The protocol configuration for a round of `num_clients`."""
-        if self.mode is Mode.FULL:
-            threshold = self._threshold(num_clients)
-            return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
-                                bit_width=self.bit_width, mode=Mode.FULL)
-        degree = min(self.degree or suggested_degree(num_clients), max(2, num_clients - 1))
-        even = degree + degree % 2
-        threshold = self._threshold(min(even + 1, num_clients))
-        return SecAggConfig(threshold=threshold, max_clients=self.max_clients, clip=self.clip,
-                            bit_width=self.bit_width, mode=Mode.SECAGG_PLUS, degree=degree)
+        """The protocol configuration for a round of `num_clients`.
+
+        In signed rounds the threshold is at least `least_signed_threshold`, the least every
+        client accepts (`fedcore.secagg.safety`).
+        """
+        degree = 0
+        if self.mode is Mode.SECAGG_PLUS:
+            suggest = suggested_signed_degree if self.roster is not None else suggested_degree
+            degree = min(self.degree or suggest(num_clients), max(2, num_clients - 1))
+        config = SecAggConfig(threshold=1, max_clients=self.max_clients, clip=self.clip,
+                              bit_width=self.bit_width, mode=self.mode, degree=degree)
+        size = num_clients if config.complete_for(num_clients) else config.even_degree + 1
+        threshold = max(1, math.ceil(self.threshold_fraction * size))
+        if self.roster is not None:
+            threshold = max(threshold, least_signed_threshold(config, num_clients))
+        return replace(config, threshold=min(threshold, size))

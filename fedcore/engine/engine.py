@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import secrets
 from collections.abc import Callable
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
@@ -65,8 +66,10 @@ class RoundEngine:
         initial_params: Params | None = None,
         token_source: Callable[[int], bytes] | None = None,
         registry: ClientRegistry | None = None,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.config = config
+        self._random_bytes = random_bytes  # graph seeds of unsigned SecAgg+ rounds: a CSPRNG
         self.strategy = strategy
         self._registry: ClientRegistry
         if registry is not None:
@@ -415,7 +418,7 @@ class RoundEngine:
                 selected=selected,
                 model_spec=self._model.spec,
                 round_id=self._task_seq,
-                graph_seed=rng.getrandbits(256).to_bytes(32, "little"),
+                graph_seed=self._random_bytes(32),  # never the seeded selection rng
                 now=now,
                 round_number=self._round,
             )

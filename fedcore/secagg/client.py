@@ -4,9 +4,14 @@ What a client releases, and when (the double-masking argument of Bonawitz et al.
 its masked vector once; then, in the unmasking phase and only once, the self-mask seed
 shares of clients the server lists as survivors and the mask-key shares of clients it
 lists as dropped. It refuses unless the two lists are disjoint, name only neighbours it
-heard from, include itself as a survivor, and count at least t survivors; in signed
-rounds it also requires t valid signatures over the survivor list it signed itself. So
-for no client does the server get both secrets from an honest client.
+heard from, include itself as a survivor, and count at least t survivors among its holders.
+So for no client does the server get both secrets from an honest client.
+
+In signed rounds it also defends against a coordinator that lies (`fedcore.secagg.safety`
+has the condition and the proof): it refuses a threshold below `least_signed_threshold`;
+it takes the graph seed from the committed nonces of every advertiser, never from the
+coordinator; it signs one survivor list, bound to that seed; and it releases a share of an
+owner only if t of that owner's holders, survivors in the list, signed exactly that list.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fedcore.secagg import keys, shamir
+from fedcore.secagg import keys, safety, shamir
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError, SecAggError
 from fedcore.secagg.graph import Graph
@@ -30,6 +35,8 @@ from fedcore.secagg.messages import (
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
+    GraphCommitments,
+    GraphReveal,
     KeyList,
     MaskedInput,
     OwnedShare,
@@ -49,6 +56,7 @@ class Phase(enum.Enum):
     """Where a client stands in the round."""
 
     ADVERTISE = enum.auto()  # advertise_keys() is due
+    AWAIT_COMMITMENTS = enum.auto()  # committed-graph rounds only
     AWAIT_KEYS = enum.auto()
     AWAIT_SHARES = enum.auto()
     MASK = enum.auto()  # mask_input() is due
@@ -59,6 +67,7 @@ class Phase(enum.Enum):
 
 TRANSITIONS: dict[Phase, frozenset[type[ServerMessage]]] = {
     Phase.ADVERTISE: frozenset(),
+    Phase.AWAIT_COMMITMENTS: frozenset({GraphCommitments}),
     Phase.AWAIT_KEYS: frozenset({KeyList}),
     Phase.AWAIT_SHARES: frozenset({ShareRelay}),
     Phase.MASK: frozenset(),
@@ -83,6 +92,8 @@ class SecAggClient:
 
     Raises:
         ValueError: when the id or identity key does not fit the round.
+        UnsafeRound: (a ValueError) a signed round whose threshold would let a lying
+            coordinator read a client's input.
     """
 
     def __init__(
@@ -100,14 +111,19 @@ class SecAggClient:
                 raise ValueError("a signed round needs the client's identity key")
             if identity_key.public_key().public_bytes_raw() != spec.identities[client_id - 1]:
                 raise ValueError("identity key does not match the round's identities")
+            safety.check_signed(spec)
         self._spec = spec
         self._id = client_id
         self._identity = identity_key
         self._random_bytes = random_bytes
-        self._holders = Graph(spec).holders(client_id)
+        self._graph_seed = spec.graph_seed
+        self._graph = Graph(spec)
+        self._holders = self._graph.holders(client_id)
         self._cipher_sk = keys.new_x25519(random_bytes)
         self._mask_sk = keys.new_x25519(random_bytes)
         self._seed = random_bytes(shamir.SECRET_BYTES)
+        self._nonce = random_bytes(32) if spec.committed_graph else b""
+        self._commitments: dict[int, bytes] = {}
         self._advert = self._make_advert()
         self._phase = Phase.ADVERTISE
         self._share_keys: dict[int, bytes] = {}
@@ -133,6 +149,8 @@ class SecAggClient:
             cipher_pk=keys.public_bytes(self._cipher_sk),
             mask_pk=keys.public_bytes(self._mask_sk),
             seed_commitment=keys.seed_commitment(self._seed, round_id=spec.round_id, owner=sender),
+            graph_commitment=keys.graph_commitment(self._nonce, round_id=spec.round_id,
+                                                   owner=sender) if self._nonce else b"",
         )
         if self._identity is None:
             return advert
@@ -150,7 +168,7 @@ class SecAggClient:
         """
         if self._phase is not Phase.ADVERTISE:
             raise self._refuse("advertise_keys", "keys are advertised once, first")
-        self._phase = Phase.AWAIT_KEYS
+        self._phase = Phase.AWAIT_COMMITMENTS if self._spec.committed_graph else Phase.AWAIT_KEYS
         return self._advert
 
     def handle(self, msg: ServerMessage) -> list[ClientMessage]:
@@ -167,6 +185,8 @@ class SecAggClient:
             raise self._refuse(name, f"addressed to client {msg.recipient}")
         try:
             match msg:
+                case GraphCommitments():
+                    return [self._on_commitments(msg)]
                 case KeyList():
                     return [self._on_key_list(msg)]
                 case ShareRelay():
@@ -182,15 +202,55 @@ class SecAggClient:
             raise self._refuse(name, str(exc)) from exc
         raise AssertionError(f"unhandled {name}")  # pragma: no cover - table and match agree
 
+    # committed graph ------------------------------------------------------------------
+
+    def _on_commitments(self, msg: GraphCommitments) -> GraphReveal:
+        ids = tuple(c.sender for c in msg.commitments)
+        threshold = self._spec.config.threshold
+        if not _sorted_ids(ids) or not set(ids) <= set(self._spec.clients):
+            raise self._refuse("GraphCommitments", "ids are not sorted distinct ids of the round")
+        if len(ids) < threshold:
+            raise self._refuse("GraphCommitments", f"{len(ids)} clients, fewer than t={threshold}")
+        commitments = {c.sender: c.commitment for c in msg.commitments}
+        if commitments.get(self._id) != self._advert.graph_commitment:
+            raise self._refuse("GraphCommitments", "does not carry this client's own commitment")
+        if any(len(c) != 32 for c in commitments.values()):
+            raise self._refuse("GraphCommitments", "a commitment is not 32 bytes")
+        self._commitments = commitments
+        self._phase = Phase.AWAIT_KEYS
+        return GraphReveal(sender=self._id, nonce=self._nonce)
+
+    def _graph_from_reveals(self, msg: KeyList) -> bytes:
+        """The seed from every committed nonce; refuses unless each one opens its commitment."""
+        nonces = {r.sender: r.nonce for r in msg.reveals}
+        if len(nonces) != len(msg.reveals) or nonces.keys() != self._commitments.keys():
+            raise self._refuse("KeyList", "does not reveal exactly the committed nonces")
+        round_id = self._spec.round_id
+        for owner, nonce in nonces.items():
+            if keys.graph_commitment(nonce, round_id=round_id, owner=owner) != self._commitments[owner]:
+                raise self._refuse("KeyList", f"client {owner}'s nonce does not open its commitment")
+        return keys.graph_seed(round_id=round_id, nonces=tuple(nonces.items()))
+
     # phase 1 -> 2 -------------------------------------------------------------------
 
-    def _check_key_list(self, msg: KeyList) -> dict[int, AdvertiseKeys]:
+    def _check_key_list(self, msg: KeyList) -> tuple[dict[int, AdvertiseKeys], bytes, Graph]:
+        """The neighbours' adverts, the graph seed and the graph this client will use."""
+        if self._spec.committed_graph:
+            graph_seed = self._graph_from_reveals(msg)
+            graph = Graph(self._spec, graph_seed)
+        elif msg.reveals:
+            raise self._refuse("KeyList", "reveals nonces in a round without a committed graph")
+        else:
+            graph_seed, graph = self._graph_seed, self._graph
+        holders = graph.holders(self._id)
         entries = {entry.sender: entry for entry in msg.keys}
         threshold = self._spec.config.threshold
         if len(entries) != len(msg.keys):
             raise self._refuse("KeyList", "a client appears twice")
-        if not entries.keys() <= self._holders:
+        if not entries.keys() <= holders:
             raise self._refuse("KeyList", "lists clients that are not neighbours")
+        if any(e.graph_commitment != self._commitments.get(c, b"") for c, e in entries.items()):
+            raise self._refuse("KeyList", "a graph commitment differs from the committed one")
         if entries.get(self._id) != self._advert:
             raise self._refuse("KeyList", "does not carry this client's own keys unchanged")
         if len(entries) < threshold:
@@ -202,10 +262,10 @@ class SecAggClient:
             keys.check_advertisement(
                 entry, round_id=self._spec.round_id, identities=self._spec.identities
             )
-        return entries
+        return entries, graph_seed, graph
 
     def _on_key_list(self, msg: KeyList) -> EncryptedShares:
-        entries = self._check_key_list(msg)
+        entries, graph_seed, graph = self._check_key_list(msg)
         round_id, me = self._spec.round_id, self._id
         share_keys, mask_seeds = {}, {}
         for peer, entry in entries.items():
@@ -236,6 +296,7 @@ class SecAggClient:
                     share_keys[peer],
                     plaintexts[peer],
                     round_id=round_id,
+                    graph_seed=graph_seed,
                     sender=me,
                     receiver=peer,
                 ),
@@ -244,6 +305,7 @@ class SecAggClient:
             if peer != me
         )
         self._share_keys, self._mask_seeds = share_keys, mask_seeds
+        self._graph_seed, self._graph, self._holders = graph_seed, graph, graph.holders(me)
         self._own_share = plaintexts[me]
         self._phase = Phase.AWAIT_SHARES
         return EncryptedShares(sender=me, shares=sealed)
@@ -267,6 +329,7 @@ class SecAggClient:
                 self._share_keys[sealed.sender],
                 sealed.ciphertext,
                 round_id=self._spec.round_id,
+                graph_seed=self._graph_seed,
                 sender=sealed.sender,
                 receiver=self._id,
             )
@@ -313,21 +376,26 @@ class SecAggClient:
             raise self._refuse("ConsistencyRequest", "survivors are not sorted distinct ids")
         if self._identity is None:  # pragma: no cover - signed rounds have one (see __init__)
             raise self._refuse("ConsistencyRequest", "no identity key to sign with")
-        payload = keys.survivors_payload(round_id=self._spec.round_id, survivors=survivors)
-        signature = keys.sign(self._identity, payload)
+        signature = keys.sign(self._identity, self._survivors_payload(survivors))
         self._signed_survivors = survivors
         self._phase = Phase.AWAIT_UNMASK
         return ConsistencySignature(sender=self._id, signature=signature)
 
+    def _survivors_payload(self, survivors: tuple[int, ...]) -> bytes:
+        return keys.survivors_payload(
+            round_id=self._spec.round_id, graph_seed=self._graph_seed, survivors=survivors
+        )
+
     def _check_survivor_view(self, got: str, survivors: tuple[int, ...]) -> None:
         threshold = self._spec.config.threshold
         heard = self._received.keys() | {self._id}
+        around = set(survivors) & self._holders
         if self._id not in survivors:
             raise self._refuse(got, "this client is not listed as a survivor")
-        if not set(survivors) & self._holders <= heard:
+        if not around <= heard:
             raise self._refuse(got, "lists survivors this client never received shares from")
-        if len(survivors) < threshold:
-            raise self._refuse(got, f"{len(survivors)} survivors, fewer than t={threshold}")
+        if len(around) < threshold:
+            raise self._refuse(got, f"{len(around)} survivors among its holders, t={threshold}")
 
     # phase 4 ------------------------------------------------------------------------
 
@@ -344,24 +412,33 @@ class SecAggClient:
             self._check_signed_survivors(msg)
 
     def _check_signed_survivors(self, msg: UnmaskRequest) -> None:
+        """Rule 3 of `fedcore.secagg.safety`: t of each owner's holders signed this very list."""
         signed = set(self._signed_survivors)
-        identities, threshold = self._spec.identities or (), self._spec.config.threshold
         if not set(msg.survivors) <= signed or set(msg.dropped) & signed:
             raise self._refuse("UnmaskRequest", "contradicts the survivor list this client signed")
-        payload = keys.survivors_payload(
-            round_id=self._spec.round_id, survivors=self._signed_survivors
-        )
-        signers = {
-            sig.sender
-            for sig in msg.signatures
-            if sig.sender in signed
-            and keys.verify(identities[sig.sender - 1], sig.signature, payload)
-        }
-        if len(signers) < threshold:
-            raise self._refuse(
-                "UnmaskRequest",
-                f"{len(signers)} valid survivor signatures, fewer than t={threshold}",
-            )
+        signers = self._valid_signers(msg.signatures, signed)
+        threshold = self._spec.config.threshold
+        for owner in msg.survivors + msg.dropped:
+            count = len(signers & self._graph.holders(owner))
+            if count < threshold:
+                raise self._refuse(
+                    "UnmaskRequest",
+                    f"{count} of client {owner}'s holders signed the survivor list, t={threshold}",
+                )
+
+    def _valid_signers(
+        self, signatures: tuple[ConsistencySignature, ...], signed: set[int]
+    ) -> set[int]:
+        """The survivors of the signed list whose signature over it (and its graph) verifies."""
+        identities = self._spec.identities or ()
+        payload = self._survivors_payload(self._signed_survivors)
+        valid: set[int] = set()
+        for sig in signatures:
+            if sig.sender in signed and sig.sender not in valid and keys.verify(
+                identities[sig.sender - 1], sig.signature, payload
+            ):
+                valid.add(sig.sender)
+        return valid
 
     def _on_unmask_request(self, msg: UnmaskRequest) -> UnmaskShares:
         self._check_unmask_request(msg)

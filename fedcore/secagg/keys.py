@@ -4,10 +4,15 @@ Guarantees:
 - A pairwise mask seed is HKDF-SHA256 of the X25519 secret of the two mask keys, bound to
   the round and the (unordered) pair; the share-encryption key likewise from the two
   cipher keys, under another label, so the two never coincide.
-- Shares travel under AES-256-GCM with associated data (round, sender, receiver): the
-  relaying server can neither read nor redirect nor alter them undetected. Each key is
-  used once per direction, with the sender's id as nonce.
-- Advertised keys and survivor lists are signed with Ed25519 when identities are set.
+- Shares travel under AES-256-GCM with associated data (round, graph seed, sender,
+  receiver): the relaying server can neither read nor redirect nor alter them undetected,
+  nor hand them to a client that was shown another graph. Each key is used once per
+  direction, with the sender's id as nonce.
+- Advertised keys and survivor lists are signed with Ed25519 when identities are set; a
+  survivor list is signed together with the graph seed it was read against.
+- The graph seed of a committed-graph round is SHA-256 over every advertiser's nonce, each
+  committed (SHA-256, in its signed advertisement) before any nonce is revealed: it is
+  uniform as long as one contributor is honest, and nobody can choose it.
 """
 
 from __future__ import annotations
@@ -96,31 +101,51 @@ def derive_share_key(shared: bytes, *, round_id: int, a: int, b: int) -> bytes:
     return _hkdf(shared, _pair_info(SHARE_LABEL, round_id, a, b))
 
 
-def _share_ad(round_id: int, sender: int, receiver: int) -> bytes:
-    return DOMAIN + b"/share" + struct.pack(">QII", round_id, sender, receiver)
+def _share_ad(round_id: int, graph_seed: bytes, sender: int, receiver: int) -> bytes:
+    return DOMAIN + b"/share" + struct.pack(">Q", round_id) + graph_seed + struct.pack(
+        ">II", sender, receiver)
 
 
 def encrypt_share(
-    key: bytes, plaintext: bytes, *, round_id: int, sender: int, receiver: int
+    key: bytes, plaintext: bytes, *, round_id: int, graph_seed: bytes, sender: int,
+    receiver: int,
 ) -> bytes:
-    """Seal a share for `receiver`; the associated data binds round, sender and receiver."""
+    """Seal a share for `receiver`; the associated data binds round, graph, sender and receiver."""
     nonce = sender.to_bytes(12, "big")
-    return AESGCM(key).encrypt(nonce, plaintext, _share_ad(round_id, sender, receiver))
+    ad = _share_ad(round_id, graph_seed, sender, receiver)
+    return AESGCM(key).encrypt(nonce, plaintext, ad)
 
 
 def decrypt_share(
-    key: bytes, ciphertext: bytes, *, round_id: int, sender: int, receiver: int
+    key: bytes, ciphertext: bytes, *, round_id: int, graph_seed: bytes, sender: int,
+    receiver: int,
 ) -> bytes:
     """Open a sealed share.
 
     Raises:
-        SecAggError: when it was altered, redirected or sealed under another key.
+        SecAggError: when it was altered, redirected, sealed under another key or for a
+            client that was shown another graph.
     """
     nonce = sender.to_bytes(12, "big")
     try:
-        return AESGCM(key).decrypt(nonce, ciphertext, _share_ad(round_id, sender, receiver))
+        ad = _share_ad(round_id, graph_seed, sender, receiver)
+        return AESGCM(key).decrypt(nonce, ciphertext, ad)
     except InvalidTag as exc:
         raise SecAggError(f"share from client {sender} failed authentication") from exc
+
+
+def graph_commitment(nonce: bytes, *, round_id: int, owner: int) -> bytes:
+    """SHA-256 commitment to a client's 32-byte contribution to the graph seed."""
+    header = DOMAIN + b"/graph-commitment" + struct.pack(">QI", round_id, owner)
+    return hashlib.sha256(header + nonce).digest()
+
+
+def graph_seed(*, round_id: int, nonces: Sequence[tuple[int, bytes]]) -> bytes:
+    """The graph seed of a committed-graph round: SHA-256 over every (id, nonce), by id."""
+    digest = hashlib.sha256(DOMAIN + b"/graph-seed" + struct.pack(">QI", round_id, len(nonces)))
+    for owner, nonce in sorted(nonces):
+        digest.update(struct.pack(">I", owner) + nonce)
+    return digest.digest()
 
 
 def seed_commitment(seed: bytes, *, round_id: int, owner: int) -> bytes:
@@ -131,7 +156,8 @@ def seed_commitment(seed: bytes, *, round_id: int, owner: int) -> bytes:
 def advertisement_payload(advert: AdvertiseKeys, *, round_id: int) -> bytes:
     """The bytes a client signs when it advertises its keys (all fields but the signature)."""
     header = DOMAIN + b"/advertise" + struct.pack(">QI", round_id, advert.sender)
-    return header + advert.cipher_pk + advert.mask_pk + advert.seed_commitment
+    keys = advert.cipher_pk + advert.mask_pk + advert.seed_commitment
+    return header + keys + advert.graph_commitment
 
 
 def check_advertisement(
@@ -144,6 +170,8 @@ def check_advertisement(
     """
     if not len(advert.cipher_pk) == len(advert.mask_pk) == len(advert.seed_commitment) == 32:
         raise SecAggError(f"keys of client {advert.sender} are not 32 bytes each")
+    if len(advert.graph_commitment) not in (0, 32):
+        raise SecAggError(f"the graph commitment of client {advert.sender} is not 32 bytes")
     if identities is None:
         if advert.signature:
             raise SecAggError("an unsigned round carries a signature")
@@ -153,10 +181,11 @@ def check_advertisement(
         raise SecAggError(f"keys of client {advert.sender} are not signed by its identity")
 
 
-def survivors_payload(*, round_id: int, survivors: Sequence[int]) -> bytes:
-    """The bytes a client signs in the consistency check."""
+def survivors_payload(*, round_id: int, graph_seed: bytes, survivors: Sequence[int]) -> bytes:
+    """The bytes a client signs in the consistency check: the list and the graph it read it on."""
     ids = struct.pack(f">{len(survivors)}I", *survivors)
-    return DOMAIN + b"/survivors" + struct.pack(">QI", round_id, len(survivors)) + ids
+    header = DOMAIN + b"/survivors" + struct.pack(">Q", round_id) + graph_seed
+    return header + struct.pack(">I", len(survivors)) + ids
 
 
 def sign(identity: Ed25519PrivateKey, payload: bytes) -> bytes:

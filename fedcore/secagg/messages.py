@@ -3,8 +3,13 @@
 Client -> server carry `sender`; server -> client carry `recipient`. Ids are the round's
 small integers 1..n. Id lists are sorted tuples.
 
-1. AdvertiseKeys        client -> server   two X25519 public keys, a seed commitment
-   KeyList              server -> client   the neighbours' AdvertiseKeys (and its own)
+1. AdvertiseKeys        client -> server   two X25519 public keys, a seed commitment (and,
+                                           in committed-graph rounds, a graph commitment)
+   GraphCommitments     server -> client   (committed-graph rounds) every advertiser's graph
+                                           commitment
+   GraphReveal          client -> server   (committed-graph rounds) the committed nonce
+   KeyList              server -> client   the neighbours' AdvertiseKeys (and its own); in
+                                           committed-graph rounds every revealed nonce
 2. EncryptedShares      client -> server   one SealedShare per neighbour
    ShareRelay           server -> client   the SealedShares addressed to it
 3. MaskedInput          client -> server   the masked vector, b bits per coordinate
@@ -28,14 +33,44 @@ class AdvertiseKeys:
     mask_pk: bytes
     seed_commitment: bytes
     signature: bytes = b""
+    graph_commitment: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphCommitment:
+    """One advertiser's commitment to its contribution to the graph seed."""
+
+    sender: int
+    commitment: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphCommitments:
+    """Committed-graph rounds: the commitments of every client whose keys the server took."""
+
+    recipient: int
+    commitments: tuple[GraphCommitment, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphReveal:
+    """Committed-graph rounds: a client's nonce, revealed once it has seen every commitment."""
+
+    sender: int
+    nonce: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyList:
-    """Phase 1 answer: the advertised keys of the recipient's neighbourhood."""
+    """Phase 1 answer: the advertised keys of the recipient's neighbourhood.
+
+    In committed-graph rounds it also carries the nonces of every client in GraphCommitments,
+    from which the recipient derives the graph seed.
+    """
 
     recipient: int
     keys: tuple[AdvertiseKeys, ...]
+    reveals: tuple[GraphReveal, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,16 +152,21 @@ class UnmaskShares:
     key_shares: tuple[OwnedShare, ...]
 
 
-ClientMessage = AdvertiseKeys | EncryptedShares | MaskedInput | ConsistencySignature | UnmaskShares
-ServerMessage = KeyList | ShareRelay | ConsistencyRequest | UnmaskRequest
+ClientMessage = (
+    AdvertiseKeys | GraphReveal | EncryptedShares | MaskedInput | ConsistencySignature
+    | UnmaskShares
+)
+ServerMessage = GraphCommitments | KeyList | ShareRelay | ConsistencyRequest | UnmaskRequest
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     AdvertiseKeys,
+    GraphReveal,
     EncryptedShares,
     MaskedInput,
     ConsistencySignature,
     UnmaskShares,
 )
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
+    GraphCommitments,
     KeyList,
     ShareRelay,
     ConsistencyRequest,

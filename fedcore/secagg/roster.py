@@ -9,11 +9,10 @@ public keys that the operator hands to the coordinator and to every client out o
 In a signed round the coordinator names the round's participants (`SecAggSetup.participants`)
 and each client takes their identity keys from its own copy of the roster, never from the
 coordinator; it signs its keys and the survivor list, and refuses a round that is unsigned,
-names a client not on the roster, puts it anywhere but its own place, or sets a threshold t
-of at most two thirds of the n clients it shares with (its neighbourhood in SecAgg+). The
-active-adversary analysis of Bonawitz et al. (2017, section 6) needs t > 2n/3: with fewer,
-a coordinator that shows different survivor lists to two groups could collect both secrets of
-one client.
+names a client not on the roster, or puts it anywhere but its own place. The threshold a
+signed round needs is `fedcore.secagg.safety.least_signed_threshold` (t > 2n/3 when every
+client neighbours every other, as in Bonawitz et al. 2017, section 6; 2t > 3k/2 + 1 for a
+SecAgg+ graph of degree k); `SecAggClient` itself refuses a lower one.
 
 The roster file is JSON: `{"format": 1, "clients": {"<client id>": "<base64 raw public key>"}}`.
 An identity key is a PKCS#8 PEM file, owner-only.
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcore.atomic import write_atomic
-from fedcore.secagg.config import Mode, RoundSpec
+from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import SecAggError
 
 _FORMAT = 1
@@ -124,11 +123,6 @@ class Roster:
         write_atomic(Path(path), self.to_json().encode("utf-8"), mode=0o644)
 
 
-def signed_threshold(size: int) -> int:
-    """The least threshold a signed round may use among `size` clients: floor(2 size / 3) + 1."""
-    return min(size, 2 * size // 3 + 1)
-
-
 def new_identity_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """Create an Ed25519 identity key at `path` (PKCS#8 PEM, mode 0600); refuses to overwrite.
 
@@ -205,8 +199,8 @@ class SecAggIdentity:
         """`spec` with the participants' identity keys from this client's roster.
 
         Raises:
-            RosterError: the round is unsigned, names clients not on the roster or this client
-                at another place, or its threshold is too low to protect this client.
+            RosterError: the round is unsigned, or names clients not on the roster or this
+                client at another place.
         """
         if not participants:
             raise RosterError("the coordinator offered an unsigned round; this client takes "
@@ -216,10 +210,4 @@ class SecAggIdentity:
                               f"(distinct: {len(set(participants))}) for {spec.num_clients} clients")
         if not 1 <= client <= len(participants) or participants[client - 1] != self.client_id:
             raise RosterError(f"the round does not place {self.client_id!r} at its index {client}")
-        size = spec.num_clients if spec.config.mode is Mode.FULL else min(
-            spec.config.degree + spec.config.degree % 2 + 1, spec.num_clients)
-        needed = signed_threshold(size)
-        if spec.config.threshold < needed:
-            raise RosterError(f"threshold {spec.config.threshold} is not above two thirds of "
-                              f"{size} clients (needs {needed}); refusing the round")
         return replace(spec, identities=tuple(self.roster.key_of(p) for p in participants))

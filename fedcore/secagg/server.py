@@ -7,6 +7,11 @@ disjoint sets, and it accepts no share it did not ask for, so it never holds bot
 of any client. It aborts, keeping no partial result, when fewer than t clients remain in
 any phase or a secret cannot be rebuilt.
 
+In committed-graph rounds (signed, sparse graph) the server learns the graph only once every
+client it took keys from has revealed its committed nonce (`fedcore.secagg.keys.graph_seed`);
+it relays the commitments first, then the nonces, and aborts if any nonce is missing: it has
+no way to choose the graph short of aborting the round.
+
 The driver calls `handle` for every client message and `end_phase` when its deadline for
 the current phase passes; a phase also ends by itself once every expected client answered.
 The machine starts no threads or processes: the unmasking, nearly all its compute, runs
@@ -35,6 +40,9 @@ from fedcore.secagg.messages import (
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
+    GraphCommitment,
+    GraphCommitments,
+    GraphReveal,
     KeyList,
     MaskedInput,
     SealedShare,
@@ -53,6 +61,7 @@ class Phase(enum.Enum):
     """Which messages the server is collecting."""
 
     COLLECT_KEYS = enum.auto()
+    COLLECT_REVEALS = enum.auto()  # committed-graph rounds only
     COLLECT_SHARES = enum.auto()
     COLLECT_MASKED = enum.auto()
     COLLECT_SIGNATURES = enum.auto()
@@ -63,6 +72,7 @@ class Phase(enum.Enum):
 
 TRANSITIONS: dict[Phase, frozenset[type[ClientMessage]]] = {
     Phase.COLLECT_KEYS: frozenset({AdvertiseKeys}),
+    Phase.COLLECT_REVEALS: frozenset({GraphReveal}),
     Phase.COLLECT_SHARES: frozenset({EncryptedShares}),
     Phase.COLLECT_MASKED: frozenset({MaskedInput}),
     Phase.COLLECT_SIGNATURES: frozenset({ConsistencySignature}),
@@ -100,7 +110,8 @@ class SecAggServer:
         self._spec = spec
         self._executor = executor
         self._jobs = jobs or os.cpu_count() or 1
-        self._graph = Graph(spec)
+        self._graph = Graph(spec)  # committed-graph rounds: replaced once the nonces are in
+        self._graph_seed = spec.graph_seed
         self._phase = Phase.COLLECT_KEYS
         self._expected: frozenset[int] = frozenset(spec.clients)
         self._answered: dict[int, ClientMessage | None] = {}
@@ -172,6 +183,7 @@ class SecAggServer:
         """
         closers: dict[Phase, Callable[[], list[ServerMessage]]] = {
             Phase.COLLECT_KEYS: self._close_keys,
+            Phase.COLLECT_REVEALS: self._close_reveals,
             Phase.COLLECT_SHARES: self._close_shares,
             Phase.COLLECT_MASKED: self._close_masked,
             Phase.COLLECT_SIGNATURES: self._close_signatures,
@@ -188,6 +200,8 @@ class SecAggServer:
         match msg:
             case AdvertiseKeys():
                 self._check_advert(msg)
+            case GraphReveal():
+                self._check_reveal(msg)
             case EncryptedShares():
                 self._check_shares(msg)
             case MaskedInput():
@@ -206,6 +220,14 @@ class SecAggServer:
     def _check_advert(self, msg: AdvertiseKeys) -> None:
         spec = self._spec
         keys.check_advertisement(msg, round_id=spec.round_id, identities=spec.identities)
+        if bool(msg.graph_commitment) != spec.committed_graph:
+            raise SecAggError("a graph commitment is due exactly in committed-graph rounds")
+
+    def _check_reveal(self, msg: GraphReveal) -> None:
+        commitment = self._adverts[msg.sender].graph_commitment
+        opened = keys.graph_commitment(msg.nonce, round_id=self._spec.round_id, owner=msg.sender)
+        if opened != commitment:
+            raise SecAggError("the nonce does not open the sender's graph commitment")
 
     def _check_shares(self, msg: EncryptedShares) -> None:
         receivers = [sealed.receiver for sealed in msg.shares]
@@ -217,7 +239,8 @@ class SecAggServer:
 
     def _check_signature(self, msg: ConsistencySignature) -> None:
         identities = self._spec.identities or ()
-        payload = keys.survivors_payload(round_id=self._spec.round_id, survivors=sorted(self._u3))
+        payload = keys.survivors_payload(round_id=self._spec.round_id,
+                                         graph_seed=self._graph_seed, survivors=sorted(self._u3))
         if not keys.verify(identities[msg.sender - 1], msg.signature, payload):
             raise SecAggError("the survivor list is not signed by the sender")
 
@@ -257,13 +280,40 @@ class SecAggServer:
         return None
 
     def _close_keys(self) -> list[ServerMessage]:
-        u1 = self._prune(frozenset(self._answered))
+        if self._spec.committed_graph:
+            return self._relay_commitments()
+        return self._send_key_lists(frozenset(self._answered), self._collected(AdvertiseKeys), ())
+
+    def _relay_commitments(self) -> list[ServerMessage]:
+        adverts = self._collected(AdvertiseKeys)
+        if reason := self._too_few(frozenset(adverts), "advertised keys"):
+            return self._abort(reason)
+        commitments = tuple(GraphCommitment(sender=c, commitment=adverts[c].graph_commitment)
+                            for c in sorted(adverts))
+        self._adverts = adverts
+        self._next_phase(Phase.COLLECT_REVEALS, frozenset(adverts))
+        return [GraphCommitments(recipient=c, commitments=commitments) for c in sorted(adverts)]
+
+    def _close_reveals(self) -> list[ServerMessage]:
+        if missing := sorted(self.pending):
+            return self._abort(f"clients {missing[:10]} did not reveal their graph nonce; "
+                               "the graph cannot be drawn without every committed nonce")
+        reveals = tuple(r for _, r in sorted(self._collected(GraphReveal).items()))
+        self._graph_seed = keys.graph_seed(round_id=self._spec.round_id,
+                                           nonces=tuple((r.sender, r.nonce) for r in reveals))
+        self._graph = Graph(self._spec, self._graph_seed)
+        return self._send_key_lists(frozenset(self._adverts), self._adverts, reveals)
+
+    def _send_key_lists(self, answered: frozenset[int], adverts: dict[int, AdvertiseKeys],
+                        reveals: tuple[GraphReveal, ...]) -> list[ServerMessage]:
+        u1 = self._prune(answered)
         if reason := self._too_few(u1, "advertised keys"):
             return self._abort(reason)
-        self._adverts = {c: m for c, m in self._collected(AdvertiseKeys).items() if c in u1}
+        self._adverts = {c: m for c, m in adverts.items() if c in u1}
         self._key_lists = {c: self._graph.holders(c) & u1 for c in u1}
         out: list[ServerMessage] = [
-            KeyList(recipient=c, keys=tuple(self._adverts[p] for p in sorted(self._key_lists[c])))
+            KeyList(recipient=c, keys=tuple(self._adverts[p] for p in sorted(self._key_lists[c])),
+                    reveals=reveals)
             for c in sorted(u1)
         ]
         self._next_phase(Phase.COLLECT_SHARES, u1)
@@ -290,7 +340,7 @@ class SecAggServer:
             return self._abort(reason)
         self._u3 = u3
         if not self._spec.signed:
-            return self._request_unmask(u3, signatures=())
+            return self._request_unmask(u3, signatures={})
         survivors = tuple(sorted(u3))
         self._next_phase(Phase.COLLECT_SIGNATURES, u3)
         return [ConsistencyRequest(recipient=c, survivors=survivors) for c in survivors]
@@ -299,11 +349,17 @@ class SecAggServer:
         u4 = frozenset(self._answered)
         if reason := self._too_few(u4, "signed the survivor list"):
             return self._abort(reason)
+        threshold, graph = self._spec.config.threshold, self._graph
+        owners = self._u3 | {d for d in self._u2 - self._u3 if graph.neighbours(d) & self._u3}
+        unsigned = sorted(w for w in owners if len(graph.holders(w) & u4) < threshold)
+        if unsigned:  # clients refuse to release their shares: no sum can be rebuilt
+            return self._abort(f"clients {unsigned[:10]} have fewer than t={threshold} holders "
+                               "that signed the survivor list")
         collected = self._collected(ConsistencySignature)
-        return self._request_unmask(u4, signatures=tuple(collected[c] for c in sorted(u4)))
+        return self._request_unmask(u4, signatures=collected)
 
     def _request_unmask(
-        self, recipients: frozenset[int], *, signatures: tuple[ConsistencySignature, ...]
+        self, recipients: frozenset[int], *, signatures: dict[int, ConsistencySignature]
     ) -> list[ServerMessage]:
         dropped, threshold = self._u2 - self._u3, self._spec.config.threshold
         requests = {}
@@ -312,11 +368,13 @@ class SecAggServer:
             survivors = tuple(sorted(self._u3 & holders))
             if len(survivors) < threshold:
                 continue  # it would refuse: too few survivors around it to hide among
+            gone = tuple(sorted(dropped & holders))
+            relevant = set().union(*(self._graph.holders(w) for w in survivors + gone))
             requests[c] = UnmaskRequest(
                 recipient=c,
                 survivors=survivors,
-                dropped=tuple(sorted(dropped & holders)),
-                signatures=signatures,
+                dropped=gone,
+                signatures=tuple(signatures[s] for s in sorted(relevant & signatures.keys())),
             )
         if not requests:
             return self._abort(f"no survivor has t={threshold} surviving neighbours")

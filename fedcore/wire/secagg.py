@@ -20,6 +20,9 @@ from fedcore.secagg.messages import (
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
+    GraphCommitment,
+    GraphCommitments,
+    GraphReveal,
     KeyList,
     MaskedInput,
     OwnedShare,
@@ -50,9 +53,15 @@ def server_step_to_proto(step: SecAggServerStep) -> spb.SecAggServerMessage:
                 distributed_dp=_dp_to_proto(step.distributed_dp),
                 participants=list(step.participants),
             ))
+        case GraphCommitments():
+            return spb.SecAggServerMessage(graph_commitments=spb.GraphCommitments(
+                recipient=step.recipient,
+                commitments=[spb.GraphCommitment(sender=c.sender, commitment=c.commitment)
+                             for c in step.commitments]))
         case KeyList():
             return spb.SecAggServerMessage(key_list=spb.KeyList(
-                recipient=step.recipient, keys=[_advert_to_proto(k) for k in step.keys]))
+                recipient=step.recipient, keys=[_advert_to_proto(k) for k in step.keys],
+                reveals=[_reveal_to_proto(r) for r in step.reveals]))
         case ShareRelay():
             return spb.SecAggServerMessage(share_relay=spb.ShareRelay(
                 recipient=step.recipient, shares=[_sealed_to_proto(s) for s in step.shares]))
@@ -86,9 +95,17 @@ def server_step_from_proto(msg: spb.SecAggServerMessage) -> SecAggServerStep:
                 return SecAggSetup(client=s.client, spec=spec, weight_cap=s.weight_cap,
                                    distributed_dp=dp,
                                    participants=tuple(_bounded(s.participants)))
+            case "graph_commitments":
+                g = msg.graph_commitments
+                return GraphCommitments(
+                    recipient=g.recipient,
+                    commitments=tuple(GraphCommitment(sender=c.sender, commitment=c.commitment)
+                                      for c in _bounded(g.commitments)))
             case "key_list":
-                return KeyList(recipient=msg.key_list.recipient,
-                               keys=tuple(_advert_from_proto(k) for k in _bounded(msg.key_list.keys)))
+                k = msg.key_list
+                return KeyList(recipient=k.recipient,
+                               keys=tuple(_advert_from_proto(a) for a in _bounded(k.keys)),
+                               reveals=tuple(_reveal_from_proto(r) for r in _bounded(k.reveals)))
             case "share_relay":
                 return ShareRelay(recipient=msg.share_relay.recipient,
                                   shares=_sealed_from_proto(msg.share_relay.shares))
@@ -125,6 +142,8 @@ def client_message_to_proto(msg: ClientMessage) -> spb.SecAggClientMessage:
     match msg:
         case AdvertiseKeys():
             return spb.SecAggClientMessage(advertise_keys=_advert_to_proto(msg))
+        case GraphReveal():
+            return spb.SecAggClientMessage(graph_reveal=_reveal_to_proto(msg))
         case EncryptedShares():
             return spb.SecAggClientMessage(encrypted_shares=spb.EncryptedShares(
                 sender=msg.sender, shares=[_sealed_to_proto(s) for s in msg.shares]))
@@ -146,6 +165,8 @@ def client_message_from_proto(msg: spb.SecAggClientMessage) -> ClientMessage:
     match msg.WhichOneof("msg"):
         case "advertise_keys":
             return _advert_from_proto(msg.advertise_keys)
+        case "graph_reveal":
+            return _reveal_from_proto(msg.graph_reveal)
         case "encrypted_shares":
             e = msg.encrypted_shares
             return EncryptedShares(sender=e.sender, shares=_sealed_from_proto(e.shares))
@@ -168,12 +189,22 @@ def client_message_from_proto(msg: spb.SecAggClientMessage) -> ClientMessage:
 
 def _advert_to_proto(k: AdvertiseKeys) -> spb.AdvertiseKeys:
     return spb.AdvertiseKeys(sender=k.sender, cipher_pk=k.cipher_pk, mask_pk=k.mask_pk,
-                             seed_commitment=k.seed_commitment, signature=k.signature)
+                             seed_commitment=k.seed_commitment, signature=k.signature,
+                             graph_commitment=k.graph_commitment)
 
 
 def _advert_from_proto(k: spb.AdvertiseKeys) -> AdvertiseKeys:
     return AdvertiseKeys(sender=k.sender, cipher_pk=k.cipher_pk, mask_pk=k.mask_pk,
-                         seed_commitment=k.seed_commitment, signature=k.signature)
+                         seed_commitment=k.seed_commitment, signature=k.signature,
+                         graph_commitment=k.graph_commitment)
+
+
+def _reveal_to_proto(r: GraphReveal) -> spb.GraphReveal:
+    return spb.GraphReveal(sender=r.sender, nonce=r.nonce)
+
+
+def _reveal_from_proto(r: spb.GraphReveal) -> GraphReveal:
+    return GraphReveal(sender=r.sender, nonce=r.nonce)
 
 
 def _sealed_to_proto(s: SealedShare) -> spb.SealedShare:

@@ -24,45 +24,51 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x65\x64\x63ore/proto/v1/secagg.proto\x12\nfedcore.v1\"\xc1\x02\n\x0bSecAggSetup\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x13\n\x0bnum_clients\x18\x02 \x01(\r\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x13\n\x0bmax_clients\x18\x04 \x01(\r\x12\x0c\n\x04\x63lip\x18\x05 \x01(\x01\x12\x11\n\tbit_width\x18\x06 \x01(\r\x12$\n\x04mode\x18\x07 \x01(\x0e\x32\x16.fedcore.v1.SecAggMode\x12\x0e\n\x06\x64\x65gree\x18\x08 \x01(\r\x12\x12\n\ngraph_seed\x18\t \x01(\x0c\x12\x10\n\x08round_id\x18\n \x01(\x04\x12\x0b\n\x03\x64im\x18\x0b \x01(\x04\x12\x12\n\nweight_cap\x18\x0c \x01(\x01\x12\x31\n\x0e\x64istributed_dp\x18\r \x01(\x0b\x32\x19.fedcore.v1.DistributedDP\x12\x14\n\x0cparticipants\x18\x0e \x03(\t\"s\n\rDistributedDP\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x11\n\tclip_norm\x18\x02 \x01(\x01\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.fedcore.v1.IntegerNoise\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\"o\n\rAdvertiseKeys\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x11\n\tcipher_pk\x18\x02 \x01(\x0c\x12\x0f\n\x07mask_pk\x18\x03 \x01(\x0c\x12\x17\n\x0fseed_commitment\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"E\n\x07KeyList\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x19.fedcore.v1.AdvertiseKeys\"C\n\x0bSealedShare\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x10\n\x08receiver\x18\x02 \x01(\r\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"J\n\x0f\x45ncryptedShares\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\'\n\x06shares\x18\x02 \x03(\x0b\x32\x17.fedcore.v1.SealedShare\"H\n\nShareRelay\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\'\n\x06shares\x18\x02 \x03(\x0b\x32\x17.fedcore.v1.SealedShare\"#\n\x11MaskedInputHeader\x12\x0e\n\x06sender\x18\x01 \x01(\r\":\n\x12\x43onsistencyRequest\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\x11\n\tsurvivors\x18\x02 \x03(\r\"9\n\x14\x43onsistencySignature\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"|\n\rUnmaskRequest\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\x11\n\tsurvivors\x18\x02 \x03(\r\x12\x0f\n\x07\x64ropped\x18\x03 \x03(\r\x12\x34\n\nsignatures\x18\x04 \x03(\x0b\x32 .fedcore.v1.ConsistencySignature\"*\n\nOwnedShare\x12\r\n\x05owner\x18\x01 \x01(\r\x12\r\n\x05share\x18\x02 \x01(\x0c\"w\n\x0cUnmaskShares\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12+\n\x0bseed_shares\x18\x02 \x03(\x0b\x32\x16.fedcore.v1.OwnedShare\x12*\n\nkey_shares\x18\x03 \x03(\x0b\x32\x16.fedcore.v1.OwnedShare\"\x92\x02\n\x13SecAggServerMessage\x12(\n\x05setup\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.SecAggSetupH\x00\x12\'\n\x08key_list\x18\x02 \x01(\x0b\x32\x13.fedcore.v1.KeyListH\x00\x12-\n\x0bshare_relay\x18\x03 \x01(\x0b\x32\x16.fedcore.v1.ShareRelayH\x00\x12=\n\x13\x63onsistency_request\x18\x04 \x01(\x0b\x32\x1e.fedcore.v1.ConsistencyRequestH\x00\x12\x33\n\x0eunmask_request\x18\x05 \x01(\x0b\x32\x19.fedcore.v1.UnmaskRequestH\x00\x42\x05\n\x03msg\"\xb7\x02\n\x13SecAggClientMessage\x12\x33\n\x0e\x61\x64vertise_keys\x18\x01 \x01(\x0b\x32\x19.fedcore.v1.AdvertiseKeysH\x00\x12\x37\n\x10\x65ncrypted_shares\x18\x02 \x01(\x0b\x32\x1b.fedcore.v1.EncryptedSharesH\x00\x12\x35\n\x0cmasked_input\x18\x03 \x01(\x0b\x32\x1d.fedcore.v1.MaskedInputHeaderH\x00\x12\x41\n\x15\x63onsistency_signature\x18\x04 \x01(\x0b\x32 .fedcore.v1.ConsistencySignatureH\x00\x12\x31\n\runmask_shares\x18\x05 \x01(\x0b\x32\x18.fedcore.v1.UnmaskSharesH\x00\x42\x05\n\x03msg*D\n\nSecAggMode\x12\x1b\n\x17SECAGG_MODE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46ULL\x10\x01\x12\x0f\n\x0bSECAGG_PLUS\x10\x02*N\n\x0cIntegerNoise\x12\x19\n\x15INTEGER_NOISE_SKELLAM\x10\x00\x12#\n\x1fINTEGER_NOISE_DISCRETE_GAUSSIAN\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x65\x64\x63ore/proto/v1/secagg.proto\x12\nfedcore.v1\"\xc1\x02\n\x0bSecAggSetup\x12\x0e\n\x06\x63lient\x18\x01 \x01(\r\x12\x13\n\x0bnum_clients\x18\x02 \x01(\r\x12\x11\n\tthreshold\x18\x03 \x01(\r\x12\x13\n\x0bmax_clients\x18\x04 \x01(\r\x12\x0c\n\x04\x63lip\x18\x05 \x01(\x01\x12\x11\n\tbit_width\x18\x06 \x01(\r\x12$\n\x04mode\x18\x07 \x01(\x0e\x32\x16.fedcore.v1.SecAggMode\x12\x0e\n\x06\x64\x65gree\x18\x08 \x01(\r\x12\x12\n\ngraph_seed\x18\t \x01(\x0c\x12\x10\n\x08round_id\x18\n \x01(\x04\x12\x0b\n\x03\x64im\x18\x0b \x01(\x04\x12\x12\n\nweight_cap\x18\x0c \x01(\x01\x12\x31\n\x0e\x64istributed_dp\x18\r \x01(\x0b\x32\x19.fedcore.v1.DistributedDP\x12\x14\n\x0cparticipants\x18\x0e \x03(\t\"s\n\rDistributedDP\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x11\n\tclip_norm\x18\x02 \x01(\x01\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.fedcore.v1.IntegerNoise\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\"\x89\x01\n\rAdvertiseKeys\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x11\n\tcipher_pk\x18\x02 \x01(\x0c\x12\x0f\n\x07mask_pk\x18\x03 \x01(\x0c\x12\x17\n\x0fseed_commitment\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x18\n\x10graph_commitment\x18\x06 \x01(\x0c\"5\n\x0fGraphCommitment\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x12\n\ncommitment\x18\x02 \x01(\x0c\"W\n\x10GraphCommitments\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\x30\n\x0b\x63ommitments\x18\x02 \x03(\x0b\x32\x1b.fedcore.v1.GraphCommitment\",\n\x0bGraphReveal\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"o\n\x07KeyList\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x19.fedcore.v1.AdvertiseKeys\x12(\n\x07reveals\x18\x03 \x03(\x0b\x32\x17.fedcore.v1.GraphReveal\"C\n\x0bSealedShare\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x10\n\x08receiver\x18\x02 \x01(\r\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"J\n\x0f\x45ncryptedShares\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\'\n\x06shares\x18\x02 \x03(\x0b\x32\x17.fedcore.v1.SealedShare\"H\n\nShareRelay\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\'\n\x06shares\x18\x02 \x03(\x0b\x32\x17.fedcore.v1.SealedShare\"#\n\x11MaskedInputHeader\x12\x0e\n\x06sender\x18\x01 \x01(\r\":\n\x12\x43onsistencyRequest\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\x11\n\tsurvivors\x18\x02 \x03(\r\"9\n\x14\x43onsistencySignature\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"|\n\rUnmaskRequest\x12\x11\n\trecipient\x18\x01 \x01(\r\x12\x11\n\tsurvivors\x18\x02 \x03(\r\x12\x0f\n\x07\x64ropped\x18\x03 \x03(\r\x12\x34\n\nsignatures\x18\x04 \x03(\x0b\x32 .fedcore.v1.ConsistencySignature\"*\n\nOwnedShare\x12\r\n\x05owner\x18\x01 \x01(\r\x12\r\n\x05share\x18\x02 \x01(\x0c\"w\n\x0cUnmaskShares\x12\x0e\n\x06sender\x18\x01 \x01(\r\x12+\n\x0bseed_shares\x18\x02 \x03(\x0b\x32\x16.fedcore.v1.OwnedShare\x12*\n\nkey_shares\x18\x03 \x03(\x0b\x32\x16.fedcore.v1.OwnedShare\"\xcd\x02\n\x13SecAggServerMessage\x12(\n\x05setup\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.SecAggSetupH\x00\x12\'\n\x08key_list\x18\x02 \x01(\x0b\x32\x13.fedcore.v1.KeyListH\x00\x12-\n\x0bshare_relay\x18\x03 \x01(\x0b\x32\x16.fedcore.v1.ShareRelayH\x00\x12=\n\x13\x63onsistency_request\x18\x04 \x01(\x0b\x32\x1e.fedcore.v1.ConsistencyRequestH\x00\x12\x33\n\x0eunmask_request\x18\x05 \x01(\x0b\x32\x19.fedcore.v1.UnmaskRequestH\x00\x12\x39\n\x11graph_commitments\x18\x06 \x01(\x0b\x32\x1c.fedcore.v1.GraphCommitmentsH\x00\x42\x05\n\x03msg\"\xe8\x02\n\x13SecAggClientMessage\x12\x33\n\x0e\x61\x64vertise_keys\x18\x01 \x01(\x0b\x32\x19.fedcore.v1.AdvertiseKeysH\x00\x12\x37\n\x10\x65ncrypted_shares\x18\x02 \x01(\x0b\x32\x1b.fedcore.v1.EncryptedSharesH\x00\x12\x35\n\x0cmasked_input\x18\x03 \x01(\x0b\x32\x1d.fedcore.v1.MaskedInputHeaderH\x00\x12\x41\n\x15\x63onsistency_signature\x18\x04 \x01(\x0b\x32 .fedcore.v1.ConsistencySignatureH\x00\x12\x31\n\runmask_shares\x18\x05 \x01(\x0b\x32\x18.fedcore.v1.UnmaskSharesH\x00\x12/\n\x0cgraph_reveal\x18\x06 \x01(\x0b\x32\x17.fedcore.v1.GraphRevealH\x00\x42\x05\n\x03msg*D\n\nSecAggMode\x12\x1b\n\x17SECAGG_MODE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46ULL\x10\x01\x12\x0f\n\x0bSECAGG_PLUS\x10\x02*N\n\x0cIntegerNoise\x12\x19\n\x15INTEGER_NOISE_SKELLAM\x10\x00\x12#\n\x1fINTEGER_NOISE_DISCRETE_GAUSSIAN\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcore.proto.v1.secagg_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SECAGGMODE']._serialized_start=1927
-  _globals['_SECAGGMODE']._serialized_end=1995
-  _globals['_INTEGERNOISE']._serialized_start=1997
-  _globals['_INTEGERNOISE']._serialized_end=2075
+  _globals['_SECAGGMODE']._serialized_start=2294
+  _globals['_SECAGGMODE']._serialized_end=2362
+  _globals['_INTEGERNOISE']._serialized_start=2364
+  _globals['_INTEGERNOISE']._serialized_end=2442
   _globals['_SECAGGSETUP']._serialized_start=46
   _globals['_SECAGGSETUP']._serialized_end=367
   _globals['_DISTRIBUTEDDP']._serialized_start=369
   _globals['_DISTRIBUTEDDP']._serialized_end=484
-  _globals['_ADVERTISEKEYS']._serialized_start=486
-  _globals['_ADVERTISEKEYS']._serialized_end=597
-  _globals['_KEYLIST']._serialized_start=599
-  _globals['_KEYLIST']._serialized_end=668
-  _globals['_SEALEDSHARE']._serialized_start=670
-  _globals['_SEALEDSHARE']._serialized_end=737
-  _globals['_ENCRYPTEDSHARES']._serialized_start=739
-  _globals['_ENCRYPTEDSHARES']._serialized_end=813
-  _globals['_SHARERELAY']._serialized_start=815
-  _globals['_SHARERELAY']._serialized_end=887
-  _globals['_MASKEDINPUTHEADER']._serialized_start=889
-  _globals['_MASKEDINPUTHEADER']._serialized_end=924
-  _globals['_CONSISTENCYREQUEST']._serialized_start=926
-  _globals['_CONSISTENCYREQUEST']._serialized_end=984
-  _globals['_CONSISTENCYSIGNATURE']._serialized_start=986
-  _globals['_CONSISTENCYSIGNATURE']._serialized_end=1043
-  _globals['_UNMASKREQUEST']._serialized_start=1045
-  _globals['_UNMASKREQUEST']._serialized_end=1169
-  _globals['_OWNEDSHARE']._serialized_start=1171
-  _globals['_OWNEDSHARE']._serialized_end=1213
-  _globals['_UNMASKSHARES']._serialized_start=1215
-  _globals['_UNMASKSHARES']._serialized_end=1334
-  _globals['_SECAGGSERVERMESSAGE']._serialized_start=1337
-  _globals['_SECAGGSERVERMESSAGE']._serialized_end=1611
-  _globals['_SECAGGCLIENTMESSAGE']._serialized_start=1614
-  _globals['_SECAGGCLIENTMESSAGE']._serialized_end=1925
+  _globals['_ADVERTISEKEYS']._serialized_start=487
+  _globals['_ADVERTISEKEYS']._serialized_end=624
+  _globals['_GRAPHCOMMITMENT']._serialized_start=626
+  _globals['_GRAPHCOMMITMENT']._serialized_end=679
+  _globals['_GRAPHCOMMITMENTS']._serialized_start=681
+  _globals['_GRAPHCOMMITMENTS']._serialized_end=768
+  _globals['_GRAPHREVEAL']._serialized_start=770
+  _globals['_GRAPHREVEAL']._serialized_end=814
+  _globals['_KEYLIST']._serialized_start=816
+  _globals['_KEYLIST']._serialized_end=927
+  _globals['_SEALEDSHARE']._serialized_start=929
+  _globals['_SEALEDSHARE']._serialized_end=996
+  _globals['_ENCRYPTEDSHARES']._serialized_start=998
+  _globals['_ENCRYPTEDSHARES']._serialized_end=1072
+  _globals['_SHARERELAY']._serialized_start=1074
+  _globals['_SHARERELAY']._serialized_end=1146
+  _globals['_MASKEDINPUTHEADER']._serialized_start=1148
+  _globals['_MASKEDINPUTHEADER']._serialized_end=1183
+  _globals['_CONSISTENCYREQUEST']._serialized_start=1185
+  _globals['_CONSISTENCYREQUEST']._serialized_end=1243
+  _globals['_CONSISTENCYSIGNATURE']._serialized_start=1245
+  _globals['_CONSISTENCYSIGNATURE']._serialized_end=1302
+  _globals['_UNMASKREQUEST']._serialized_start=1304
+  _globals['_UNMASKREQUEST']._serialized_end=1428
+  _globals['_OWNEDSHARE']._serialized_start=1430
+  _globals['_OWNEDSHARE']._serialized_end=1472
+  _globals['_UNMASKSHARES']._serialized_start=1474
+  _globals['_UNMASKSHARES']._serialized_end=1593
+  _globals['_SECAGGSERVERMESSAGE']._serialized_start=1596
+  _globals['_SECAGGSERVERMESSAGE']._serialized_end=1929
+  _globals['_SECAGGCLIENTMESSAGE']._serialized_start=1932
+  _globals['_SECAGGCLIENTMESSAGE']._serialized_end=2292
 # @@protoc_insertion_point(module_scope)

@@ -68,26 +68,54 @@ class DistributedDP(_message.Message):
     def __init__(self, noise_multiplier: _Optional[float] = ..., clip_norm: _Optional[float] = ..., kind: _Optional[_Union[IntegerNoise, str]] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class AdvertiseKeys(_message.Message):
-    __slots__ = ("sender", "cipher_pk", "mask_pk", "seed_commitment", "signature")
+    __slots__ = ("sender", "cipher_pk", "mask_pk", "seed_commitment", "signature", "graph_commitment")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     CIPHER_PK_FIELD_NUMBER: _ClassVar[int]
     MASK_PK_FIELD_NUMBER: _ClassVar[int]
     SEED_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     sender: int
     cipher_pk: bytes
     mask_pk: bytes
     seed_commitment: bytes
     signature: bytes
-    def __init__(self, sender: _Optional[int] = ..., cipher_pk: _Optional[bytes] = ..., mask_pk: _Optional[bytes] = ..., seed_commitment: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    graph_commitment: bytes
+    def __init__(self, sender: _Optional[int] = ..., cipher_pk: _Optional[bytes] = ..., mask_pk: _Optional[bytes] = ..., seed_commitment: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., graph_commitment: _Optional[bytes] = ...) -> None: ...
+
+class GraphCommitment(_message.Message):
+    __slots__ = ("sender", "commitment")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    sender: int
+    commitment: bytes
+    def __init__(self, sender: _Optional[int] = ..., commitment: _Optional[bytes] = ...) -> None: ...
+
+class GraphCommitments(_message.Message):
+    __slots__ = ("recipient", "commitments")
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENTS_FIELD_NUMBER: _ClassVar[int]
+    recipient: int
+    commitments: _containers.RepeatedCompositeFieldContainer[GraphCommitment]
+    def __init__(self, recipient: _Optional[int] = ..., commitments: _Optional[_Iterable[_Union[GraphCommitment, _Mapping]]] = ...) -> None: ...
+
+class GraphReveal(_message.Message):
+    __slots__ = ("sender", "nonce")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    sender: int
+    nonce: bytes
+    def __init__(self, sender: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class KeyList(_message.Message):
-    __slots__ = ("recipient", "keys")
+    __slots__ = ("recipient", "keys", "reveals")
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    REVEALS_FIELD_NUMBER: _ClassVar[int]
     recipient: int
     keys: _containers.RepeatedCompositeFieldContainer[AdvertiseKeys]
-    def __init__(self, recipient: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[AdvertiseKeys, _Mapping]]] = ...) -> None: ...
+    reveals: _containers.RepeatedCompositeFieldContainer[GraphReveal]
+    def __init__(self, recipient: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[AdvertiseKeys, _Mapping]]] = ..., reveals: _Optional[_Iterable[_Union[GraphReveal, _Mapping]]] = ...) -> None: ...
 
 class SealedShare(_message.Message):
     __slots__ = ("sender", "receiver", "ciphertext")
@@ -168,29 +196,33 @@ class UnmaskShares(_message.Message):
     def __init__(self, sender: _Optional[int] = ..., seed_shares: _Optional[_Iterable[_Union[OwnedShare, _Mapping]]] = ..., key_shares: _Optional[_Iterable[_Union[OwnedShare, _Mapping]]] = ...) -> None: ...
 
 class SecAggServerMessage(_message.Message):
-    __slots__ = ("setup", "key_list", "share_relay", "consistency_request", "unmask_request")
+    __slots__ = ("setup", "key_list", "share_relay", "consistency_request", "unmask_request", "graph_commitments")
     SETUP_FIELD_NUMBER: _ClassVar[int]
     KEY_LIST_FIELD_NUMBER: _ClassVar[int]
     SHARE_RELAY_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_REQUEST_FIELD_NUMBER: _ClassVar[int]
     UNMASK_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_COMMITMENTS_FIELD_NUMBER: _ClassVar[int]
     setup: SecAggSetup
     key_list: KeyList
     share_relay: ShareRelay
     consistency_request: ConsistencyRequest
     unmask_request: UnmaskRequest
-    def __init__(self, setup: _Optional[_Union[SecAggSetup, _Mapping]] = ..., key_list: _Optional[_Union[KeyList, _Mapping]] = ..., share_relay: _Optional[_Union[ShareRelay, _Mapping]] = ..., consistency_request: _Optional[_Union[ConsistencyRequest, _Mapping]] = ..., unmask_request: _Optional[_Union[UnmaskRequest, _Mapping]] = ...) -> None: ...
+    graph_commitments: GraphCommitments
+    def __init__(self, setup: _Optional[_Union[SecAggSetup, _Mapping]] = ..., key_list: _Optional[_Union[KeyList, _Mapping]] = ..., share_relay: _Optional[_Union[ShareRelay, _Mapping]] = ..., consistency_request: _Optional[_Union[ConsistencyRequest, _Mapping]] = ..., unmask_request: _Optional[_Union[UnmaskRequest, _Mapping]] = ..., graph_commitments: _Optional[_Union[GraphCommitments, _Mapping]] = ...) -> None: ...
 
 class SecAggClientMessage(_message.Message):
-    __slots__ = ("advertise_keys", "encrypted_shares", "masked_input", "consistency_signature", "unmask_shares")
+    __slots__ = ("advertise_keys", "encrypted_shares", "masked_input", "consistency_signature", "unmask_shares", "graph_reveal")
     ADVERTISE_KEYS_FIELD_NUMBER: _ClassVar[int]
     ENCRYPTED_SHARES_FIELD_NUMBER: _ClassVar[int]
     MASKED_INPUT_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     UNMASK_SHARES_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_REVEAL_FIELD_NUMBER: _ClassVar[int]
     advertise_keys: AdvertiseKeys
     encrypted_shares: EncryptedShares
     masked_input: MaskedInputHeader
     consistency_signature: ConsistencySignature
     unmask_shares: UnmaskShares
-    def __init__(self, advertise_keys: _Optional[_Union[AdvertiseKeys, _Mapping]] = ..., encrypted_shares: _Optional[_Union[EncryptedShares, _Mapping]] = ..., masked_input: _Optional[_Union[MaskedInputHeader, _Mapping]] = ..., consistency_signature: _Optional[_Union[ConsistencySignature, _Mapping]] = ..., unmask_shares: _Optional[_Union[UnmaskShares, _Mapping]] = ...) -> None: ...
+    graph_reveal: GraphReveal
+    def __init__(self, advertise_keys: _Optional[_Union[AdvertiseKeys, _Mapping]] = ..., encrypted_shares: _Optional[_Union[EncryptedShares, _Mapping]] = ..., masked_input: _Optional[_Union[MaskedInputHeader, _Mapping]] = ..., consistency_signature: _Optional[_Union[ConsistencySignature, _Mapping]] = ..., unmask_shares: _Optional[_Union[UnmaskShares, _Mapping]] = ..., graph_reveal: _Optional[_Union[GraphReveal, _Mapping]] = ...) -> None: ...

@@ -53,7 +53,7 @@ def expected_sum(spec: RoundSpec, inputs, survivors) -> np.ndarray:
     return np.array([int(v) % 2**spec.config.bit_width for v in total], dtype=object)
 
 
-def signed_cohort(n: int = 6, threshold: int = 4, **kwargs: object) -> Cohort:
+def signed_cohort(n: int = 6, threshold: int = 5, **kwargs: object) -> Cohort:
     identity = {c: Ed25519PrivateKey.from_private_bytes(os.urandom(32)) for c in range(1, n + 1)}
     publics = tuple(identity[c].public_key().public_bytes_raw() for c in range(1, n + 1))
     spec = make_spec(n, threshold, identities=publics, **kwargs)  # type: ignore[arg-type]
@@ -91,6 +91,8 @@ def advance(cohort: Cohort, until: ServerPhase) -> list[ServerMessage]:
             if clients[msg.recipient].phase is ClientPhase.MASK:
                 replies.append(clients[msg.recipient].mask_input(inputs[msg.recipient]))
         outbound = [out for reply in replies for out in server.handle(reply)]
+        if not outbound and server.phase is not until:
+            raise AssertionError(f"the round stalled in {server.phase.name} before {until.name}")
     return outbound
 
 

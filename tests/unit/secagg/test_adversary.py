@@ -122,7 +122,7 @@ def test_client_refuses_too_few_survivors():
     cohort = Cohort(make_spec(n=6, threshold=4))
     request = advance(cohort, ServerPhase.COLLECT_UNMASK)[0]
 
-    with pytest.raises(ProtocolError, match="fewer than t=4"):
+    with pytest.raises(ProtocolError, match="survivors among its holders, t=4"):
         cohort.clients[request.recipient].handle(replace(request, survivors=(1, 2, 3)))
 
 
@@ -137,7 +137,7 @@ def test_client_refuses_survivor_it_never_heard_from():
 
 
 def test_signed_client_refuses_dropping_a_survivor_it_signed():
-    cohort = signed_cohort(n=6, threshold=4)
+    cohort = signed_cohort(n=6, threshold=5)
     requests = advance(cohort, ServerPhase.COLLECT_UNMASK)
     request = requests[0]
     forged = replace(request, survivors=request.survivors[:-1], dropped=request.survivors[-1:])
@@ -147,11 +147,11 @@ def test_signed_client_refuses_dropping_a_survivor_it_signed():
 
 
 def test_signed_client_refuses_too_few_valid_signatures():
-    cohort = signed_cohort(n=6, threshold=4)
+    cohort = signed_cohort(n=6, threshold=5)
     request = advance(cohort, ServerPhase.COLLECT_UNMASK)[0]
-    forged = replace(request, signatures=request.signatures[:3])
+    forged = replace(request, signatures=request.signatures[:4])
 
-    with pytest.raises(ProtocolError, match="valid survivor signatures"):
+    with pytest.raises(ProtocolError, match="holders signed the survivor list, t=5"):
         cohort.clients[request.recipient].handle(forged)
 
 

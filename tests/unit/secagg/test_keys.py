@@ -60,19 +60,50 @@ def test_low_order_peer_key_is_refused():
         keys.agree(keys.new_x25519(_counter_bytes(0)), bytes(32))
 
 
+GRAPH = b"g" * 32
+
+
 def test_share_roundtrip():
     key = bytes(32)
-    sealed = keys.encrypt_share(key, b"share", round_id=1, sender=2, receiver=3)
+    sealed = keys.encrypt_share(key, b"share", round_id=1, graph_seed=GRAPH, sender=2, receiver=3)
 
-    assert keys.decrypt_share(key, sealed, round_id=1, sender=2, receiver=3) == b"share"
+    assert keys.decrypt_share(
+        key, sealed, round_id=1, graph_seed=GRAPH, sender=2, receiver=3
+    ) == b"share"
 
 
-@pytest.mark.parametrize(("round_id", "sender", "receiver"), [(2, 2, 3), (1, 4, 3), (1, 2, 4)])
-def test_share_is_bound_to_round_sender_and_receiver(round_id, sender, receiver):
-    sealed = keys.encrypt_share(bytes(32), b"share", round_id=1, sender=2, receiver=3)
+@pytest.mark.parametrize(
+    ("round_id", "graph_seed", "sender", "receiver"),
+    [(2, GRAPH, 2, 3), (1, b"h" * 32, 2, 3), (1, GRAPH, 4, 3), (1, GRAPH, 2, 4)],
+)
+def test_share_is_bound_to_round_graph_sender_and_receiver(round_id, graph_seed, sender, receiver):
+    sealed = keys.encrypt_share(
+        bytes(32), b"share", round_id=1, graph_seed=GRAPH, sender=2, receiver=3
+    )
 
     with pytest.raises(SecAggError):
-        keys.decrypt_share(bytes(32), sealed, round_id=round_id, sender=sender, receiver=receiver)
+        keys.decrypt_share(bytes(32), sealed, round_id=round_id, graph_seed=graph_seed,
+                           sender=sender, receiver=receiver)
+
+
+def test_graph_seed_depends_on_every_nonce_and_the_round():
+    nonces = ((1, b"a" * 32), (2, b"b" * 32), (3, b"c" * 32))
+    seed = keys.graph_seed(round_id=5, nonces=nonces)
+
+    assert keys.graph_seed(round_id=5, nonces=nonces[::-1]) == seed  # order of arrival is moot
+    assert keys.graph_seed(round_id=6, nonces=nonces) != seed
+    assert keys.graph_seed(round_id=5, nonces=nonces[:2]) != seed
+    assert keys.graph_seed(round_id=5, nonces=((1, b"a" * 32), (2, b"b" * 32),
+                                                (3, b"d" * 32))) != seed
+
+
+def test_graph_commitment_binds_nonce_round_and_owner():
+    c = keys.graph_commitment(b"n" * 32, round_id=1, owner=2)
+
+    assert keys.graph_commitment(b"n" * 32, round_id=1, owner=2) == c
+    assert c not in {keys.graph_commitment(b"m" * 32, round_id=1, owner=2),
+                     keys.graph_commitment(b"n" * 32, round_id=2, owner=2),
+                     keys.graph_commitment(b"n" * 32, round_id=1, owner=3)}
 
 
 def _advert(sender: int = 1) -> AdvertiseKeys:

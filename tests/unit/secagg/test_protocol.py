@@ -120,9 +120,9 @@ def test_secagg_plus_sends_far_less_than_full():
 
 
 def test_signed_round_exact():
-    cohort = signed_cohort()
+    cohort = signed_cohort(n=7, threshold=5)
     inputs = make_inputs(cohort.spec)
-    result = cohort.run(inputs, drops={MaskedInput: {6}, ConsistencySignature: {5}})
+    result = cohort.run(inputs, drops={MaskedInput: {7}, ConsistencySignature: {6}})
 
     _assert_exact(cohort.spec, result, inputs)
 

@@ -17,7 +17,6 @@ from fedcore.secagg.roster import (
     load_identity_key,
     new_identity_key,
     public_key,
-    signed_threshold,
 )
 
 from .conftest import make_spec
@@ -89,29 +88,3 @@ def test_a_client_refuses_a_round_that_does_not_fit_its_roster(participants, cli
     identity = SecAggIdentity("c0", keys[0], roster)
     with pytest.raises(RosterError, match=words):
         identity.signed_spec(make_spec(n=4, threshold=3), client=client, participants=participants)
-
-
-@pytest.mark.parametrize(("n", "mode", "degree", "threshold", "ok"), [
-    (6, Mode.FULL, 0, 4, False),  # 4 = 2n/3 is not enough
-    (6, Mode.FULL, 0, 5, True),
-    (9, Mode.FULL, 0, 7, True),
-    (9, Mode.SECAGG_PLUS, 4, 3, False),  # a neighbourhood of 5 needs 4
-    (9, Mode.SECAGG_PLUS, 4, 4, True),
-])
-def test_a_client_refuses_a_threshold_of_two_thirds_or_less(n, mode, degree, threshold, ok) -> None:  # type: ignore[no-untyped-def]
-    keys, roster = _identities(n)
-    identity = SecAggIdentity("c0", keys[0], roster)
-    spec = make_spec(n=n, threshold=threshold, mode=mode, degree=degree)
-    participants = tuple(f"c{i}" for i in range(n))
-    if ok:
-        assert identity.signed_spec(spec, client=1, participants=participants).signed
-    else:
-        with pytest.raises(RosterError, match="two thirds"):
-            identity.signed_spec(spec, client=1, participants=participants)
-
-
-def test_signed_threshold_is_above_two_thirds() -> None:
-    for size in range(1, 60):
-        t = signed_threshold(size)
-        assert t <= size and (3 * t > 2 * size)
-        assert t == 1 or 3 * (t - 1) <= 2 * size  # and the least such

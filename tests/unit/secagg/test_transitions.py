@@ -8,12 +8,15 @@ import pytest
 from fedcore.secagg import client as client_mod
 from fedcore.secagg import server as server_mod
 from fedcore.secagg.client import SecAggClient
+from fedcore.secagg.config import Mode
 from fedcore.secagg.errors import ProtocolError, RoundAborted
 from fedcore.secagg.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
     ConsistencySignature,
     EncryptedShares,
+    GraphCommitments,
+    GraphReveal,
     KeyList,
     MaskedInput,
     OwnedShare,
@@ -25,6 +28,7 @@ from fedcore.secagg.messages import (
 from .conftest import advance, make_inputs, make_spec, signed_cohort, snapshot
 
 SERVER_SAMPLES = [
+    GraphCommitments(recipient=1, commitments=()),
     KeyList(recipient=1, keys=()),
     ShareRelay(recipient=1, shares=()),
     ConsistencyRequest(recipient=1, survivors=(1, 2, 3)),
@@ -32,6 +36,7 @@ SERVER_SAMPLES = [
 ]
 CLIENT_SAMPLES = [
     AdvertiseKeys(sender=1, cipher_pk=bytes(32), mask_pk=bytes(32), seed_commitment=bytes(32)),
+    GraphReveal(sender=1, nonce=bytes(32)),
     EncryptedShares(sender=1, shares=()),
     MaskedInput(sender=1, data=b""),
     ConsistencySignature(sender=1, signature=bytes(64)),
@@ -39,9 +44,14 @@ CLIENT_SAMPLES = [
 ]
 
 
+def _sparse_signed_cohort():
+    """A signed round whose graph is sparse: it goes through every phase there is."""
+    return signed_cohort(n=8, threshold=3, mode=Mode.SECAGG_PLUS, degree=2)
+
+
 def _client_in_every_phase():
-    """A signed round's client 1, stopped in each phase in turn."""
-    cohort = signed_cohort(n=4, threshold=3)
+    """A signed SecAgg+ round's client 1, stopped in each phase in turn."""
+    cohort = _sparse_signed_cohort()
     machines = {}
     server, clients = cohort.server, cohort.clients
     inputs = make_inputs(cohort.spec)
@@ -127,7 +137,7 @@ def _server_in_every_phase():
     """Servers of signed rounds stopped in each phase, and ones that finished or aborted."""
     machines = {}
     for phase in server_mod.Phase:
-        cohort = signed_cohort(n=4, threshold=3)
+        cohort = _sparse_signed_cohort()
         if phase is server_mod.Phase.ABORTED:
             with pytest.raises(RoundAborted):
                 cohort.run(make_inputs(cohort.spec), drops={AdvertiseKeys: {1, 2}})
