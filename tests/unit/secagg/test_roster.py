@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fedcore.secagg.config import Mode
 from fedcore.secagg.roster import (
     Roster,
     RosterError,

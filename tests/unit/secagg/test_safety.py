@@ -19,7 +19,6 @@ from fedcore.secagg.messages import (
     ConsistencySignature,
     EncryptedShares,
     GraphCommitment,
-    GraphCommitments,
     GraphReveal,
     KeyList,
     MaskedInput,
@@ -149,17 +148,15 @@ def test_the_graph_is_not_the_coordinators_seed_and_differs_between_runs() -> No
     assert graphs[0] != graphs[1]
 
 
-def _at_commitments(cohort: Cohort) -> tuple[dict[int, GraphCommitments], dict[int, GraphReveal]]:
-    """Advertise, take the commitment lists; the honest reveals for them."""
-    lists = {m.recipient: m for m in advance(cohort, ServerPhase.COLLECT_REVEALS)}
-    reveals = {c: cohort.clients[c].handle(lists[c])[0] for c in lists}
-    return lists, reveals  # type: ignore[return-value]
+def _reveals(cohort: Cohort) -> list[object]:
+    """Advertise, take the commitment lists; the clients' reveals."""
+    lists = advance(cohort, ServerPhase.COLLECT_REVEALS)
+    return [cohort.clients[m.recipient].handle(m)[0] for m in lists]
 
 
 def test_a_coordinator_that_drops_a_reveal_to_reshape_the_graph_is_refused() -> None:
     cohort = _sparse()
-    lists, reveals = _at_commitments(cohort)
-    honest = [out for r in reveals.values() for out in cohort.server.handle(r)]
+    honest = [out for r in _reveals(cohort) for out in cohort.server.handle(r)]
     key_list = next(m for m in honest if isinstance(m, KeyList) and m.recipient == 1)
     client = cohort.clients[1]
     before = snapshot(client)
@@ -207,10 +204,10 @@ def test_clients_shown_different_graphs_cannot_be_played_against_each_other() ->
     cohort = _sparse(threshold=8, degree=10)  # two random graphs share most of 1's neighbours
     lists = {m.recipient: m for m in advance(cohort, ServerPhase.COLLECT_REVEALS)}
     hidden = 12  # left out of every view but clients 1's and its own
-    for c in lists:
+    for c, shown in list(lists.items()):
         if c not in (1, hidden):
-            lists[c] = replace(lists[c], commitments=tuple(
-                x for x in lists[c].commitments if x.sender != hidden))
+            lists[c] = replace(shown, commitments=tuple(
+                x for x in shown.commitments if x.sender != hidden))
     reveals = {c: cohort.clients[c].handle(lists[c])[0] for c in lists}
     views = {
         "a": tuple(reveals[c] for c in sorted(reveals)),
