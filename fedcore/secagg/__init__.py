@@ -6,9 +6,11 @@ machines without I/O: `SecAggServer` and `SecAggClient`, driven by the dataclass
 `messages`. Each module states the guarantee it provides next to the code providing it.
 
 Security model: the server is honest but curious in unsigned rounds; with identities set
-in `RoundSpec` keys are signed and a consistency check defends against a server that
-lies about who survived (up to the usual t > 2n/3 condition of the paper). In deployment the
-identities come from the operator's roster (`roster`), which clients hold themselves.
+in `RoundSpec` keys are signed, the SecAgg+ graph is drawn from the clients' committed nonces,
+and a per-owner consistency check defends against a server that lies about who survived, as
+long as the threshold meets `safety.least_signed_threshold` (each client checks it). In
+deployment the identities come from the operator's roster (`roster`), which clients hold
+themselves.
 """
 
 from fedcore.secagg.client import SecAggClient

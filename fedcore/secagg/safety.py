@@ -33,9 +33,9 @@ needs a list L*_w that drops w, signed by t holders of w; the signers of L*_u an
 disjoint (each signs once) and lie in H(u) u H(w), which needs 2t <= U. So s_uw stays hidden.
 
 With c clients colluding with the coordinator inside H(u) u H(w) the same count gives
-security while 2t > U + c: each threshold tolerates c < 2t - U colluders there. Rule 3 also
-keeps the coordinator from isolating a small group of survivors: the owner at the end of an
-isolated stretch of the ring has at most k/2 + 1 < t surviving holders, so its masks stay on.
+security while 2t > U + c: each threshold tolerates c < 2t - U colluders there. What is
+not claimed: a lying coordinator still chooses who counts as a survivor (it can ignore any
+client), so the sum it learns is over survivors of its choosing.
 
 The graph itself is drawn from contributions every participant commits to before any is
 revealed (`fedcore.secagg.keys.graph_seed`), and the seed is bound into every share and
