@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -11,6 +10,8 @@ from fedcore.messages import TrainConfig
 from fedcore.sim.backends.pool import ProcessPool, split_work
 from fedcore.sim.backends.sequential import train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
+from fedcore.sim.config import BackendKind
+from fedcore.sim.pools import training_pool
 
 SETTINGS = TrainConfig(local_epochs=2, batch_size=4, learning_rate=0.1, proximal_mu=0.1)
 
@@ -75,17 +76,21 @@ def test_sequential_workers_train_their_own_copy_of_the_model() -> None:
     _assert_same(results, expected)
 
 
-def test_a_ray_pool_trains_as_in_process() -> None:
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'fedcore[ray]'")
+def test_a_ray_pool_trains_as_in_process(local_ray: object) -> None:
     from fedcore.sim.backends.ray import RayPool
 
     model, params, clients = _setup()
     seeds = [1, 2, 3, 4, 5, 6]
     expected = list(train_vectorised(model, params, clients, seeds=seeds, settings=SETTINGS))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        results = list(RayPool(2).train(model, params, clients, seeds=seeds, settings=SETTINGS))
-    finally:
-        ray.shutdown()
+
+    results = list(RayPool(2).train(model, params, clients, seeds=seeds, settings=SETTINGS))
 
     _assert_same(results, expected)
+
+
+def test_the_ray_backend_setting_trains_on_the_running_ray(local_ray: object) -> None:
+    from fedcore.sim.backends.ray import RayPool
+
+    pool = training_pool(BackendKind.RAY, 2)
+
+    assert isinstance(pool, RayPool) and pool.shares == 2
