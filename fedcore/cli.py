@@ -291,13 +291,14 @@ def _server(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
-    config = load_config(args.config, overrides)
+    plan = load_config(args.config, overrides)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # e.g. `docker stop`
-    with _round_progress(args.progress, config.rounds.num_rounds) as on_round:
-        records = run_coordinator(config, resume=args.resume, stop=stop, on_round=on_round)
+    with _round_progress(args.progress, plan.run.engine.num_rounds) as on_round:
+        records = run_coordinator(plan, resume=args.resume, stop=stop, on_round=on_round)
     if records:
-        plot_history([r.to_dict() for r in records], Path(config.server.out_dir) / "training.png")
+        out = Path(plan.config.server.out_dir)
+        plot_history([r.to_dict() for r in records], out / "training.png")
     return 0
 
 

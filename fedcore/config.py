@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,10 +23,19 @@ from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.dp.user_level import noise_multiplier_for_user_level
-from fedcore.engine.config import EngineConfig, SecureAggregationConfig, SelectionConfig
+from fedcore.engine.config import (
+    CLIENT_TIMEOUT_S,
+    EVAL_TIMEOUT_S,
+    ROUND_TIMEOUT_S,
+    EngineConfig,
+    SecureAggregationConfig,
+    SelectionConfig,
+)
+from fedcore.engine.plan import RunPlan
 from fedcore.messages import LocalDPConfig
 from fedcore.secagg.config import Mode
 from fedcore.secagg.roster import Roster
+from fedcore.strategy.base import Strategy
 from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 
@@ -52,11 +61,11 @@ class RoundsConfig:
     over_selection: float = 0.0
     min_results: int = 1
     min_available: int = 1
-    round_timeout_s: float = 120.0
+    round_timeout_s: float = ROUND_TIMEOUT_S
     eval_fraction: float = 1.0
     eval_every: int = 1
-    eval_timeout_s: float = 60.0
-    client_timeout_s: float = 120.0
+    eval_timeout_s: float = EVAL_TIMEOUT_S
+    client_timeout_s: float = CLIENT_TIMEOUT_S
     seed: int = 0
 
 
@@ -243,68 +252,96 @@ class CoordinatorConfig:
     secagg: SecAggSection = field(default_factory=SecAggSection)
     user_dp: UserDPSection = field(default_factory=UserDPSection)
 
-    def engine_config(self) -> EngineConfig:
-        """The round engine's settings."""
-        r = self.rounds
-        try:
-            train = SelectionConfig(
-                count=r.clients_per_round,
-                fraction=0.0 if r.clients_per_round else r.fraction,
-                over_selection=r.over_selection,
-                min_results=r.min_results,
-                min_available=r.min_available,
-            )
-            evaluate = (
-                SelectionConfig(fraction=r.eval_fraction, min_results=1, min_available=1)
-                if r.eval_fraction > 0
-                else None
-            )
-            return EngineConfig(
-                num_rounds=r.num_rounds,
-                train=train,
-                evaluate=evaluate,
-                eval_every=r.eval_every,
-                round_timeout_s=r.round_timeout_s,
-                eval_timeout_s=r.eval_timeout_s,
-                client_timeout_s=r.client_timeout_s,
-                seed=r.seed,
-                max_payload_bytes=int(self.server.max_payload_mb * (1 << 20)),
-                secagg=self.secagg.engine_config(),
-            )
-        except ValueError as err:
-            raise ConfigError(f"[rounds]: {err}") from err
 
-    def strategy_obj(self) -> FedAvg | DPFedAvg:
-        """The configured strategy."""
-        s = self.strategy
-        if self.user_dp.enabled:
-            if self.secagg.enabled:
-                raise ConfigError("[user_dp] noises what the coordinator sees, which secure "
-                                  "aggregation hides; use [secagg] dp_noise_multiplier instead")
-            if self.privacy.local_dp:
-                raise ConfigError("[user_dp] and [privacy] local_dp together are not supported")
-            return self.user_dp.strategy(self.rounds, s)
-        if s.name is StrategyName.FEDPROX and not s.proximal_mu > 0:
-            raise ConfigError("strategy.proximal_mu must be > 0 for fedprox")
-        try:
-            return FedAvg(
-                local_epochs=s.local_epochs,
-                batch_size=s.batch_size,
-                learning_rate=s.learning_rate,
-                proximal_mu=s.proximal_mu if s.name is StrategyName.FEDPROX else 0.0,
-                server_lr=s.server_lr,
-                local_dp=self.privacy.local_dp_config(self.rounds.num_rounds),
-            )
-        except ValueError as err:
-            raise ConfigError(f"[strategy]: {err}") from err
+class RunSections(Protocol):
+    """The sections that describe a run, shared by the coordinator's and the simulator's files."""
+
+    @property
+    def rounds(self) -> RoundsConfig: ...
+    @property
+    def strategy(self) -> StrategyConfig: ...
+    @property
+    def privacy(self) -> PrivacyConfig: ...
+    @property
+    def secagg(self) -> SecAggSection: ...
+    @property
+    def user_dp(self) -> UserDPSection: ...
 
 
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> CoordinatorConfig:
-    """Read `path` (TOML; None for defaults), apply dotted-key `overrides`, validate everything."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerPlan:
+    """A coordinator file as read (`config`) and the run it describes (`run`), built once."""
+
+    config: CoordinatorConfig
+    run: RunPlan
+
+
+def plan_run(sections: RunSections, *, max_payload_bytes: int = 4 << 30) -> RunPlan:
+    """The engine settings and strategy that `sections` describe (reads the roster, if any).
+
+    Raises:
+        ConfigError: a value is invalid or settings conflict; the message names the key.
+    """
+    return RunPlan(engine=_engine_config(sections, max_payload_bytes),
+                   strategy=_strategy(sections))
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> ServerPlan:
+    """Read `path` (TOML; None for defaults) once, apply dotted-key `overrides`, and build the
+    run it describes, so every bad value fails here, at start."""
     config = build(CoordinatorConfig, load_toml(path, overrides), "")
-    config.engine_config()
-    config.strategy_obj()
-    return config
+    max_payload = int(config.server.max_payload_mb * (1 << 20))
+    return ServerPlan(config=config, run=plan_run(config, max_payload_bytes=max_payload))
+
+
+def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfig:
+    r = sections.rounds
+    secagg = sections.secagg.engine_config()
+    try:
+        train = SelectionConfig(
+            count=r.clients_per_round,
+            fraction=0.0 if r.clients_per_round else r.fraction,
+            over_selection=r.over_selection,
+            min_results=r.min_results,
+            min_available=r.min_available,
+        )
+        evaluate = (
+            SelectionConfig(fraction=r.eval_fraction, min_results=1, min_available=1)
+            if r.eval_fraction > 0
+            else None
+        )
+        return EngineConfig(
+            num_rounds=r.num_rounds, train=train, evaluate=evaluate, eval_every=r.eval_every,
+            round_timeout_s=r.round_timeout_s, eval_timeout_s=r.eval_timeout_s,
+            client_timeout_s=r.client_timeout_s, seed=r.seed,
+            max_payload_bytes=max_payload_bytes, secagg=secagg,
+        )
+    except ValueError as err:
+        raise ConfigError(f"[rounds]: {err}") from err
+
+
+def _strategy(sections: RunSections) -> Strategy:
+    s = sections.strategy
+    if sections.user_dp.enabled:
+        if sections.secagg.enabled:
+            raise ConfigError("[user_dp] noises what the coordinator sees, which secure "
+                              "aggregation hides; use [secagg] dp_noise_multiplier instead")
+        if sections.privacy.local_dp:
+            raise ConfigError("[user_dp] and [privacy] local_dp together are not supported")
+        return sections.user_dp.strategy(sections.rounds, s)
+    if s.name is StrategyName.FEDPROX and not s.proximal_mu > 0:
+        raise ConfigError("strategy.proximal_mu must be > 0 for fedprox")
+    try:
+        return FedAvg(
+            local_epochs=s.local_epochs,
+            batch_size=s.batch_size,
+            learning_rate=s.learning_rate,
+            proximal_mu=s.proximal_mu if s.name is StrategyName.FEDPROX else 0.0,
+            server_lr=s.server_lr,
+            local_dp=sections.privacy.local_dp_config(sections.rounds.num_rounds),
+        )
+    except ValueError as err:
+        raise ConfigError(f"[strategy]: {err}") from err
 
 
 def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

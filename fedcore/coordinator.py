@@ -15,9 +15,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from fedcore.config import ConfigError, CoordinatorConfig, TLSConfig
+from fedcore.config import ConfigError, CoordinatorConfig, ServerPlan, TLSConfig
 from fedcore.engine import RoundEngine, RoundRecord
 from fedcore.engine.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from fedcore.engine.plan import build_run
 from fedcore.history import HistoryWriter
 from fedcore.metrics import CoordinatorMetrics
 from fedcore.params import Array
@@ -30,17 +31,17 @@ log = logging.getLogger(__name__)
 
 
 def run_coordinator(
-    config: CoordinatorConfig,
+    plan: ServerPlan,
     *,
     resume: bool = False,
     stop: threading.Event | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_start: Callable[[CoordinatorServer, int], None] | None = None,
 ) -> list[RoundRecord]:
-    """Serve the run described by `config` until it ends or `stop` is set; returns the records.
+    """Serve the run `plan` describes until it ends or `stop` is set; returns the records.
 
     Args:
-        config: the coordinator configuration.
+        plan: the coordinator configuration and its run (`fedcore.config.load_config`).
         resume: continue from the checkpoint in `server.out_dir` (a new run when there is none).
         stop: set it to stop serving; the last checkpoint (after the last completed round) stays.
         on_round: also called with each completed round (e.g. a progress display).
@@ -49,9 +50,10 @@ def run_coordinator(
     Raises:
         ConfigError: a checkpoint exists but `resume` is off, or a file cannot be read.
     """
+    config = plan.config
     out = Path(config.server.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    engine = build_engine(config, resume=resume)
+    engine = build_engine(plan, resume=resume)
     history = HistoryWriter(out)
     history.rows = [r.to_dict() for r in engine.records]
     store = RunStore(out / config.server.run_store) if config.server.run_store else None
@@ -95,8 +97,9 @@ def run_coordinator(
     return engine.records
 
 
-def build_engine(config: CoordinatorConfig, *, resume: bool) -> RoundEngine:
+def build_engine(plan: ServerPlan, *, resume: bool) -> RoundEngine:
     """A fresh engine, or one restored from the checkpoint in `server.out_dir`."""
+    config = plan.config
     out = Path(config.server.out_dir)
     snapshot = load_checkpoint(out)
     if snapshot is not None and not resume:
@@ -106,11 +109,11 @@ def build_engine(config: CoordinatorConfig, *, resume: bool) -> RoundEngine:
         )
     if snapshot is not None:
         log.info("resuming after round %d from %s", snapshot.round, out / FILENAME)
-        return RoundEngine.restore(config.engine_config(), config.strategy_obj(), snapshot)
+        return build_run(plan.run, snapshot=snapshot)
     if resume:
         log.info("no checkpoint in %s: starting a new run", out)
     initial = load_npz(Path(config.server.initial_model)) if config.server.initial_model else None
-    return RoundEngine(config.engine_config(), config.strategy_obj(), initial_params=initial)
+    return build_run(plan.run, initial_params=initial)
 
 
 def build_credentials(tls: TLSConfig) -> grpc.ServerCredentials | None:

@@ -14,13 +14,14 @@ import numpy as np
 from torch import nn
 
 from fedcore.client.torch_app import state_to_params
-from fedcore.config import CoordinatorConfig
+from fedcore.config import plan_run
 from fedcore.data.digits import load_digits_split
 from fedcore.data.mnist import load_mnist
 from fedcore.data.partition import dirichlet_partition, iid_partition, shard_partition
 from fedcore.data.split import DatasetSplit
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
-from fedcore.engine import RoundEngine, RoundRecord
+from fedcore.engine import RoundRecord
+from fedcore.engine.plan import build_run
 from fedcore.history import HistoryWriter
 from fedcore.models import logistic_regression, mlp, mnist_cnn, seeded
 from fedcore.plot import plot_history
@@ -53,16 +54,8 @@ def run(
     data, num_features, num_classes = _data_source(config)
     population = Population(sim.clients, seed=sim.seed, data=data)
     model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
-    coordinator = CoordinatorConfig(
-        rounds=config.rounds, strategy=config.strategy, privacy=config.privacy,
-        secagg=config.secagg, user_dp=config.user_dp,
-    )
-    engine = RoundEngine(
-        coordinator.engine_config(),
-        coordinator.strategy_obj(),
-        initial_params=state_to_params(model),
-        registry=VirtualRegistry(population),
-    )
+    engine = build_run(plan_run(config), initial_params=state_to_params(model),
+                       registry=VirtualRegistry(population))
     pool = training_pool(sim.backend, sim.workers)
     runner = TorchRunner(
         model, population, vectorised=sim.backend is not BackendKind.SEQUENTIAL,

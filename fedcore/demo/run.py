@@ -14,14 +14,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fedcore.config import (
+    CoordinatorConfig,
+    PrivacyConfig,
+    RoundsConfig,
+    SecAggSection,
+    StrategyConfig,
+    plan_run,
+)
 from fedcore.demo.digits_app import initial_params
-from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
-from fedcore.engine.config import SecureAggregationConfig
+from fedcore.engine import RoundRecord
+from fedcore.engine.plan import build_run
 from fedcore.history import HistoryWriter
-from fedcore.messages import LocalDPConfig
 from fedcore.plot import plot_history
-from fedcore.secagg.roster import Roster, enrol
-from fedcore.strategy import FedAvg
+from fedcore.secagg.roster import enrol
 from fedcore.transport.grpc.server import CoordinatorServer
 
 log = logging.getLogger(__name__)
@@ -51,22 +57,23 @@ class DemoConfig:
         """Where signed demos keep the clients' identity keys and the roster."""
         return Path(self.out_dir) / "identities"
 
-    def secure_aggregation(self) -> SecureAggregationConfig | None:
-        """Secure aggregation over all demo clients, when asked for (signed: with the roster
-        that `enrol_clients` wrote)."""
-        if not (self.secagg or self.signed):
-            return None
-        roster = Roster.load(self.identities / "roster.json") if self.signed else None
-        return SecureAggregationConfig(max_clients=self.clients, clip=2.0, weight_cap=500.0,
-                                       roster=roster)
-
-    def local_dp(self) -> LocalDPConfig | None:
-        """Local DP-SGD settings when `dp_epsilon` > 0: that budget spread over the rounds."""
-        if not self.dp_epsilon > 0:
-            return None
-        return LocalDPConfig(
-            target_epsilon=self.dp_epsilon, planned_rounds=self.rounds,
-            max_grad_norm=self.dp_max_grad_norm,
+    def sections(self) -> CoordinatorConfig:
+        """The run as a coordinator file would describe it: every client in every round,
+        FedAvg, local DP-SGD spending `dp_epsilon` over the rounds when > 0, and secure
+        aggregation over all demo clients when asked for (signed: with the roster that
+        `enrol_clients` writes)."""
+        return CoordinatorConfig(
+            rounds=RoundsConfig(num_rounds=self.rounds, fraction=1.0, min_results=self.clients,
+                                min_available=self.clients, eval_fraction=1.0, seed=self.seed),
+            strategy=StrategyConfig(local_epochs=self.local_epochs, batch_size=self.batch_size,
+                                    learning_rate=self.learning_rate),
+            privacy=PrivacyConfig(local_dp=self.dp_epsilon > 0, target_epsilon=self.dp_epsilon,
+                                  max_grad_norm=self.dp_max_grad_norm),
+            secagg=SecAggSection(
+                enabled=self.secagg or self.signed, max_clients=self.clients, clip=2.0,
+                weight_cap=500.0,
+                roster=str(self.identities / "roster.json") if self.signed else "",
+            ),
         )
 
 
@@ -106,23 +113,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     if cfg.signed:
         enrol_clients(cfg)
     history = HistoryWriter(out)
-    engine = RoundEngine(
-        EngineConfig(
-            num_rounds=cfg.rounds,
-            train=SelectionConfig(fraction=1.0, min_results=cfg.clients, min_available=cfg.clients),
-            evaluate=SelectionConfig(fraction=1.0),
-            round_timeout_s=120.0,
-            seed=cfg.seed,
-            secagg=cfg.secure_aggregation(),
-        ),
-        FedAvg(
-            local_epochs=cfg.local_epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            local_dp=cfg.local_dp(),
-        ),
-        initial_params=initial_params(cfg.seed),
-    )
+    engine = build_run(plan_run(cfg.sections()), initial_params=initial_params(cfg.seed))
     records: list[RoundRecord] = []
     progress = Progress(
         TextColumn("[bold]federated training"), BarColumn(), MofNCompleteColumn(),
@@ -133,7 +124,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
     def on_round(record: RoundRecord) -> None:
         records.append(record)
         history.append(record)
-        progress.console.print(_row(record, dp=cfg.local_dp() is not None))
+        progress.console.print(_row(record, dp=cfg.dp_epsilon > 0))
         progress.advance(bar)
 
     server = CoordinatorServer(engine, on_round=on_round, long_poll_s=2.0, linger_s=2.0)
@@ -152,7 +143,7 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
         with progress:
             progress.console.print(
                 f"{'round':>5} {'clients':>8} {'train loss':>11} {'test loss':>10} "
-                f"{'accuracy':>9} {'time':>7}" + (f" {'epsilon':>8}" if cfg.local_dp() else "")
+                f"{'accuracy':>9} {'time':>7}" + (f" {'epsilon':>8}" if cfg.dp_epsilon > 0 else "")
             )
             _wait(server, procs, cfg.timeout_s)
     finally:

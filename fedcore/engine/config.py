@@ -11,6 +11,13 @@ from fedcore.secagg.roster import Roster
 from fedcore.secagg.safety import least_signed_threshold
 from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES
 
+# The one set of default deadlines (seconds), for the engine and for [rounds] alike: a round
+# waits up to two minutes for training, one for evaluation, and a client silent for two
+# minutes counts as gone.
+ROUND_TIMEOUT_S = 120.0
+EVAL_TIMEOUT_S = 60.0
+CLIENT_TIMEOUT_S = 120.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SelectionConfig:
@@ -62,9 +69,9 @@ class EngineConfig:
     train: SelectionConfig = field(default_factory=lambda: SelectionConfig(fraction=1.0))
     evaluate: SelectionConfig | None = field(default_factory=lambda: SelectionConfig(fraction=1.0))
     eval_every: int = 1
-    round_timeout_s: float = 60.0
-    eval_timeout_s: float = 30.0
-    client_timeout_s: float = 60.0
+    round_timeout_s: float = ROUND_TIMEOUT_S
+    eval_timeout_s: float = EVAL_TIMEOUT_S
+    client_timeout_s: float = CLIENT_TIMEOUT_S
     retry_after_s: float = 1.0
     seed: int = 0
     max_payload_bytes: int = 4 << 30

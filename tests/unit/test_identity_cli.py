@@ -36,7 +36,7 @@ def test_the_coordinator_config_loads_the_roster(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text(f'[secagg]\nenabled = true\nroster = "{tmp_path / "r.json"}"\n')
 
-    secagg = load_config(toml).engine_config().secagg
+    secagg = load_config(toml).run.engine.secagg
 
     assert secagg is not None and secagg.roster is not None and "a" in secagg.roster
 
@@ -45,7 +45,7 @@ def test_a_missing_roster_fails_at_start_naming_the_section(tmp_path: Path) -> N
     toml = tmp_path / "c.toml"
     toml.write_text(f'[secagg]\nenabled = true\nroster = "{tmp_path / "nope.json"}"\n')
     with pytest.raises(ConfigError, match=r"\[secagg\].*nope.json"):
-        load_config(toml).engine_config()
+        load_config(toml)
 
 
 def test_the_client_needs_key_roster_and_id_together(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -276,7 +276,7 @@ def test_the_user_dp_section_builds_the_strategy(tmp_path) -> None:  # type: ign
                                "noise_multiplier = 0.8\nclip_norm = 0.5\npopulation = 400\n"
                                "adaptive = true\n")
 
-    strategy = config.strategy_obj()
+    strategy = config.run.strategy
 
     assert isinstance(strategy, DPFedAvg)
     assert (strategy.noise_multiplier, strategy.clip_norm, strategy.population) == (0.8, 0.5, 400)
