@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from fedcore.errors import FedcoreError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -42,7 +44,7 @@ from fedcore.strategy.fedavg import FedAvg
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(FedcoreError, ValueError):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
 

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fedcore.errors import FedcoreError
 from fedcore.messages import TrainConfig
 from fedcore.params import Metrics, Params
 
 
-class ClientAppError(RuntimeError):
+class ClientAppError(FedcoreError, RuntimeError):
     """The app returned something the protocol cannot use (wrong names, shapes, counts)."""
 
 
@@ -48,7 +49,7 @@ class ClientApp(Protocol):
         ...
 
 
-class DeclineTask(Exception):
+class DeclineTask(FedcoreError):
     """Raised by an app's `fit`/`evaluate` to refuse a task cleanly (e.g. privacy budget spent).
 
     The client tells the coordinator `reason`, which counts the client as dropped for the task.

@@ -35,6 +35,7 @@ from fedcore.client.events import (
 from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler, limit_train_time
 from fedcore.client.state import ResumeInfo, StateDir
+from fedcore.errors import FedcoreError
 from fedcore.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
 from fedcore.params import Array
 from fedcore.secagg.roster import SecAggIdentity
@@ -53,7 +54,7 @@ TASK_REFUSALS = frozenset(
 WORKER_POLL_S = 0.05
 
 
-class ClientError(RuntimeError):
+class ClientError(FedcoreError, RuntimeError):
     """The client cannot go on (e.g. the coordinator refused its credentials)."""
 
 

@@ -14,6 +14,7 @@ import secrets
 import numpy as np
 
 from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.errors import FedcoreError
 from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, Task, TaskResult
 from fedcore.params import Array, Metrics, Params
 from fedcore.secagg import safety
@@ -26,7 +27,7 @@ from fedcore.secagg.roster import RosterError, SecAggIdentity
 from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
-class SecureRefusal(Exception):
+class SecureRefusal(FedcoreError):
     """The client refused a protocol step (e.g. a server asking for both secrets of a peer)."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from fedcore.atomic import write_atomic
+from fedcore.errors import FedcoreError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _RESUME_FORMAT = 1
 
 
-class StateError(RuntimeError):
+class StateError(FedcoreError, RuntimeError):
     """The state directory cannot be used (locked by another client, unsafe, or unreadable)."""
 
 

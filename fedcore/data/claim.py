@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fedcore.errors import FedcoreError
 
-class NoFreePartition(RuntimeError):
+
+class NoFreePartition(FedcoreError, RuntimeError):
     """Every partition is claimed by another owner."""
 
 

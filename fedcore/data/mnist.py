@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcore.data.split import DatasetSplit
+from fedcore.errors import FedcoreError
 
 DATA_DIR_ENV = "FEDCORE_DATA_DIR"
 _IMAGE_MAGIC = 2051
@@ -38,7 +39,7 @@ class MNISTVariant(enum.Enum):
     FASHION_MNIST = "fashion-mnist"
 
 
-class DataIntegrityError(ValueError):
+class DataIntegrityError(FedcoreError, ValueError):
     """A data file is malformed or does not match its recorded checksum."""
 
 

@@ -28,6 +28,7 @@ from fedcore.dp.distributed_accountant import (
 )
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
+from fedcore.errors import FedcoreError
 from fedcore.params import Array
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import ModelSpec, TensorSpec, decode, encode, spec_of
@@ -38,7 +39,7 @@ _LEN = struct.Struct("<Q")
 MAX_HEADER_BYTES = 64 << 20
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FedcoreError, ValueError):
     """A checkpoint file is damaged or not a fedcore checkpoint; the message names the file."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from fedcore.errors import FedcoreError
+
 
 class Reason(enum.Enum):
     """Categories of refusal; drivers map each to a transport status (e.g. a gRPC code)."""
@@ -19,7 +21,7 @@ class Reason(enum.Enum):
     NOT_ALLOWED = "not_allowed"
 
 
-class EngineError(Exception):
+class EngineError(FedcoreError):
     """A request the engine refuses; `reason` says which kind, the message says what to do."""
 
     def __init__(self, reason: Reason, message: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fedcore.errors import FedcoreError
 
-class SecAggError(Exception):
+
+class SecAggError(FedcoreError):
     """Base class: something in a secure-aggregation round went wrong."""
 
 

@@ -1,7 +1,9 @@
 """Errors raised while decoding or validating what arrived on the wire."""
 
+from fedcore.errors import FedcoreError
 
-class WireError(ValueError):
+
+class WireError(FedcoreError, ValueError):
     """A message is malformed: wrong layout, bad values, or too large. Nothing was changed."""
 
 

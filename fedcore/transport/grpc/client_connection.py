@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from fedcore.errors import FedcoreError
 from fedcore.messages import PROTOCOL_VERSION, Task, TaskReply, TaskResult
 from fedcore.params import Array
 from fedcore.proto.v1 import coordinator_pb2 as pb
@@ -26,7 +27,7 @@ from fedcore.wire.tensor import (
 MAX_MESSAGE_BYTES = 8 << 20
 
 
-class StopRequested(Exception):
+class StopRequested(FedcoreError):
     """A call was abandoned because the caller asked to stop."""
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import grpc
 
+from fedcore.errors import FedcoreError
 
-class TLSConfigError(ValueError):
+
+class TLSConfigError(FedcoreError, ValueError):
     """A certificate or key file is missing or unreadable; the message names the file."""
 
 
