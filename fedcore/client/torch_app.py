@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from fedcore.client.app import ClientAppError, DeclineTask, EvalResult, FitResult
 from fedcore.client.floor import LocalDPPlan
+from fedcore.client.sgd import SGD, detached_copy, named_trainable, sgd_step
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.budget import Budget
 from fedcore.dp.opacus import (
@@ -116,27 +117,19 @@ class TorchApp:
         load_params(self.model, params)
         if config.local_dp is not None:
             return self._fit_private(params, config, config.local_dp)
-        anchor = [p.detach().clone() for p in self.model.parameters()]
-        opt = torch.optim.SGD(
-            self.model.parameters(), lr=config.learning_rate, momentum=self.momentum
-        )
+        params_now = named_trainable(self.model)
+        anchor = detached_copy(params_now)
+        opt = SGD(learning_rate=config.learning_rate, momentum=self.momentum)
         self.model.train()
         started = time.monotonic()
         total_loss, seen = 0.0, 0
         for _ in range(config.local_epochs):
             for inputs, targets in self.train_loader:
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
-                opt.zero_grad()
                 loss = self.loss_fn(self.model(inputs), targets)
                 total_loss += float(loss.detach()) * len(targets)
                 seen += len(targets)
-                if config.proximal_mu > 0:
-                    prox = sum(
-                        (p - a).pow(2).sum() for p, a in zip(self.model.parameters(), anchor)
-                    )
-                    loss = loss + 0.5 * config.proximal_mu * prox
-                loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
+                sgd_step(params_now, anchor, loss, optimizer=opt, mu=config.proximal_mu)
                 if config.max_train_s and time.monotonic() - started > config.max_train_s:
                     break
         num_examples = len(self.train_loader.dataset)  # type: ignore[arg-type]

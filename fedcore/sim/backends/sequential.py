@@ -8,14 +8,15 @@ This module also fixes the semantics every backend reproduces exactly:
   a CPU `torch.Generator` seeded with the client's seed, drawn once per epoch in turn;
 - batches are consecutive slices of `batch_size` of that order; the last may be smaller;
 - a batch's loss is the mean per-example loss plus `proximal_mu / 2 * ||w - w_global||^2`
-  (FedProx), and the step is `w -= learning_rate * grad`;
+  (FedProx), and the step is `w -= learning_rate * grad`: `fedcore.client.sgd.sgd_step`, the
+  step the deployed `TorchApp` takes;
 - the update is `w_local - w_global`; `train_loss` is the mean per-example loss (without the
   proximal term) over every example visited, each measured before its batch's step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +25,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from fedcore.client.sgd import SGD, sgd_step
 from fedcore.params import Array, Params
 
 LocalData = tuple[npt.NDArray[np.floating], npt.NDArray[np.integer]]
@@ -164,16 +166,12 @@ def _train_one(
     features = torch.as_tensor(x, dtype=first.dtype, device=first.device)
     labels = torch.as_tensor(y, dtype=torch.int64, device=first.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=first.device)
+    optimizer = SGD(learning_rate=settings.learning_rate)
     for order in epoch_orders(len(labels), epochs=epochs, seed=seed):
         for batch in torch.split(order.to(first.device), settings.batch_size):
             per_example = loss_fn(model(features[batch]), labels[batch])
-            loss = per_example.mean()
-            if settings.proximal_mu:
-                loss = loss + proximal_term(params, start, settings.proximal_mu)
-            grads = torch.autograd.grad(loss, list(params.values()))
-            with torch.no_grad():
-                for tensor, grad in zip(params.values(), grads):
-                    tensor.sub_(grad, alpha=settings.learning_rate)
+            sgd_step(params, start, per_example.mean(), optimizer=optimizer,
+                     mu=settings.proximal_mu)
             loss_sum += per_example.detach().sum().double()
     update = {n: (t.detach() - start[n]).cpu().numpy() for n, t in params.items()}
     visited = len(labels) * epochs
@@ -184,10 +182,3 @@ def _train_one(
         train_loss=float(loss_sum) / visited,
     )
 
-
-def proximal_term(
-    params: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor], mu: float
-) -> torch.Tensor:
-    """FedProx's `mu / 2 * ||w - w_start||^2` over all tensors."""
-    squares = [((params[name] - start[name]) ** 2).sum() for name in params]
-    return torch.stack(squares).sum() * (mu / 2)

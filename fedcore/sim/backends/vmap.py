@@ -19,6 +19,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.utils.rnn import pad_sequence
 
+from fedcore.client.sgd import proximal_term
 from fedcore.params import Params
 from fedcore.sim.backends.sequential import (
     LocalData,
@@ -28,7 +29,6 @@ from fedcore.sim.backends.sequential import (
     check_inputs,
     cross_entropy_per_example,
     epoch_orders,
-    proximal_term,
 )
 
 Tensors: TypeAlias = dict[str, torch.Tensor]

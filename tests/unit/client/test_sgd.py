@@ -1,0 +1,91 @@
+"""The one local SGD step: FedProx pulls towards the global model in `TorchApp` and in the
+simulation's kernels alike, and momentum follows `torch.optim.SGD`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fedcore.client.sgd import SGD
+from fedcore.client.torch_app import TorchApp
+from fedcore.messages import TrainConfig
+from fedcore.params import Params
+from fedcore.sim.backends.sequential import LocalData, train_sequential
+from fedcore.sim.backends.vmap import train_vectorised
+
+MUS = (0.0, 0.5, 2.0, 5.0)
+
+
+def _data() -> LocalData:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    return x, (x @ rng.normal(size=(6, 4))).argmax(axis=1).astype(np.int64)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(2)
+    return nn.Linear(6, 4)
+
+
+def _global() -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().copy() for k, v in _model().state_dict().items()}
+
+
+def _config(mu: float) -> TrainConfig:
+    return TrainConfig(local_epochs=3, batch_size=8, learning_rate=0.1, proximal_mu=mu)
+
+
+def _norm(update: Params) -> float:
+    return float(np.sqrt(sum(np.square(np.asarray(v, np.float64)).sum() for v in update.values())))
+
+
+def _torch_app_update(mu: float) -> float:
+    x, y = _data()
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8)
+    start = _global()
+    fit = TorchApp(_model(), train_loader=loader).fit(start, _config(mu))
+    return _norm({k: np.subtract(fit.params[k], start[k]) for k in start})
+
+
+def _kernel_update(kernel: Callable[..., object]) -> Callable[[float], float]:
+    def update(mu: float) -> float:
+        results = kernel(_model(), _global(), [_data()], seeds=[3], settings=_config(mu))
+        (local,) = list(results)  # type: ignore[call-overload]
+        return _norm(local.update)
+    return update
+
+
+@pytest.mark.parametrize("update_norm", [
+    _torch_app_update, _kernel_update(train_sequential), _kernel_update(train_vectorised),
+], ids=["torch_app", "sequential", "vectorised"])
+def test_the_update_shrinks_as_the_proximal_mu_grows(update_norm: Callable[[float], float]) -> None:
+    # act
+    norms = [update_norm(mu) for mu in MUS]
+
+    # assert: a wrong-signed proximal term would push away from the global model instead
+    assert all(a > b for a, b in zip(norms, norms[1:])), norms
+    assert norms[-1] < 0.9 * norms[0]
+
+
+def test_momentum_follows_torch_optim_sgd() -> None:
+    # arrange
+    ours, theirs = _model(), _model()
+    x, y = (torch.from_numpy(a) for a in _data())
+    sgd = SGD(learning_rate=0.05, momentum=0.9)
+    reference = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
+
+    # act
+    for _ in range(5):
+        sgd.step(dict(ours.named_parameters()), nn.functional.cross_entropy(ours(x), y))
+        reference.zero_grad()
+        nn.functional.cross_entropy(theirs(x), y).backward()  # type: ignore[no-untyped-call]
+        reference.step()
+
+    # assert
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b)
