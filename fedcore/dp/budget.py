@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
-from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import HistoryEntry
+
+
+class Spending(Protocol):
+    """What a budget asks of an accountant (`PrivacyAccountant`, or the simulator's compact
+    `fedcore.sim.privacy.CurveAccountant`)."""
+
+    def epsilon(self, delta: float) -> float:
+        """ε spent so far at `delta`."""
+        ...
+
+    def epsilon_after(self, entry: HistoryEntry, delta: float) -> float:
+        """ε at `delta` once `entry` is added (nothing is recorded)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +49,7 @@ class Budget:
         if not 0 < self.delta < 1:
             raise ValueError(f"budget delta must be in (0, 1), got {self.delta}")
 
-    def check(self, accountant: PrivacyAccountant, task: HistoryEntry) -> BudgetCheck:
+    def check(self, accountant: Spending, task: HistoryEntry) -> BudgetCheck:
         """Whether running `task` (see `fedcore.dp.opacus.plan_local_task`) stays within budget."""
         spent = accountant.epsilon(self.delta)
         after = accountant.epsilon_after(task, self.delta)

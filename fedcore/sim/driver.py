@@ -1,24 +1,29 @@
 """The in-process driver: the deployment's round engine, fed by virtual clients in memory.
 
-Per engine task it polls every selected client, has a `TaskRunner` compute all their results
-at once, and submits them in order of simulated finishing time with that time as `now`, so
-deadlines, stragglers, dropouts and over-selection are decided by the engine, as deployed.
+Per engine task it polls every selected client, has a `TaskRunner` prepare all their local
+work at once, answers each client's task through the deployed client's `TaskHandler` (its
+refusals, result checks and secure-aggregation steps), and submits the results in order of
+simulated finishing time with that time as `now`, so deadlines, stragglers, dropouts and
+over-selection are decided by the engine, as deployed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fedcore.client.secure import SecureRefusal, SecureSession, secure_step, start_secure
+from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
+from fedcore.client.handler import TaskHandler
 from fedcore.engine import EngineError, Phase, Reason, RoundEngine, RoundRecord
 from fedcore.messages import SecAggSetup, Task, TaskKind, TaskReply, TaskResult
-from fedcore.params import Array
+from fedcore.params import Array, Params
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
 from fedcore.sim.stragglers import PARTIAL_ARRIVAL, StragglerModel
 from fedcore.sim.timing import TimingModel
+from fedcore.wire.errors import WireError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ class InProcessDriver:
         self.timing = timing or TimingModel()
         self.stragglers = stragglers or StragglerModel()
         self._on_round = on_round
-        self._sessions: dict[str, SecureSession] = {}
+        self._handlers: dict[str, TaskHandler] = {}  # clients mid-way through a secure round
         self._silent: set[tuple[str | None, str]] = set()  # (task, client) that dropped out
         self.now = 0.0
 
@@ -93,10 +98,13 @@ class InProcessDriver:
         model = engine.model_for(clients[0], task.task_id, now=start)
         partial, missed = self._stragglers(clients, task)
         working = [c for c in clients if c not in missed]
-        results = self.runner.run(task, working, model.params, epochs=partial)
-        if isinstance(task.secagg, SecAggSetup):  # secure round: each client masks its update
-            self._sessions.clear()  # whatever earlier rounds left is over
-            results = {c: self._start_secure(tasks[c], c, r) for c, r in results.items()}
+        apps = self.runner.run(task, working, model.params, epochs=partial)
+        if task.kind is TaskKind.TRAIN:
+            self._handlers.clear()  # whatever earlier secure rounds left is over
+        results = {
+            c: self._answer(c, _with_epochs(tasks[c], partial.get(c)), app, model.params)
+            for c, app in apps.items()
+        }
         arrivals = sorted(
             (
                 start + task.time_left_s * PARTIAL_ARRIVAL if cid in partial
@@ -119,17 +127,24 @@ class InProcessDriver:
                     raise
         if task.secagg is not None:  # secure: the protocol goes on; the silent stay silent
             for cid in set(clients) - submitted:
-                self._sessions.pop(cid, None)
+                self._handlers.pop(cid, None)
                 self._silent.add((task.task_id, cid))
         elif engine.open_task_id == task.task_id:  # the rest missed it: on to the deadline
             self.now = max(self.now, deadline)
             engine.tick(self.now)
 
-    def _start_secure(self, task: TaskReply, cid: str, trained: TaskResult) -> TaskResult:
-        assert isinstance(task, Task)
-        h = trained.header
-        session, result = start_secure(task, cid, trained.tensors, h.num_examples, h.metrics)
-        self._sessions[cid] = session
+    def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
+        """`cid`'s result for `task`, from its `TaskHandler` as a deployed client computes it."""
+        handler = TaskHandler(app, cid)
+        try:
+            result = handler.handle(task, params)
+        except DeclineTask as refusal:
+            return handler.decline(task, refusal.reason or "declined by the app")
+        except (ClientAppError, WireError) as err:
+            log.error("%s: task %s: the app returned unusable results: %s", cid, task.task_id, err)
+            return handler.decline(task, f"app error: {err}")
+        if isinstance(task.secagg, SecAggSetup) and not result.header.declined_reason:
+            self._handlers[cid] = handler  # it holds the client's secure session
         return result
 
     def _secure_steps(self, tasks: dict[str, TaskReply]) -> None:
@@ -137,16 +152,14 @@ class InProcessDriver:
         arrivals = []
         for cid, task in tasks.items():
             assert isinstance(task, Task)
-            session = self._sessions.get(cid)
-            if session is None:
+            handler = self._handlers.get(cid)
+            if handler is None:
                 continue  # it dropped (or never trained): it stays silent
             try:
-                result = secure_step(session, task, cid)
-            except SecureRefusal:
-                del self._sessions[cid]
+                result = handler.handle(task, None)
+            except ClientAppError:  # it refused the step: it releases nothing more
+                del self._handlers[cid]
                 continue
-            if session.finished:
-                del self._sessions[cid]
             arrivals.append((self.now + self.timing.latency_s, cid, result))
         for at, _, result in sorted(arrivals, key=lambda a: (a[0], a[1])):
             self.engine.submit(result, now=at)
@@ -164,3 +177,13 @@ class InProcessDriver:
 
     def _drops(self, cid: str, task: Task) -> bool:
         return self.timing.drops(self.population.index_of(cid), task.round, task.kind.value)
+
+
+def _with_epochs(task: TaskReply, epochs: int | None) -> Task:
+    """`task` (each client's own: secure rounds number their clients) as a straggler that
+    trains only `epochs` epochs sees it."""
+    if not isinstance(task, Task):
+        raise TypeError(f"a selected client was not given a task: {task!r}")
+    if epochs is None:
+        return task
+    return dataclasses.replace(task, train=dataclasses.replace(task.train, local_epochs=epochs))

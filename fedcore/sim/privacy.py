@@ -3,8 +3,9 @@
 A deployed client (`fedcore.client.torch_app.TorchApp`) keeps an Opacus history and declines
 for good a task that would take it past its budget. A virtual client does the same with a
 compact state: its RDP curve at Opacus' orders (RDP of a composition is the sum of the
-curves, so ε equals what Opacus' RDP accountant reports for the full history). Only clients
-that have trained privately hold state, in the population's `ClientStateStore`.
+curves, so ε equals what Opacus' RDP accountant reports for the full history). The verdict and
+the reason it gives are the deployed client's: `fedcore.dp.budget.Budget`. Only clients that
+have trained privately hold state, in the population's `ClientStateStore`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from fedcore.dp.budget import Budget
 from fedcore.dp.opacus import (
     HistoryEntry,
     epsilon_from_rdp,
@@ -31,12 +33,29 @@ _ORDERS = tuple(rdp_orders())
 
 @dataclass(frozen=True, slots=True)
 class PrivateTask:
-    """One client's DP-SGD task: its noise, the accountant entry, and ε before and after."""
+    """One client's DP-SGD task: its noise, the accountant entry, ε after it, and the budget's
+    verdict (`refusal` is what the client tells the coordinator when it is not `allowed`)."""
 
     noise_multiplier: float
     entry: HistoryEntry
     epsilon_after: float
     allowed: bool
+    refusal: str = ""
+
+
+class CurveAccountant:
+    """An accountant over a stored RDP curve, for `Budget.check` (ε from Opacus' formula)."""
+
+    def __init__(self, rdp: npt.NDArray[np.float64]) -> None:
+        self.rdp = rdp
+
+    def epsilon(self, delta: float) -> float:
+        """ε spent so far at `delta`."""
+        return epsilon_from_rdp(_ORDERS, self.rdp, delta=delta) if self.rdp.any() else 0.0
+
+    def epsilon_after(self, entry: HistoryEntry, delta: float) -> float:
+        """ε at `delta` once `entry` is added to the curve."""
+        return epsilon_from_rdp(_ORDERS, self.rdp + _curve(entry), delta=delta)
 
 
 class ClientPrivacy:
@@ -56,10 +75,15 @@ class ClientPrivacy:
             dp.target_epsilon, dp.delta, rate, dp.planned_rounds * local_epochs * per_epoch
         )
         entry = HistoryEntry(noise_multiplier=noise, sample_rate=rate, steps=epochs * per_epoch)
-        after = epsilon_from_rdp(_ORDERS, self._rdp(index) + _curve(entry), delta=dp.delta)
-        allowed = not dp.target_epsilon or after <= dp.target_epsilon
-        return PrivateTask(noise_multiplier=noise, entry=entry, epsilon_after=after,
-                           allowed=allowed)
+        accountant = CurveAccountant(self._rdp(index))
+        if not dp.target_epsilon:
+            after = accountant.epsilon_after(entry, dp.delta)
+            return PrivateTask(noise_multiplier=noise, entry=entry, epsilon_after=after,
+                               allowed=True)
+        verdict = Budget(epsilon=dp.target_epsilon, delta=dp.delta).check(accountant, entry)
+        return PrivateTask(noise_multiplier=noise, entry=entry,
+                           epsilon_after=verdict.epsilon_after, allowed=verdict.allowed,
+                           refusal=verdict.reason)
 
     def record(self, index: int, task: PrivateTask) -> None:
         """Add the task's steps to the client's curve."""

@@ -1,21 +1,26 @@
-"""How the in-process driver gets tasks done: vectorised or sequential torch training over a
-population, or any `ClientApp` through the client's own task handler."""
+"""What answers a task for each virtual client: a `ClientApp`, run by the driver through the
+deployed client's own `TaskHandler` (fedcore.client.handler).
+
+A runner only produces local training and evaluation outcomes: `AppRunner` hands over each
+client's own app; `TorchRunner` trains a whole cohort at once (vectorised, sequential, in a
+process pool or on Ray) and hands over `ReplayApp`s that answer with what the kernel
+computed. Refusals (a spent privacy budget), the update's packaging and checks, and every
+secure-aggregation step are the task handler's, as in deployment.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from fedcore.client.app import ClientApp
-from fedcore.client.handler import TaskHandler
-from fedcore.messages import LocalDPConfig, ResultHeader, Task, TaskResult, TrainConfig
-from fedcore.params import Params
+from fedcore.client.app import ClientApp, ClientAppError, DeclineTask, EvalResult, FitResult
+from fedcore.messages import LocalDPConfig, Task, TrainConfig
+from fedcore.params import Metrics, Params
 from fedcore.sim.backends.opacus_reference import train_with_opacus
 from fedcore.sim.backends.private import (
     DPSettings,
@@ -31,7 +36,8 @@ from fedcore.sim.backends.sequential import (
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.population import Population
 from fedcore.sim.privacy import ClientPrivacy
-from fedcore.wire.tensor import EMPTY_SPEC, spec_of
+
+_Outcome = TypeVar("_Outcome", FitResult, EvalResult)
 
 
 class TrainingPool(Protocol):
@@ -52,7 +58,7 @@ class TrainingPool(Protocol):
 
 
 class TaskRunner(Protocol):
-    """Runs one engine task for many virtual clients at once."""
+    """Prepares one engine task's local work for many virtual clients at once."""
 
     def run(
         self,
@@ -61,10 +67,43 @@ class TaskRunner(Protocol):
         params: Params,
         *,
         epochs: Mapping[str, int] | None = None,
-    ) -> dict[str, TaskResult]:
-        """Results by client id; a client may be missing (it failed). `epochs` gives the
-        clients that train fewer epochs than the task asks (stragglers' partial work)."""
+    ) -> dict[str, ClientApp]:
+        """The app that answers `task` for each client; a client may be missing (it failed).
+        `epochs` gives the clients that train fewer epochs than the task asks (stragglers'
+        partial work); the driver hands each app the task with the client's own epochs."""
         ...
+
+
+class ReplayApp:
+    """A virtual client's app for one task: it answers with what a backend computed for it.
+
+    Args:
+        outcome: the trained parameters, the evaluation, or the refusal (raised by `fit` or
+            `evaluate`, as a deployed app raises it).
+    """
+
+    def __init__(self, outcome: FitResult | EvalResult | DeclineTask) -> None:
+        self.outcome = outcome
+
+    def get_parameters(self) -> Params:
+        """Never asked: simulations start from the coordinator's initial parameters."""
+        raise ClientAppError("a virtual client holds no initial parameters")
+
+    def fit(self, params: Params, config: TrainConfig) -> FitResult:
+        """The trained parameters (or the refusal) the backend computed."""
+        return self._outcome(FitResult)
+
+    def evaluate(self, params: Params, config: TrainConfig) -> EvalResult:
+        """The evaluation (or the refusal) the backend computed."""
+        return self._outcome(EvalResult)
+
+    def _outcome(self, kind: type[_Outcome]) -> _Outcome:
+        if isinstance(self.outcome, DeclineTask):
+            raise self.outcome
+        if not isinstance(self.outcome, kind):
+            raise ClientAppError(f"this virtual client holds a {type(self.outcome).__name__}, "
+                                 f"not a {kind.__name__}")
+        return self.outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +168,8 @@ class TorchRunner:
         params: Params,
         *,
         epochs: Mapping[str, int] | None = None,
-    ) -> dict[str, TaskResult]:
-        """Train or evaluate `clients` from `params`."""
+    ) -> dict[str, ClientApp]:
+        """Train or evaluate `clients` from `params`; each app replays its client's outcome."""
         indices = [self.population.index_of(c) for c in clients]
         splits = [self._split(i) for i in indices]
         params = {k: np.array(v) for k, v in params.items()}  # writable copies for torch
@@ -153,7 +192,7 @@ class TorchRunner:
         indices_and_epochs: tuple[list[int], list[int]],
         splits: list[Split],
         params: Params,
-    ) -> dict[str, TaskResult]:
+    ) -> dict[str, ClientApp]:
         indices, epochs = indices_and_epochs
         seeds = [int(s) for s in self.population.train_seeds(indices, task.round)]
         data = [s.train for s in splits]
@@ -171,15 +210,13 @@ class TorchRunner:
                 epochs=epochs,
             )
         return {
-            clients[local.client]: train_result(
-                task, clients[local.client], local, params, {"loss": local.train_loss}
-            )
+            clients[local.client]: ReplayApp(fitted(local, params, {"loss": local.train_loss}))
             for local in trained
         }
 
     def _evaluate(
         self, task: Task, clients: Sequence[str], splits: list[Split], params: Params
-    ) -> dict[str, TaskResult]:
+    ) -> dict[str, ClientApp]:
         xs = np.concatenate([s.test[0] for s in splits])
         ys = np.concatenate([s.test[1] for s in splits])
         state = {k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}
@@ -187,45 +224,24 @@ class TorchRunner:
             logits = torch.func.functional_call(self.model, state, (torch.as_tensor(xs),))
             losses = cross_entropy_per_example(logits, torch.as_tensor(ys)).numpy()
             correct = (logits.argmax(dim=-1).numpy() == ys).astype(np.float64)
-        results: dict[str, TaskResult] = {}
+        apps: dict[str, ClientApp] = {}
         start = 0
         for cid, split in zip(clients, splits):
             n = len(split.test[1])
             part = slice(start, start + n)
             start += n
-            results[cid] = TaskResult(
-                header=ResultHeader(
-                    client_id=cid,
-                    task_id=task.task_id,
-                    num_examples=n,
-                    spec=EMPTY_SPEC,
-                    metrics={
-                        "loss": float(losses[part].mean()),
-                        "accuracy": float(correct[part].mean()),
-                    },
-                )
+            apps[cid] = ReplayApp(
+                EvalResult(loss=float(losses[part].mean()), num_examples=n,
+                           metrics={"accuracy": float(correct[part].mean())})
+                if n else DeclineTask("no data held out for evaluation")
             )
-        return results
+        return apps
 
 
-def train_result(
-    task: Task, cid: str, local: LocalResult, params: Params, metrics: dict[str, float]
-) -> TaskResult:
-    """A TRAIN result as the client's task handler would send it."""
-    update = {k: np.asarray(v, dtype=params[k].dtype) for k, v in local.update.items()}
-    header = ResultHeader(
-        client_id=cid, task_id=task.task_id, num_examples=local.num_examples,
-        metrics=metrics, spec=spec_of(update),
-    )
-    return TaskResult(header=header, tensors=update)
-
-
-def declined_result(task: Task, cid: str, reason: str) -> TaskResult:
-    """A permanent refusal, as a deployed client whose privacy budget is spent sends."""
-    return TaskResult(header=ResultHeader(
-        client_id=cid, task_id=task.task_id, num_examples=0, declined_reason=reason,
-        permanent=True,
-    ))
+def fitted(local: LocalResult, params: Params, metrics: Metrics) -> FitResult:
+    """The parameters a client trained to (`params` plus its update), as its app returns them."""
+    trained = {k: np.add(params[k], v, dtype=params[k].dtype) for k, v in local.update.items()}
+    return FitResult(params=trained, num_examples=local.num_examples, metrics=metrics)
 
 
 class PrivateTraining:
@@ -242,16 +258,16 @@ class PrivateTraining:
         plan: tuple[list[int], list[int], list[int]],
         data: list[LocalData],
         params: Params,
-    ) -> dict[str, TaskResult]:
-        """Results for `clients`: trained, or declined for good when over budget."""
+    ) -> dict[str, ClientApp]:
+        """Apps for `clients`: trained, or declining for good when over budget."""
         indices, epochs, seeds = plan
         tasks = [
             self.privacy.plan(i, len(d[1]), dp=self.dp, batch_size=self.settings.batch_size,
                               epochs=k, local_epochs=self.settings.local_epochs)
             for i, d, k in zip(indices, data, epochs)
         ]
-        results = {
-            clients[p]: declined_result(task, clients[p], "privacy budget spent")
+        results: dict[str, ClientApp] = {
+            clients[p]: ReplayApp(DeclineTask(t.refusal, permanent=True))
             for p, t in enumerate(tasks) if not t.allowed
         }
         by_noise: dict[float, list[int]] = {}
@@ -267,7 +283,7 @@ class PrivateTraining:
                 p = group[local.client]
                 self.privacy.record(indices[p], tasks[p])
                 metrics = {"loss": local.train_loss, "epsilon": tasks[p].epsilon_after}
-                results[clients[p]] = train_result(task, clients[p], local, params, metrics)
+                results[clients[p]] = ReplayApp(fitted(local, params, metrics))
         return results
 
     def _kernel(
@@ -289,7 +305,7 @@ class PrivateTraining:
 
 
 class AppRunner:
-    """Runs each client's `ClientApp` through the client's own `TaskHandler`, one by one."""
+    """Hands each client its own `ClientApp` (the driver runs it through a `TaskHandler`)."""
 
     def __init__(self, app_for: Callable[[str], ClientApp]) -> None:
         self._app_for = app_for
@@ -301,17 +317,6 @@ class AppRunner:
         params: Params,
         *,
         epochs: Mapping[str, int] | None = None,
-    ) -> dict[str, TaskResult]:
-        """Each client's result, exactly as a deployed client would compute it; a straggler
-        gets the task with its own `local_epochs`."""
-        epochs = epochs or {}
-        return {
-            c: TaskHandler(self._app_for(c), c).handle(_with_epochs(task, epochs.get(c)), params)
-            for c in clients
-        }
-
-
-def _with_epochs(task: Task, epochs: int | None) -> Task:
-    if epochs is None:
-        return task
-    return dataclasses.replace(task, train=dataclasses.replace(task.train, local_epochs=epochs))
+    ) -> dict[str, ClientApp]:
+        """Each client's app; it trains when the driver's task handler calls it."""
+        return {c: self._app_for(c) for c in clients}

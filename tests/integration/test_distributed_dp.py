@@ -14,19 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from fedcore.client.app import ClientApp, FitResult
 from fedcore.dp.distributed import IntegerNoise, skellam_epsilon
 from fedcore.dp.secagg_noise import MIN_LEVELS, DistributedDPConfig, NoisyEncoding
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
-from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskResult
+from fedcore.messages import SecAggSetup, Task
 from fedcore.params import Array, Params
 from fedcore.secagg.config import RoundSpec, SecAggConfig
 from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
+from fedcore.sim.runners import ReplayApp
 from fedcore.sim.timing import TimingModel
 from fedcore.strategy import FedAvg
-from fedcore.wire.tensor import spec_of
 
 CLIENTS = 10
 
@@ -47,20 +48,17 @@ def seeded_clients(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FixedUpdates:
-    """A TaskRunner whose client i always sends `updates[i]`."""
+    """A TaskRunner whose client i always trains to the global model plus `updates[i]`."""
 
     def __init__(self, updates: Mapping[int, dict[str, Array]]) -> None:
         self.updates = updates
 
     def run(self, task: Task, clients: Sequence[str], params: Params, *,
-            epochs: Mapping[str, int] | None = None) -> dict[str, TaskResult]:
-        out = {}
-        for cid in clients:
-            update = {k: v.copy() for k, v in self.updates[int(cid.removeprefix("sim-"))].items()}
-            header = ResultHeader(client_id=cid, task_id=task.task_id, num_examples=5,
-                                  spec=spec_of(update))
-            out[cid] = TaskResult(header=header, tensors=update)
-        return out
+            epochs: Mapping[str, int] | None = None) -> dict[str, ClientApp]:
+        return {cid: ReplayApp(FitResult(
+            params={k: params[k] + v for k, v in self.updates[int(cid.removeprefix("sim-"))].items()},
+            num_examples=5,
+        )) for cid in clients}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

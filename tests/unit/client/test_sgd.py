@@ -3,6 +3,7 @@ simulation's kernels alike, and momentum follows `torch.optim.SGD`."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_the_update_shrinks_as_the_proximal_mu_grows(update_norm: Callable[[floa
     norms = [update_norm(mu) for mu in MUS]
 
     # assert: a wrong-signed proximal term would push away from the global model instead
-    assert all(a > b for a, b in zip(norms, norms[1:])), norms
+    assert all(a > b for a, b in itertools.pairwise(norms)), norms
     assert norms[-1] < 0.9 * norms[0]
 
 

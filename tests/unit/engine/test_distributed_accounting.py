@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from opacus.accountants.analysis.rdp import get_privacy_spent
 
+from fedcore.client.app import ClientApp, FitResult
 from fedcore.dp.distributed import SKELLAM_ORDERS, IntegerNoise, skellam_epsilon, skellam_rdp
 from fedcore.dp.distributed_accountant import DistributedAccountant, DistributedStep
 from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
@@ -25,13 +26,13 @@ from fedcore.engine.checkpoint import (
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.messages import ResultHeader, Task, TaskResult
+from fedcore.messages import Task
 from fedcore.params import Params
 from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
+from fedcore.sim.runners import ReplayApp
 from fedcore.strategy import FedAvg
-from fedcore.wire.tensor import spec_of
 
 CLIENTS, DIM, DELTA = 6, 20, 1e-5
 
@@ -40,14 +41,9 @@ class ZeroUpdates:
     """A TaskRunner whose clients all send a zero update."""
 
     def run(self, task: Task, clients: Sequence[str], params: Params, *,
-            epochs: Mapping[str, int] | None = None) -> dict[str, TaskResult]:
-        out = {}
-        for cid in clients:
-            update = {"w": np.zeros(DIM, np.float32)}
-            header = ResultHeader(client_id=cid, task_id=task.task_id, num_examples=1,
-                                  spec=spec_of(update))
-            out[cid] = TaskResult(header=header, tensors=update)
-        return out
+            epochs: Mapping[str, int] | None = None) -> dict[str, ClientApp]:
+        return {cid: ReplayApp(FitResult(params={"w": np.array(params["w"])}, num_examples=1))
+                for cid in clients}
 
 
 def secagg(dp: DistributedDPConfig, bit_width: int = 32) -> SecureAggregationConfig:
