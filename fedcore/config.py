@@ -22,7 +22,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
-from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.dp.user_level import noise_multiplier_for_user_level
 from fedcore.engine.config import (
@@ -124,9 +123,10 @@ class TLSConfig:
 class SecAggSection:
     """[secagg]: sum updates with secure aggregation (see `SecureAggregationConfig`).
 
-    `dp_noise_multiplier` > 0 turns on distributed DP: clients clip to `dp_clip_norm` and add
-    `dp_noise` integer noise before masking; ε is reported at `dp_delta`. A `roster` file
-    (`fedcore identity`) makes rounds signed: only clients on it may join.
+    A `[secagg.dp]` table (read straight into `DistributedDPConfig`) turns on distributed DP:
+    clients clip to `clip_norm` and add `kind` integer noise of multiplier `noise_multiplier`
+    before masking; ε is reported at `delta`. A `roster` file (`fedcore identity`) makes
+    rounds signed: only clients on it may join.
     """
 
     enabled: bool = False
@@ -138,26 +138,22 @@ class SecAggSection:
     max_clients: int = 100
     weight_cap: float = 1000.0
     phase_timeout_s: float = 30.0
-    dp_noise_multiplier: float = 0.0
-    dp_clip_norm: float = 1.0
-    dp_noise: IntegerNoise = IntegerNoise.SKELLAM
-    dp_delta: float = 1e-5
+    dp: DistributedDPConfig | None = None
     roster: str = ""
 
     def engine_config(self) -> SecureAggregationConfig | None:
         """The engine's secure-aggregation settings, or None when off."""
         if not self.enabled:
+            if self.dp is not None:
+                raise ConfigError("[secagg.dp] adds noise under secure aggregation: set "
+                                  "secagg.enabled = true, or remove [secagg.dp]")
             return None
         try:
-            dp = DistributedDPConfig(
-                noise_multiplier=self.dp_noise_multiplier, clip_norm=self.dp_clip_norm,
-                kind=self.dp_noise, delta=self.dp_delta,
-            ) if self.dp_noise_multiplier > 0 else None
             return SecureAggregationConfig(
                 mode=self.mode, threshold_fraction=self.threshold_fraction, degree=self.degree,
                 clip=self.clip, bit_width=self.bit_width, max_clients=self.max_clients,
                 weight_cap=self.weight_cap, phase_timeout_s=self.phase_timeout_s,
-                distributed_dp=dp, roster=Roster.load(self.roster) if self.roster else None,
+                distributed_dp=self.dp, roster=Roster.load(self.roster) if self.roster else None,
             )
         except ValueError as err:
             raise ConfigError(f"[secagg]: {err}") from err
@@ -327,7 +323,7 @@ def _strategy(sections: RunSections) -> Strategy:
     if sections.user_dp.enabled:
         if sections.secagg.enabled:
             raise ConfigError("[user_dp] noises what the coordinator sees, which secure "
-                              "aggregation hides; use [secagg] dp_noise_multiplier instead")
+                              "aggregation hides; use distributed DP ([secagg.dp]) instead")
         if sections.privacy.local_dp:
             raise ConfigError("[user_dp] and [privacy] local_dp together are not supported")
         return sections.user_dp.strategy(sections.rounds, s)
@@ -346,6 +342,15 @@ def _strategy(sections: RunSections) -> Strategy:
         raise ConfigError(f"[strategy]: {err}") from err
 
 
+# Keys of earlier releases and where they live now: a file that uses one fails with the new name.
+MOVED = {
+    "secagg.dp_noise_multiplier": "secagg.dp.noise_multiplier",
+    "secagg.dp_clip_norm": "secagg.dp.clip_norm",
+    "secagg.dp_noise": "secagg.dp.kind",
+    "secagg.dp_delta": "secagg.dp.delta",
+}
+
+
 def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The tables of a TOML file (empty for None) with dotted-key `overrides` applied."""
     data: dict[str, Any] = {}
@@ -355,25 +360,55 @@ def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dic
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"cannot read config {path}: {err}") from err
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        data.setdefault(section, {})[key] = value
+        *tables, key = dotted.split(".")
+        table = data
+        for name in tables:
+            table = table.setdefault(name, {})
+        table[key] = value
     return data
 
 
 def build(cls: type[T], data: Any, prefix: str) -> T:
-    """Construct dataclass `cls` from a TOML table, checking keys and types."""
+    """Construct dataclass `cls` from a TOML table, checking keys and types.
+
+    Raises:
+        ConfigError: a key is unknown, moved or missing, or a value is invalid; the message
+            names the key (`section.key`).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'} must be a table")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(_join(prefix, k) for k in unknown)}")
+    _check_keys(set(data), fields, prefix)
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, _join(prefix, name)) for name, value in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"[{prefix}]: {err}") from err
+
+
+def _check_keys(keys: set[str], fields: dict[str, dataclasses.Field[Any]], prefix: str) -> None:
+    moved = sorted(k for k in keys if _join(prefix, k) in MOVED)
+    if moved:
+        raise ConfigError("; ".join(
+            f"{_join(prefix, k)} is now {MOVED[_join(prefix, k)]}" for k in moved
+        ) + ": rename the key(s) (see docs/deployment.md)")
+    unknown = sorted(keys - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(_join(prefix, k) for k in unknown)}")
+    missing = sorted(
+        name for name, f in fields.items() if name not in keys
+        and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise ConfigError(f"[{prefix}] needs {', '.join(_join(prefix, k) for k in missing)}")
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
+    if isinstance(tp, types.UnionType):  # `X | None`: a table given is an X
+        (tp,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):

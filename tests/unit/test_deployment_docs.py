@@ -13,21 +13,35 @@ from typing import Any
 from fedcore.config import CoordinatorConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
-ROW = re.compile(r"^\| `(?P<key>[a-z_]+\.[a-z_]+)` \| [^|]+ \| `(?P<default>[^`]*)` \|", re.M)
+ROW = re.compile(
+    r"^\| `(?P<key>[a-z_]+(?:\.[a-z_]+)+)` \| [^|]+ \| `(?P<default>[^`]*)` \|", re.MULTILINE
+)
+REQUIRED = "required"
 
 
 def config_fields() -> dict[str, Any]:
-    """`section.key` -> default, for every field of the configuration dataclasses."""
-    hints = typing.get_type_hints(CoordinatorConfig)
+    """`section.key` -> default, for every field of the configuration dataclasses (nested
+    tables such as `[secagg.dp]` as `secagg.dp.key`; fields without a default as REQUIRED)."""
+    return table_fields(CoordinatorConfig, "")
+
+
+def table_fields(cls: type, prefix: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
-    for section in dataclasses.fields(CoordinatorConfig):
-        cls = hints[section.name]
-        for f in dataclasses.fields(cls):
-            out[f"{section.name}.{f.name}"] = f.default
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        table = next((t for t in typing.get_args(hints[f.name]) or (hints[f.name],)
+                      if dataclasses.is_dataclass(t)), None)
+        if table is not None:
+            out |= table_fields(table, key)
+        else:
+            out[key] = REQUIRED if f.default is dataclasses.MISSING else f.default
     return out
 
 
 def toml_literal(value: Any) -> str:
+    if value is REQUIRED:
+        return REQUIRED
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, bool):

@@ -1,0 +1,68 @@
+"""The coordinator's config tree: TOML read once into the domain dataclasses, one run plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fedcore.config import ConfigError, RoundsConfig, load_config
+from fedcore.dp.distributed import IntegerNoise
+from fedcore.dp.secagg_noise import DistributedDPConfig
+from fedcore.engine.config import EngineConfig
+
+
+def _load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "coordinator.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_secagg_dp_table_loads_straight_into_the_distributed_dp_config(tmp_path: Path) -> None:
+    plan = _load(tmp_path, "[secagg]\nenabled = true\n[secagg.dp]\nnoise_multiplier = 1.5\n"
+                           'clip_norm = 0.5\nkind = "discrete_gaussian"\n')
+
+    secagg = plan.run.engine.secagg
+
+    assert secagg is not None and secagg.distributed_dp == DistributedDPConfig(
+        noise_multiplier=1.5, clip_norm=0.5, kind=IntegerNoise.DISCRETE_GAUSSIAN)
+
+
+@pytest.mark.parametrize("old, new", [("dp_noise_multiplier = 1.0", "secagg.dp.noise_multiplier"),
+                                      ("dp_clip_norm = 1.0", "secagg.dp.clip_norm"),
+                                      ('dp_noise = "skellam"', "secagg.dp.kind"),
+                                      ("dp_delta = 1e-6", "secagg.dp.delta")])
+def test_a_moved_key_fails_naming_its_new_place(tmp_path: Path, old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=rf"secagg\.dp_\w+ is now {new}"):
+        _load(tmp_path, f"[secagg]\nenabled = true\n{old}\n")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[secagg]\nenabled = true\n[secagg.dp]\nnoise_multiplier = 1.0\n", r"secagg\.dp\.clip_norm"),
+    ("[secagg]\nenabled = true\n[secagg.dp]\nnoise_multiplier = 0.0\nclip_norm = 1.0\n",
+     r"\[secagg\.dp\]: noise_multiplier must be > 0"),
+    ("[secagg.dp]\nnoise_multiplier = 1.0\nclip_norm = 1.0\n", r"secagg\.enabled = true"),
+])
+def test_bad_secagg_dp_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
+                                                             words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        _load(tmp_path, text)
+
+
+def test_the_rounds_section_and_the_engine_share_one_set_of_defaults() -> None:
+    rounds = {f.name: f.default for f in dataclasses.fields(RoundsConfig)}
+    engine = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
+
+    for key in ("round_timeout_s", "eval_timeout_s", "client_timeout_s"):
+        assert rounds[key] == engine[key]
+    assert (engine["round_timeout_s"], engine["eval_timeout_s"], engine["client_timeout_s"]) == (
+        120.0, 60.0, 120.0)
+
+
+def test_an_empty_file_plans_the_default_run(tmp_path: Path) -> None:
+    plan = _load(tmp_path, "")
+
+    assert plan.run.engine.num_rounds == plan.config.rounds.num_rounds == 10
+    assert plan.run.engine.max_payload_bytes == 4 << 30
+    assert plan.run.engine.secagg is None
