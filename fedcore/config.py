@@ -43,6 +43,12 @@ from fedcore.strategy.fedavg import FedAvg
 T = TypeVar("T")
 
 
+def default_of(cls: type, name: str) -> Any:
+    """The default of field `name` of dataclass `cls`: a TOML section that mirrors a domain
+    dataclass takes its defaults from it, so there is one set of defaults."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+
+
 class ConfigError(FedcoreError, ValueError):
     """A configuration value is missing, unknown or invalid; the message names the key."""
 
@@ -64,10 +70,10 @@ class RoundsConfig:
     min_available: int = 1
     round_timeout_s: float = ROUND_TIMEOUT_S
     eval_fraction: float = 1.0
-    eval_every: int = 1
+    eval_every: int = default_of(EngineConfig, "eval_every")
     eval_timeout_s: float = EVAL_TIMEOUT_S
     client_timeout_s: float = CLIENT_TIMEOUT_S
-    seed: int = 0
+    seed: int = default_of(EngineConfig, "seed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,11 +81,11 @@ class StrategyConfig:
     """[strategy]: the algorithm and the clients' local training settings."""
 
     name: StrategyName = StrategyName.FEDAVG
-    local_epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 0.01
-    proximal_mu: float = 0.0
-    server_lr: float = 1.0
+    local_epochs: int = default_of(FedAvg, "local_epochs")
+    batch_size: int = default_of(FedAvg, "batch_size")
+    learning_rate: float = default_of(FedAvg, "learning_rate")
+    proximal_mu: float = default_of(FedAvg, "proximal_mu")
+    server_lr: float = default_of(FedAvg, "server_lr")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,14 +136,14 @@ class SecAggSection:
     """
 
     enabled: bool = False
-    mode: Mode = Mode.FULL
-    threshold_fraction: float = 2 / 3
-    degree: int = 0
-    clip: float = 1.0
-    bit_width: int = 32
-    max_clients: int = 100
-    weight_cap: float = 1000.0
-    phase_timeout_s: float = 30.0
+    mode: Mode = default_of(SecureAggregationConfig, "mode")  # noqa: RUF009 - an enum member
+    threshold_fraction: float = default_of(SecureAggregationConfig, "threshold_fraction")
+    degree: int = default_of(SecureAggregationConfig, "degree")
+    clip: float = default_of(SecureAggregationConfig, "clip")
+    bit_width: int = default_of(SecureAggregationConfig, "bit_width")
+    max_clients: int = default_of(SecureAggregationConfig, "max_clients")
+    weight_cap: float = default_of(SecureAggregationConfig, "weight_cap")
+    phase_timeout_s: float = default_of(SecureAggregationConfig, "phase_timeout_s")
     dp: DistributedDPConfig | None = None
     roster: str = ""
 
@@ -168,10 +174,10 @@ class PrivacyConfig:
     """
 
     local_dp: bool = False
-    noise_multiplier: float = 0.0
-    target_epsilon: float = 0.0
-    max_grad_norm: float = 1.0
-    delta: float = 1e-5
+    noise_multiplier: float = default_of(LocalDPConfig, "noise_multiplier")
+    target_epsilon: float = default_of(LocalDPConfig, "target_epsilon")
+    max_grad_norm: float = default_of(LocalDPConfig, "max_grad_norm")
+    delta: float = default_of(LocalDPConfig, "delta")
 
     def local_dp_config(self, planned_rounds: int) -> LocalDPConfig | None:
         """The clients' DP-SGD settings, or None when local DP is off."""
@@ -204,8 +210,8 @@ class UserDPSection:
     target_epsilon: float = 0.0
     clip_norm: float = 1.0
     adaptive: bool = False
-    target_quantile: float = 0.5
-    clip_learning_rate: float = 0.2
+    target_quantile: float = default_of(AdaptiveClipping, "target_quantile")
+    clip_learning_rate: float = default_of(AdaptiveClipping, "learning_rate")
     count_noise_std: float = 0.0
     population: int = 0
     delta: float = 1e-5

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from fedcore.config import ConfigError, RoundsConfig, load_config
+from fedcore.config import (
+    ConfigError,
+    PrivacyConfig,
+    RoundsConfig,
+    SecAggSection,
+    StrategyConfig,
+    load_config,
+)
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
-from fedcore.engine.config import EngineConfig
+from fedcore.engine.config import EngineConfig, SecureAggregationConfig
+from fedcore.messages import LocalDPConfig
+from fedcore.strategy import FedAvg
 
 
 def _load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
@@ -66,3 +75,19 @@ def test_an_empty_file_plans_the_default_run(tmp_path: Path) -> None:
     assert plan.run.engine.num_rounds == plan.config.rounds.num_rounds == 10
     assert plan.run.engine.max_payload_bytes == 4 << 30
     assert plan.run.engine.secagg is None
+
+
+@pytest.mark.parametrize("section, domain", [(RoundsConfig, EngineConfig),
+                                             (StrategyConfig, FedAvg),
+                                             (SecAggSection, SecureAggregationConfig),
+                                             (PrivacyConfig, LocalDPConfig)])
+def test_a_section_has_the_defaults_of_the_domain_dataclass_it_mirrors(section: type,
+                                                                       domain: type) -> None:
+    ours = {f.name: f.default for f in dataclasses.fields(section)}
+    theirs = {f.name: f.default for f in dataclasses.fields(domain)  # values, not tables/files
+              if f.default not in (dataclasses.MISSING, None)}
+
+    shared = set(ours) & set(theirs)
+
+    assert len(shared) >= 4
+    assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
