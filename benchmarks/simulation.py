@@ -35,12 +35,12 @@ from fedcore.aggregate import WeightedMean
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.messages import TrainConfig
 from fedcore.params import Array, Params, add
-from fedcore.sim.backends.sequential import LocalData, LocalResult, train_sequential
+from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.population import Population
 
 ROUNDS = 3
-Backend = Callable[..., Iterator[LocalResult]]
+Backend = Callable[[TrainJob], Iterator[LocalResult]]
 SAMPLES = 50
 
 
@@ -61,6 +61,7 @@ def fold(
 
 def run_round(
     backend: Backend,
+    model: nn.Module,
     params: Params,
     population: Population,
     indices: Sequence[int],
@@ -71,7 +72,9 @@ def run_round(
     begin = time.perf_counter()
     data: list[LocalData] = [population.load(i) for i in indices]
     seeds = population.train_seeds(indices, round_number).tolist()
-    update, kept = fold(backend(params, data, seeds=seeds, settings=SETTINGS), keep)
+    job = TrainJob(model=model, global_params=params, clients=data, seeds=seeds,
+                   settings=SETTINGS)
+    update, kept = fold(backend(job), keep)
     return time.perf_counter() - begin, update, kept
 
 
@@ -98,14 +101,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     population = Population(args.clients, seed=args.seed, data=dataset.__getitem__)
     everyone = list(range(args.clients))
     subset = everyone[: min(args.clients, args.sequential_clients)]
-    vectorised = partial(train_vectorised, model, device=args.device)
-    sequential = partial(train_sequential, model)
+    vectorised: Backend = partial(train_vectorised, device=args.device)
+    sequential: Backend = train_sequential
     for backend in (vectorised, sequential):  # warm-up: first-call costs are not a round's
-        run_round(backend, params, population, [0, 1], 0, 0)
+        run_round(backend, model, params, population, [0, 1], 0, 0)
     vec_s, seq_s, diff = [], [], 0.0
     for rnd in range(1, ROUNDS + 1):
-        t_vec, update, vec = run_round(vectorised, params, population, everyone, rnd, len(subset))
-        t_seq, _, seq = run_round(sequential, params, population, subset, rnd, len(subset))
+        t_vec, update, vec = run_round(vectorised, model, params, population, everyone, rnd,
+                                       len(subset))
+        t_seq, _, seq = run_round(sequential, model, params, population, subset, rnd, len(subset))
         diff = max(diff, _max_diff(vec, seq))
         vec_s.append(t_vec)
         seq_s.append(t_seq * args.clients / len(subset))

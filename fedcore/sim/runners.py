@@ -30,6 +30,7 @@ from fedcore.sim.backends.private import (
 from fedcore.sim.backends.sequential import (
     LocalData,
     LocalResult,
+    TrainJob,
     cross_entropy_per_example,
     train_sequential,
 )
@@ -43,17 +44,8 @@ _Outcome = TypeVar("_Outcome", FitResult, EvalResult)
 class TrainingPool(Protocol):
     """Trains clients outside this process (`ProcessPool`, `RayPool`)."""
 
-    def train(
-        self,
-        model: nn.Module,
-        global_params: Params,
-        clients: Sequence[LocalData],
-        *,
-        seeds: Sequence[int],
-        settings: TrainConfig,
-        epochs: Sequence[int] | None = None,
-    ) -> Iterator[LocalResult]:
-        """One result per client (`client` is its position in `clients`), in any order."""
+    def train(self, job: TrainJob) -> Iterator[LocalResult]:
+        """One result per client (`client` is its position in `job.clients`), in any order."""
         ...
 
 
@@ -196,19 +188,17 @@ class TorchRunner:
         indices, epochs = indices_and_epochs
         seeds = [int(s) for s in self.population.train_seeds(indices, task.round)]
         data = [s.train for s in splits]
+        job = TrainJob(model=self.model, global_params=params, clients=data, seeds=seeds,
+                       settings=task.train, epochs=epochs)
         if task.train.local_dp is not None:
             private = PrivateTraining(self, task.train, task.train.local_dp)
-            return private.run(task, clients, (indices, epochs, seeds), data, params)
+            return private.run(clients, indices, job)
         if self.pool is not None:
-            trained = self.pool.train(
-                self.model, params, data, seeds=seeds, settings=task.train, epochs=epochs
-            )
+            trained = self.pool.train(job)
+        elif self.vectorised:
+            trained = train_vectorised(job, device=self.device)
         else:
-            kernel = train_vectorised if self.vectorised else train_sequential
-            trained = kernel(
-                self.model, params, data, seeds=seeds, settings=task.train, device=self.device,
-                epochs=epochs,
-            )
+            trained = train_sequential(job, device=self.device)
         return {
             clients[local.client]: ReplayApp(fitted(local, params, {"loss": local.train_loss}))
             for local in trained
@@ -251,20 +241,14 @@ class PrivateTraining:
         self.runner, self.settings, self.dp = runner, settings, dp
         self.privacy = ClientPrivacy(runner.population.state)
 
-    def run(
-        self,
-        task: Task,
-        clients: Sequence[str],
-        plan: tuple[list[int], list[int], list[int]],
-        data: list[LocalData],
-        params: Params,
-    ) -> dict[str, ClientApp]:
-        """Apps for `clients`: trained, or declining for good when over budget."""
-        indices, epochs, seeds = plan
+    def run(self, clients: Sequence[str], indices: Sequence[int], job: TrainJob
+            ) -> dict[str, ClientApp]:
+        """Apps for `clients` (population `indices`): trained, or declining for good when
+        over budget."""
         tasks = [
             self.privacy.plan(i, len(d[1]), dp=self.dp, batch_size=self.settings.batch_size,
                               epochs=k, local_epochs=self.settings.local_epochs)
-            for i, d, k in zip(indices, data, epochs)
+            for i, d, k in zip(indices, job.clients, job.client_epochs())
         ]
         results: dict[str, ClientApp] = {
             clients[p]: ReplayApp(DeclineTask(t.refusal, permanent=True))
@@ -275,33 +259,22 @@ class PrivateTraining:
             if t.allowed:
                 by_noise.setdefault(t.noise_multiplier, []).append(p)
         for noise, group in by_noise.items():
-            trained = self._kernel(
-                params, [data[p] for p in group], [seeds[p] for p in group],
-                [epochs[p] for p in group], noise,
-            )
-            for local in trained:
+            for local in self._kernel(job.part(group), noise):
                 p = group[local.client]
                 self.privacy.record(indices[p], tasks[p])
                 metrics = {"loss": local.train_loss, "epsilon": tasks[p].epsilon_after}
-                results[clients[p]] = ReplayApp(fitted(local, params, metrics))
+                results[clients[p]] = ReplayApp(fitted(local, job.global_params, metrics))
         return results
 
-    def _kernel(
-        self, params: Params, data: list[LocalData], seeds: list[int], epochs: list[int],
-        noise: float,
-    ) -> Iterator[LocalResult]:
+    def _kernel(self, job: TrainJob, noise: float) -> Iterator[LocalResult]:
         runner = self.runner
         dp = DPSettings(noise_multiplier=noise, max_grad_norm=self.dp.max_grad_norm)
         if runner.vectorised:
-            own = [client_noise_generator(s) for s in seeds] if runner.opacus_noise else None
-            return train_vectorised_private(
-                runner.model, params, data, seeds=seeds, settings=self.settings, dp=dp,
-                device=runner.device, epochs=epochs, noise_generators=own,
-            )
-        return train_with_opacus(
-            runner.model, params, data, seeds=seeds, settings=self.settings, dp=dp,
-            device=runner.device, epochs=epochs,
-        )
+            own = ([client_noise_generator(int(s)) for s in job.seeds] if runner.opacus_noise
+                   else None)
+            return train_vectorised_private(job, dp=dp, device=runner.device,
+                                            noise_generators=own)
+        return train_with_opacus(job, dp=dp, device=runner.device)
 
 
 class AppRunner:

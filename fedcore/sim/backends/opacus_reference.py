@@ -8,7 +8,7 @@ vectorised kernel) and its noise from `client_noise_generator(seed)`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,35 +17,23 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import train_private
-from fedcore.params import Params
 from fedcore.sim.backends.private import DPSettings, client_noise_generator
-from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainSettings, check_inputs
+from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainJob, TrainSettings
 
 UNUSED_DELTA = 1e-5  # train_private reports ε of a throw-away accountant; the caller accounts
 
 
 def train_with_opacus(
-    model: nn.Module,
-    global_params: Params,
-    clients: Sequence[LocalData],
-    *,
-    seeds: Sequence[int],
-    settings: TrainSettings,
-    dp: DPSettings,
-    device: str | torch.device = "cpu",
-    epochs: Sequence[int] | None = None,
+    job: TrainJob, *, dp: DPSettings, device: str | torch.device = "cpu"
 ) -> Iterator[LocalResult]:
-    """Each client in turn with Opacus' DP-SGD from `global_params`; `model` is not touched.
-
-    Raises:
-        ValueError: inconsistent inputs.
-    """
-    check_inputs(model, global_params, clients, seeds, settings, epochs)
-    counts = list(epochs) if epochs is not None else [settings.local_epochs] * len(clients)
-    start = {n: torch.from_numpy(np.array(v)) for n, v in global_params.items()}
+    """Each client in turn with Opacus' DP-SGD from `job.global_params`; the model is not
+    touched (the loss is `fedcore.dp.opacus.train_private`'s, not `job.loss_fn`)."""
+    start = {n: torch.from_numpy(np.array(v)) for n, v in job.global_params.items()}
     return (
-        _train_one(model, start, data, (seed, k), settings, dp, device, position)
-        for position, (data, seed, k) in enumerate(zip(clients, seeds, counts))
+        _train_one(job.model, start, data, (int(seed), k), job.settings, dp, device, position)
+        for position, (data, seed, k) in enumerate(
+            zip(job.clients, job.seeds, job.client_epochs())
+        )
     )
 
 

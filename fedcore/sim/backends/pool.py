@@ -15,18 +15,13 @@ import multiprocessing
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from types import TracebackType
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from fedcore.params import Params
 from fedcore.sim.backends.sequential import (
-    LocalData,
     LocalResult,
-    TrainSettings,
-    check_inputs,
+    TrainJob,
     train_sequential,
 )
 from fedcore.sim.backends.vmap import train_vectorised
@@ -46,56 +41,29 @@ def split_work(sizes: Sequence[int], epochs: Sequence[int], parts: int) -> list[
     return [sorted(share) for share in shares if share]
 
 
-def share_tasks(
-    model: nn.Module,
-    global_params: Params,
-    clients: Sequence[LocalData],
-    *,
-    seeds: Sequence[int],
-    settings: TrainSettings,
-    epochs: Sequence[int] | None,
-    parts: int,
-) -> list[tuple[Share, tuple[Any, ...]]]:
-    """Check the inputs and split the clients into shares, each with the leading arguments
-    of `train_share` for it (model, params, data, seeds, epochs, settings).
-
-    Raises:
-        ValueError: inconsistent inputs.
-    """
-    check_inputs(model, global_params, clients, seeds, settings, epochs)
-    counts = list(epochs) if epochs is not None else [settings.local_epochs] * len(clients)
-    params = {k: np.asarray(v) for k, v in global_params.items()}
+def share_tasks(job: TrainJob, *, parts: int) -> list[tuple[Share, TrainJob]]:
+    """Split the clients into at most `parts` shares of about equal work, each with its job."""
+    counts = job.client_epochs()
+    whole = dataclasses.replace(
+        job, global_params={k: np.asarray(v) for k, v in job.global_params.items()}
+    )
     return [
-        (share, (model, params, [clients[p] for p in share], [int(seeds[p]) for p in share],
-                 [counts[p] for p in share], settings))
-        for share in split_work([len(y) for _, y in clients], counts, parts)
+        (share, whole.part(share)) for share in split_work([len(y) for _, y in job.clients],
+                                                           counts, parts)
     ]
 
 
-def train_share(
-    model: nn.Module,
-    global_params: Params,
-    data: Sequence[LocalData],
-    seeds: Sequence[int],
-    epochs: Sequence[int],
-    settings: TrainSettings,
-    vectorised: bool,
-    threads: int,
-) -> list[LocalResult]:
+def train_share(job: TrainJob, vectorised: bool, threads: int) -> list[LocalResult]:
     """One worker's share, trained in this process (positions are within the share).
 
-    The sequential kernel trains a private copy of `model`: tensors sent to worker processes
+    The sequential kernel trains a private copy of the model: tensors sent to worker processes
     travel in shared memory, so every worker may hold the same weights.
     """
     if threads > 0:
         torch.set_num_threads(threads)
     if vectorised:
-        trained = train_vectorised(model, global_params, data, seeds=seeds, settings=settings,
-                                   epochs=epochs)
-    else:
-        trained = train_sequential(copy.deepcopy(model), global_params, data, seeds=seeds,
-                                   settings=settings, epochs=epochs)
-    return list(trained)
+        return list(train_vectorised(job))
+    return list(train_sequential(dataclasses.replace(job, model=copy.deepcopy(job.model))))
 
 
 class ProcessPool:
@@ -115,27 +83,12 @@ class ProcessPool:
             workers, mp_context=multiprocessing.get_context("spawn")
         )
 
-    def train(
-        self,
-        model: nn.Module,
-        global_params: Params,
-        clients: Sequence[LocalData],
-        *,
-        seeds: Sequence[int],
-        settings: TrainSettings,
-        epochs: Sequence[int] | None = None,
-    ) -> Iterator[LocalResult]:
+    def train(self, job: TrainJob) -> Iterator[LocalResult]:
         """Train every client in the workers; yields results as shares finish (`client` is
-        the position in `clients`).
-
-        Raises:
-            ValueError: inconsistent inputs (checked here, before anything is sent).
-        """
-        tasks = share_tasks(model, global_params, clients, seeds=seeds, settings=settings,
-                            epochs=epochs, parts=self.workers)
+        the position in `job.clients`)."""
         futures = {
-            self._executor.submit(train_share, *(*args, self.vectorised, self.threads)): share
-            for share, args in tasks
+            self._executor.submit(train_share, part, self.vectorised, self.threads): share
+            for share, part in share_tasks(job, parts=self.workers)
         }
         return _gather(futures)
 

@@ -33,16 +33,14 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from fedcore.params import Params
 from fedcore.sim.backends.sequential import (
     LocalData,
     LocalResult,
     PerExampleLoss,
+    TrainJob,
     TrainSettings,
-    check_inputs,
-    cross_entropy_per_example,
 )
-from fedcore.sim.backends.vmap import Tensors, pad_stack, plan_chunks
+from fedcore.sim.backends.vmap import Tensors, pad_stack, plan_chunks, require_functional
 
 CLIP_EPSILON = 1e-6  # Opacus' stabiliser in the clipping factor
 DEFAULT_CHUNK_BYTES = 256 << 20  # per-example gradients of one chunk and step, at most
@@ -75,16 +73,10 @@ def poisson_plan(num_examples: int, batch_size: int) -> tuple[float, int, int]:
 
 
 def train_vectorised_private(
-    model: nn.Module,
-    global_params: Params,
-    clients: Sequence[LocalData],
+    job: TrainJob,
     *,
-    seeds: Sequence[int],
-    settings: TrainSettings,
     dp: DPSettings,
     device: str | torch.device = "cpu",
-    loss_fn: PerExampleLoss = cross_entropy_per_example,
-    epochs: Sequence[int] | None = None,
     noise_generators: Sequence[torch.Generator] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> Iterator[LocalResult]:
@@ -92,22 +84,20 @@ def train_vectorised_private(
     of similar sizes whose per-example gradients take about `chunk_bytes`.
 
     Raises:
-        ValueError: inconsistent inputs, a model with buffers, or not one noise generator
-            per client.
+        ValueError: a model with buffers, or not one noise generator per client.
     """
-    check_inputs(model, global_params, clients, seeds, settings, epochs)
-    if any(True for _ in model.buffers()):
-        raise ValueError("the vectorised backend needs a model without buffers; use sequential")
+    require_functional(job.model)
+    clients, seeds, settings = job.clients, job.seeds, job.settings
     if noise_generators is not None and len(noise_generators) != len(clients):
         raise ValueError(f"{len(clients)} clients but {len(noise_generators)} noise generators")
     dev = torch.device(device)
-    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in global_params.items()}
+    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in job.global_params.items()}
     sizes = np.array([len(y) for _, y in clients], dtype=np.int64)
-    counts = np.asarray(epochs if epochs is not None else [settings.local_epochs] * len(clients))
+    counts = np.asarray(job.client_epochs())
     example_bytes = sum(v.numel() * v.element_size() for v in start.values()) * 2
     chunk_size = max(1, chunk_bytes // (example_bytes * settings.batch_size))
     chunks = plan_chunks(sizes, batch_size=settings.batch_size, chunk_size=chunk_size)
-    step = _make_private_step(model, loss_fn, dp, settings)
+    step = _make_private_step(job.model, job.loss_fn, dp, settings)
     std = dp.noise_multiplier * dp.max_grad_norm
     return (
         result

@@ -5,14 +5,11 @@ fedcore[ray]`). The clients split into shares as for the process pool, one Ray t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-from torch import nn
-
-from fedcore.params import Params
 from fedcore.sim.backends.pool import share_tasks, train_share
-from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainSettings
+from fedcore.sim.backends.sequential import LocalResult, TrainJob
 
 
 def _ray() -> Any:
@@ -45,27 +42,12 @@ class RayPool:
         self.shares, self.vectorised, self.threads = shares, vectorised, threads
         self._task = ray.remote(train_share)
 
-    def train(
-        self,
-        model: nn.Module,
-        global_params: Params,
-        clients: Sequence[LocalData],
-        *,
-        seeds: Sequence[int],
-        settings: TrainSettings,
-        epochs: Sequence[int] | None = None,
-    ) -> Iterator[LocalResult]:
-        """Train every client as Ray tasks; yields results as tasks finish.
-
-        Raises:
-            ValueError: inconsistent inputs (checked here, before anything is sent).
-        """
+    def train(self, job: TrainJob) -> Iterator[LocalResult]:
+        """Train every client as Ray tasks; yields results as tasks finish."""
         ray = _ray()
-        tasks = share_tasks(model, global_params, clients, seeds=seeds, settings=settings,
-                            epochs=epochs, parts=self.shares)
         pending = {
-            self._task.remote(*args, self.vectorised, self.threads): share
-            for share, args in tasks
+            self._task.remote(part, self.vectorised, self.threads): share
+            for share, part in share_tasks(job, parts=self.shares)
         }
         return _gather(ray, pending)
 

@@ -16,6 +16,7 @@ This module also fixes the semantics every backend reproduces exactly:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -76,59 +77,78 @@ def epoch_orders(
     return [torch.randperm(num_examples, generator=generator) for _ in range(epochs)]
 
 
-def check_inputs(
-    model: nn.Module,
-    global_params: Params,
-    clients: Sequence[LocalData],
-    seeds: Sequence[int],
-    settings: TrainSettings,
-    epochs: Sequence[int] | None = None,
-) -> None:
-    """Raise `ValueError` naming what is inconsistent between model, params, data and seeds."""
-    names = [name for name, _ in model.named_parameters()]
-    if list(global_params) != names:
-        raise ValueError(f"global params {list(global_params)} differ from the model's {names}")
-    if len(seeds) != len(clients):
-        raise ValueError(f"{len(clients)} clients but {len(seeds)} seeds")
-    if settings.local_epochs < 1 or settings.batch_size < 1:
-        raise ValueError("local_epochs and batch_size must be at least 1")
-    for position, (x, y) in enumerate(clients):
-        if len(x) == 0 or len(x) != len(y):
-            raise ValueError(f"client {position}: {len(x)} features for {len(y)} labels")
-    if epochs is not None:
-        if len(epochs) != len(clients):
-            raise ValueError(f"{len(clients)} clients but {len(epochs)} epoch counts")
-        if any(not 1 <= k <= settings.local_epochs for k in epochs):
-            raise ValueError(f"per-client epochs must be in 1..{settings.local_epochs}")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainJob:
+    """One cohort's local training, as every kernel and pool takes it.
 
-
-def train_sequential(
-    model: nn.Module,
-    global_params: Params,
-    clients: Sequence[LocalData],
-    *,
-    seeds: Sequence[int],
-    settings: TrainSettings,
-    device: str | torch.device = "cpu",
-    loss_fn: PerExampleLoss = cross_entropy_per_example,
-    epochs: Sequence[int] | None = None,
-) -> Iterator[LocalResult]:
-    """Train each client in turn on `model` (its parameters are overwritten) and yield results.
-
-    `model` is moved to `device`, where each client's data is moved as it trains. Buffers (e.g.
-    batch-norm statistics) are restored before every client and not reported. `epochs`, when
-    given, is each client's own number of epochs (at most `settings.local_epochs`).
-    Inputs are checked at the call, training happens as results are consumed.
+    Attributes:
+        model: a template module; its parameter names are the names in `global_params`.
+        global_params: where every client starts.
+        clients: each client's local data.
+        seeds: each client's training seed (its batch order; see the module docstring).
+        settings: the local hyper-parameters.
+        epochs: each client's own number of epochs, at most `settings.local_epochs`
+            (a straggler's partial work); None: `settings.local_epochs` for everyone.
+        loss_fn: the per-example loss.
 
     Raises:
-        ValueError: inconsistent model, params, data, seeds or settings.
+        ValueError: model, params, data, seeds, epochs or settings are inconsistent.
     """
-    check_inputs(model, global_params, clients, seeds, settings, epochs)
+
+    model: nn.Module
+    global_params: Params
+    clients: Sequence[LocalData]
+    seeds: Sequence[int]
+    settings: TrainSettings
+    epochs: Sequence[int] | None = None
+    loss_fn: PerExampleLoss = cross_entropy_per_example
+
+    def __post_init__(self) -> None:
+        names = [name for name, _ in self.model.named_parameters()]
+        if list(self.global_params) != names:
+            raise ValueError(f"global params {list(self.global_params)} differ from the "
+                             f"model's {names}")
+        if len(self.seeds) != len(self.clients):
+            raise ValueError(f"{len(self.clients)} clients but {len(self.seeds)} seeds")
+        if self.settings.local_epochs < 1 or self.settings.batch_size < 1:
+            raise ValueError("local_epochs and batch_size must be at least 1")
+        for position, (x, y) in enumerate(self.clients):
+            if len(x) == 0 or len(x) != len(y):
+                raise ValueError(f"client {position}: {len(x)} features for {len(y)} labels")
+        if self.epochs is not None:
+            if len(self.epochs) != len(self.clients):
+                raise ValueError(f"{len(self.clients)} clients but {len(self.epochs)} epoch "
+                                 "counts")
+            if any(not 1 <= k <= self.settings.local_epochs for k in self.epochs):
+                raise ValueError(f"per-client epochs must be in 1..{self.settings.local_epochs}")
+
+    def client_epochs(self) -> list[int]:
+        """Each client's number of epochs."""
+        if self.epochs is None:
+            return [self.settings.local_epochs] * len(self.clients)
+        return [int(k) for k in self.epochs]
+
+    def part(self, positions: Sequence[int]) -> TrainJob:
+        """The job of the clients at `positions` (their results are numbered from 0)."""
+        counts = self.client_epochs()
+        return dataclasses.replace(
+            self, clients=[self.clients[p] for p in positions],
+            seeds=[int(self.seeds[p]) for p in positions], epochs=[counts[p] for p in positions],
+        )
+
+
+def train_sequential(job: TrainJob, *, device: str | torch.device = "cpu") -> Iterator[LocalResult]:
+    """Train each client in turn on `job.model` (its parameters are overwritten); yield results.
+
+    The model is moved to `device`, where each client's data is moved as it trains. Buffers (e.g.
+    batch-norm statistics) are restored before every client and not reported. Training happens
+    as results are consumed.
+    """
     dev = torch.device(device)
-    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in global_params.items()}
-    model.to(dev)
-    counts = list(epochs) if epochs is not None else [settings.local_epochs] * len(clients)
-    return _train_each(model, start, clients, seeds, counts, settings, loss_fn)
+    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in job.global_params.items()}
+    job.model.to(dev)
+    return _train_each(job.model, start, job.clients, job.seeds, job.client_epochs(),
+                       job.settings, job.loss_fn)
 
 
 def _train_each(

@@ -20,14 +20,12 @@ from torch.func import functional_call, grad, vmap
 from torch.nn.utils.rnn import pad_sequence
 
 from fedcore.client.sgd import proximal_term
-from fedcore.params import Params
 from fedcore.sim.backends.sequential import (
     LocalData,
     LocalResult,
     PerExampleLoss,
+    TrainJob,
     TrainSettings,
-    check_inputs,
-    cross_entropy_per_example,
     epoch_orders,
 )
 
@@ -38,47 +36,42 @@ MAX_PADDING_FACTOR = 2
 
 
 def train_vectorised(
-    model: nn.Module,
-    global_params: Params,
-    clients: Sequence[LocalData],
-    *,
-    seeds: Sequence[int],
-    settings: TrainSettings,
-    device: str | torch.device = "cpu",
-    loss_fn: PerExampleLoss = cross_entropy_per_example,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    epochs: Sequence[int] | None = None,
+    job: TrainJob, *, device: str | torch.device = "cpu", chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[LocalResult]:
     """Train all clients in vectorised chunks; yields one result per client, in chunk order.
 
     Clients are grouped by size (at most `chunk_size` per chunk, and no client padded to
     more than twice its number of batches), so results arrive out of input order: use
-    `LocalResult.client`. `model` is only a template; its own parameters are not touched.
-    `epochs`, when given, is each client's own number of epochs (a client that stops early
-    idles with exact zero steps). Inputs are checked at the call; each chunk trains when its
-    first result is consumed.
+    `LocalResult.client`. `job.model` is only a template; its own parameters are not touched.
+    A client with fewer epochs than the others idles with exact zero steps. Each chunk trains
+    when its first result is consumed.
 
     Raises:
-        ValueError: inconsistent inputs, a model with buffers, or `chunk_size < 1`.
+        ValueError: a model with buffers, or `chunk_size < 1`.
     """
-    check_inputs(model, global_params, clients, seeds, settings, epochs)
-    if any(True for _ in model.buffers()):
-        raise ValueError("the vectorised backend needs a model without buffers; use sequential")
+    require_functional(job.model)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     dev = torch.device(device)
-    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in global_params.items()}
-    step = _make_step(model, loss_fn, settings.learning_rate, settings.proximal_mu)
+    settings, clients = job.settings, job.clients
+    start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in job.global_params.items()}
+    step = _make_step(job.model, job.loss_fn, settings.learning_rate, settings.proximal_mu)
     sizes = np.array([len(y) for _, y in clients], dtype=np.int64)
     chunks = plan_chunks(sizes, batch_size=settings.batch_size, chunk_size=chunk_size)
-    counts = np.asarray(epochs if epochs is not None else [settings.local_epochs] * len(clients))
+    counts = np.asarray(job.client_epochs())
     return (
         result
         for chunk in chunks
         for result in _train_chunk(
-            step, start, [clients[i] for i in chunk], chunk, (seeds, counts[chunk]), settings
+            step, start, [clients[i] for i in chunk], chunk, (job.seeds, counts[chunk]), settings
         )
     )
+
+
+def require_functional(model: nn.Module) -> None:
+    """Raise `ValueError` unless `model` has parameters only (no buffers), as vmap needs."""
+    if any(True for _ in model.buffers()):
+        raise ValueError("the vectorised backend needs a model without buffers; use sequential")
 
 
 def plan_chunks(

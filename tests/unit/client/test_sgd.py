@@ -16,7 +16,7 @@ from fedcore.client.sgd import SGD
 from fedcore.client.torch_app import TorchApp
 from fedcore.messages import TrainConfig
 from fedcore.params import Params
-from fedcore.sim.backends.sequential import LocalData, train_sequential
+from fedcore.sim.backends.sequential import LocalData, TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 
 MUS = (0.0, 0.5, 2.0, 5.0)
@@ -55,7 +55,9 @@ def _torch_app_update(mu: float) -> float:
 
 def _kernel_update(kernel: Callable[..., object]) -> Callable[[float], float]:
     def update(mu: float) -> float:
-        results = kernel(_model(), _global(), [_data()], seeds=[3], settings=_config(mu))
+        job = TrainJob(model=_model(), global_params=_global(), clients=[_data()], seeds=[3],
+                       settings=_config(mu))
+        results = kernel(job)
         (local,) = list(results)  # type: ignore[call-overload]
         return _norm(local.update)
     return update

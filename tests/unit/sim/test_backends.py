@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from fedcore.messages import TrainConfig
+from fedcore.params import Params
 from fedcore.sim.backends.sequential import (
+    LocalData,
     LocalResult,
+    TrainJob,
     cross_entropy_per_example,
     epoch_orders,
     train_sequential,
@@ -15,6 +20,12 @@ from fedcore.sim.backends.sequential import (
 from fedcore.sim.backends.vmap import plan_chunks, train_vectorised
 
 FEATURES, CLASSES = 6, 4
+
+
+def _job(model: nn.Module, params: Params, clients: Sequence[LocalData], seeds: Sequence[int],
+         settings: TrainConfig, *, epochs: Sequence[int] | None = None) -> TrainJob:
+    return TrainJob(model=model, global_params=params, clients=clients, seeds=seeds,
+                    settings=settings, epochs=epochs)
 
 
 def _settings(*, proximal_mu: float = 0.0) -> TrainConfig:
@@ -49,17 +60,10 @@ def test_vectorised_matches_sequential_with_unequal_sizes(mu: float, chunk_size:
     start = _global(model)
     clients, seeds = _clients([7, 23, 50, 1, 13, 5]), [11, 12, 13, 14, 15, 16]
 
-    seq = _by_client(list(train_sequential(model, start, clients, seeds=seeds, settings=settings)))
+    seq = _by_client(list(train_sequential(_job(model, start, clients, seeds, settings))))
     vec = _by_client(
         list(
-            train_vectorised(
-                model,
-                start,
-                clients,
-                seeds=seeds,
-                settings=settings,
-                chunk_size=chunk_size,
-            )
+            train_vectorised(_job(model, start, clients, seeds, settings), chunk_size=chunk_size)
         )
     )
 
@@ -77,9 +81,9 @@ def test_a_client_trains_the_same_alone_and_in_a_crowd() -> None:
     start = _global(model)
     clients = _clients([9, 40, 3])
     crowd = _by_client(
-        list(train_vectorised(model, start, clients, seeds=[1, 2, 3], settings=settings))
+        list(train_vectorised(_job(model, start, clients, [1, 2, 3], settings)))
     )
-    alone = next(train_vectorised(model, start, clients[:1], seeds=[1], settings=settings))
+    alone = next(train_vectorised(_job(model, start, clients[:1], [1], settings)))
     for name, value in alone.update.items():
         np.testing.assert_allclose(crowd[0].update[name], value, rtol=1e-5, atol=1e-7)
 
@@ -93,17 +97,17 @@ def test_seed_changes_batch_order_and_result() -> None:
     assert all(torch.equal(a, b) for a, b in zip(reused, epoch_orders(20, epochs=2, seed=3)))
     model, settings = _mlp(), _settings()
     clients = _clients([20]) * 2
-    a, b = train_sequential(model, _global(model), clients, seeds=[1, 2], settings=settings)
+    a, b = train_sequential(_job(model, _global(model), clients, [1, 2], settings))
     assert not np.allclose(a.update["0.weight"], b.update["0.weight"])
 
 
 def test_sequential_leaves_no_state_between_clients() -> None:
     model, settings = _mlp(), _settings()
     clients = _clients([10, 30])
-    both = list(train_sequential(model, _global(model), clients, seeds=[5, 6], settings=settings))
+    both = list(train_sequential(_job(model, _global(model), clients, [5, 6], settings)))
     model2 = _mlp()
     second = next(
-        train_sequential(model2, _global(model2), clients[1:], seeds=[6], settings=settings)
+        train_sequential(_job(model2, _global(model2), clients[1:], [6], settings))
     )
     np.testing.assert_array_equal(both[1].update["2.bias"], second.update["2.bias"])
 
@@ -112,12 +116,12 @@ def test_inputs_are_validated() -> None:
     model, settings = _mlp(), _settings()
     clients = _clients([4])
     with pytest.raises(ValueError, match="seeds"):
-        train_vectorised(model, _global(model), clients, seeds=[1, 2], settings=settings)
+        train_vectorised(_job(model, _global(model), clients, [1, 2], settings))
     with pytest.raises(ValueError, match="differ from the model"):
-        train_sequential(model, {"w": np.zeros(1)}, clients, seeds=[1], settings=settings)
+        train_sequential(_job(model, {"w": np.zeros(1)}, clients, [1], settings))
     bn = nn.Sequential(nn.Linear(FEATURES, CLASSES), nn.BatchNorm1d(CLASSES))
     with pytest.raises(ValueError, match="buffers"):
-        train_vectorised(bn, _global(bn), clients, seeds=[1], settings=settings)
+        train_vectorised(_job(bn, _global(bn), clients, [1], settings))
 
 
 def test_chunks_bound_count_and_padding() -> None:
@@ -151,9 +155,9 @@ def test_a_small_cnn_trains_the_same_in_both_backends() -> None:
     ]
     settings = TrainConfig(local_epochs=2, batch_size=3, learning_rate=0.2, proximal_mu=0.1)
 
-    seq = list(train_sequential(model, start, clients, seeds=[1, 2, 3], settings=settings))
+    seq = list(train_sequential(_job(model, start, clients, [1, 2, 3], settings)))
     vec = _by_client(
-        list(train_vectorised(model, start, clients, seeds=[1, 2, 3], settings=settings))
+        list(train_vectorised(_job(model, start, clients, [1, 2, 3], settings)))
     )
 
     for expected in seq:
@@ -170,18 +174,17 @@ def test_clients_with_their_own_epoch_counts_train_as_alone_with_that_many() -> 
     clients, seeds, epochs = _clients([7, 23, 12]), [1, 2, 3], [3, 1, 2]
 
     # act
-    vec = _by_client(list(train_vectorised(model, start, clients, seeds=seeds,
-                                           settings=settings, epochs=epochs)))
-    seq = _by_client(list(train_sequential(model, start, clients, seeds=seeds,
-                                           settings=settings, epochs=epochs)))
+    job = _job(model, start, clients, seeds, settings, epochs=epochs)
+    vec = _by_client(list(train_vectorised(job)))
+    seq = _by_client(list(train_sequential(job)))
 
     # assert
     for k, count in enumerate(epochs):
         fewer = TrainConfig(local_epochs=count, batch_size=5, learning_rate=0.1, proximal_mu=0.5)
-        alone = next(train_sequential(model, start, [clients[k]], seeds=[seeds[k]], settings=fewer))
+        alone = next(train_sequential(_job(model, start, [clients[k]], [seeds[k]], fewer)))
         for result in (vec[k], seq[k]):
             assert result.train_loss == pytest.approx(alone.train_loss, rel=1e-5)
             for name, value in alone.update.items():
                 np.testing.assert_allclose(result.update[name], value, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="epochs"):
-        train_vectorised(model, start, clients, seeds=seeds, settings=settings, epochs=[4, 1, 1])
+        train_vectorised(_job(model, start, clients, seeds, settings, epochs=[4, 1, 1]))

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
 
 from fedcore.messages import TrainConfig
+from fedcore.params import Params
 from fedcore.sim.backends.pool import ProcessPool, split_work
-from fedcore.sim.backends.sequential import train_sequential
+from fedcore.sim.backends.sequential import LocalData, TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.config import BackendKind
 from fedcore.sim.pools import training_pool
 
 SETTINGS = TrainConfig(local_epochs=2, batch_size=4, learning_rate=0.1, proximal_mu=0.1)
+
+
+def _job(model: nn.Module, params: Params, clients: Sequence[LocalData], seeds: Sequence[int],
+         settings: TrainConfig, *, epochs: Sequence[int] | None = None) -> TrainJob:
+    return TrainJob(model=model, global_params=params, clients=clients, seeds=seeds,
+                    settings=settings, epochs=epochs)
 
 
 def _setup() -> tuple[nn.Module, dict[str, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
@@ -47,12 +56,10 @@ def test_work_is_split_into_balanced_shares_covering_every_client() -> None:
 def test_a_process_pool_trains_as_in_process() -> None:
     model, params, clients = _setup()
     seeds, epochs = [1, 2, 3, 4, 5, 6], [2, 1, 2, 2, 1, 2]
-    expected = list(train_vectorised(model, params, clients, seeds=seeds, settings=SETTINGS,
-                                     epochs=epochs))
+    expected = list(train_vectorised(_job(model, params, clients, seeds, SETTINGS, epochs=epochs)))
 
     with ProcessPool(2) as pool:
-        results = list(pool.train(model, params, clients, seeds=seeds, settings=SETTINGS,
-                                  epochs=epochs))
+        results = list(pool.train(_job(model, params, clients, seeds, SETTINGS, epochs=epochs)))
 
     _assert_same(results, expected)
 
@@ -68,10 +75,10 @@ def test_sequential_workers_train_their_own_copy_of_the_model() -> None:
                for _ in range(4)]
     settings = TrainConfig(local_epochs=3, batch_size=2, learning_rate=0.05)
     seeds = [1, 2, 3, 4]
-    expected = list(train_sequential(model, params, clients, seeds=seeds, settings=settings))
+    expected = list(train_sequential(_job(model, params, clients, seeds, settings)))
 
     with ProcessPool(2, vectorised=False) as pool:
-        results = list(pool.train(model, params, clients, seeds=seeds, settings=settings))
+        results = list(pool.train(_job(model, params, clients, seeds, settings)))
 
     _assert_same(results, expected)
 
@@ -81,9 +88,9 @@ def test_a_ray_pool_trains_as_in_process(local_ray: object) -> None:
 
     model, params, clients = _setup()
     seeds = [1, 2, 3, 4, 5, 6]
-    expected = list(train_vectorised(model, params, clients, seeds=seeds, settings=SETTINGS))
+    expected = list(train_vectorised(_job(model, params, clients, seeds, SETTINGS)))
 
-    results = list(RayPool(2).train(model, params, clients, seeds=seeds, settings=SETTINGS))
+    results = list(RayPool(2).train(_job(model, params, clients, seeds, SETTINGS)))
 
     _assert_same(results, expected)
 

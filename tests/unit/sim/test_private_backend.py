@@ -3,6 +3,8 @@ with the same Poisson batches (same sampler seeds) and the same noise generators
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,18 @@ from torch.utils.data import DataLoader, TensorDataset
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import train_private
 from fedcore.messages import TrainConfig
+from fedcore.params import Params
 from fedcore.sim.backends.private import DPSettings, poisson_plan, train_vectorised_private
+from fedcore.sim.backends.sequential import LocalData, TrainJob
 
 FEATURES, CLASSES = 5, 3
 SIZES, SEEDS, NOISE_SEEDS = [23, 7, 40], [101, 102, 103], [7, 8, 9]
+
+
+def _job(model: nn.Module, params: Params, clients: Sequence[LocalData], seeds: Sequence[int],
+         settings: TrainConfig, *, epochs: Sequence[int] | None = None) -> TrainJob:
+    return TrainJob(model=model, global_params=params, clients=clients, seeds=seeds,
+                    settings=settings, epochs=epochs)
 
 
 def _model() -> nn.Module:
@@ -64,7 +74,8 @@ def test_each_client_trains_as_opacus_trains_it_alone(noise_multiplier: float, m
     ours = {
         r.client: r
         for r in train_vectorised_private(
-            _model(), start, clients, seeds=SEEDS, settings=settings, dp=dp,
+            _job(_model(), start, clients, SEEDS, settings),
+            dp=dp,
             noise_generators=[torch.Generator().manual_seed(s) for s in NOISE_SEEDS],
         )
     }
@@ -87,9 +98,10 @@ def test_shared_noise_has_the_calibrated_scale() -> None:
 
     def run(sigma: float) -> np.ndarray:
         dp = DPSettings(noise_multiplier=sigma, max_grad_norm=0.5)
-        results = sorted(train_vectorised_private(_model(), start, clients, seeds=seeds,
-                                                  settings=settings, dp=dp),
-                         key=lambda r: r.client)
+        results = sorted(
+            train_vectorised_private(_job(_model(), start, clients, seeds, settings), dp=dp),
+            key=lambda r: r.client,
+        )
         return np.stack([r.update["0.weight"] for r in results])
 
     # act
