@@ -28,9 +28,9 @@ import math
 import os
 import statistics
 import time
-from dataclasses import replace
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,7 @@ from fedcore.secagg.config import (
     suggested_degree,
     suggested_signed_degree,
 )
+from fedcore.secagg.errors import RoundAborted
 from fedcore.secagg.messages import MaskedInput
 from fedcore.secagg.quantize import Quantizer
 from fedcore.secagg.safety import least_signed_threshold
@@ -141,7 +142,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     quantize_s = (updates[1], time.perf_counter() - start)[1]
     with _pool(args.workers) as executor:
         cohort = Cohort(spec, executor=executor, identity_keys=identity_keys)
-        result = cohort.run(updates, drops={MaskedInput: dropped})
+        try:
+            result = cohort.run(updates, drops={MaskedInput: dropped})
+        except RoundAborted as err:  # e.g. a signed round whose degree is too low for its dropouts
+            return {"clients": args.clients, "dim": args.dim, "dropout": args.dropout,
+                    "mode": args.mode, "signed": args.signed, "threshold": config.threshold,
+                    "degree": config.even_degree, "aborted": str(err),
+                    "refusals": len(cohort.refusals), "correct": False}
     survivors = result.survivors
     expected, plain_s = _plain_sum(updates, survivors, args.dim, result.total.dtype)
     if config.bit_width < 8 * expected.dtype.itemsize:

@@ -2,7 +2,9 @@
 
 The same machines the gRPC driver runs; used by the simulator, the tests and the benchmark.
 It records every message the server receives (the server's view of the round), the bytes
-each client sends and receives, and the compute time of each party.
+each client sends and receives, and the compute time of each party. A client that refuses a
+message (a `ProtocolError`) leaves the round, as a deployed client that declines does; its
+reason is kept in `refusals`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedcore.secagg.client import Phase as ClientPhase
 from fedcore.secagg.client import SecAggClient
 from fedcore.secagg.config import RoundSpec
+from fedcore.secagg.errors import ProtocolError
 from fedcore.secagg.keys import KeySource
 from fedcore.secagg.messages import ClientMessage, ServerMessage, wire_size
 from fedcore.secagg.server import Phase as ServerPhase
@@ -59,6 +62,7 @@ class Cohort:
         self.alive = set(spec.clients)
         self.record = record
         self.server_view: list[ClientMessage] = []
+        self.refusals: dict[int, str] = {}
         self.bytes_up = dict.fromkeys(spec.clients, 0)
         self.bytes_down = dict.fromkeys(spec.clients, 0)
         self.client_seconds = dict.fromkeys(spec.clients, 0.0)
@@ -100,7 +104,12 @@ class Cohort:
                 continue
             self.bytes_down[msg.recipient] += wire_size(msg)
             client = self.clients[msg.recipient]
-            replies += self._timed(msg.recipient, lambda: client.handle(msg))  # noqa: B023
+            try:
+                replies += self._timed(msg.recipient, lambda: client.handle(msg))  # noqa: B023
+            except ProtocolError as err:
+                self.refusals[msg.recipient] = str(err)
+                self.alive.discard(msg.recipient)
+                continue
             if client.phase is ClientPhase.MASK:
                 vector = inputs[client.client_id]
                 replies.append(self._timed(msg.recipient, lambda: client.mask_input(vector)))  # noqa: B023

@@ -5,7 +5,7 @@ import pytest
 
 from fedcore.secagg.cohort import Cohort
 from fedcore.secagg.config import Mode
-from fedcore.secagg.errors import RoundAborted
+from fedcore.secagg.errors import ProtocolError, RoundAborted
 from fedcore.secagg.messages import (
     AdvertiseKeys,
     ConsistencySignature,
@@ -140,4 +140,22 @@ def test_degree_larger_than_cohort_behaves_as_full():
     spec = make_spec(n=5, threshold=3, mode=Mode.SECAGG_PLUS, degree=8)
     result, inputs = _run(spec, {MaskedInput: {1}})
 
+    _assert_exact(spec, result, inputs)
+
+
+def test_a_client_that_refuses_leaves_the_in_memory_round_like_a_dropout():
+    spec = make_spec(n=6, threshold=4)
+    cohort = Cohort(spec)
+    refusing = cohort.clients[3]
+
+    def refuse(msg):
+        raise ProtocolError(phase=refusing.phase.name, got=type(msg).__name__, reason="no")
+
+    refusing.handle = refuse  # type: ignore[method-assign]
+    inputs = make_inputs(spec)
+
+    result = cohort.run(inputs)
+
+    assert set(cohort.refusals) == {3}
+    assert 3 not in result.survivors
     _assert_exact(spec, result, inputs)
