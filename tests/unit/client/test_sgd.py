@@ -1,10 +1,10 @@
 """The one local SGD step: FedProx pulls towards the global model in `TorchApp` and in the
-simulation's kernels alike, and momentum follows `torch.optim.SGD`."""
+simulation's kernels alike (plain and DP-SGD), and momentum follows `torch.optim.SGD`."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pytest
@@ -14,9 +14,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fedcore.client.sgd import SGD
 from fedcore.client.torch_app import TorchApp
-from fedcore.messages import TrainConfig
+from fedcore.messages import LocalDPConfig, TrainConfig
 from fedcore.params import Params
-from fedcore.sim.backends.sequential import LocalData, TrainJob, train_sequential
+from fedcore.sim.backends.opacus_reference import train_with_opacus
+from fedcore.sim.backends.private import DPSettings, train_vectorised_private
+from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 
 MUS = (0.0, 0.5, 2.0, 5.0)
@@ -37,35 +39,51 @@ def _global() -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in _model().state_dict().items()}
 
 
-def _config(mu: float) -> TrainConfig:
-    return TrainConfig(local_epochs=3, batch_size=8, learning_rate=0.1, proximal_mu=mu)
+def _config(mu: float, dp: LocalDPConfig | None = None) -> TrainConfig:
+    return TrainConfig(local_epochs=3, batch_size=8, learning_rate=0.1, proximal_mu=mu,
+                       local_dp=dp)
+
+
+# DP-SGD with almost no noise and a clip that rarely binds: the proximal pull still shows
+TINY_NOISE = LocalDPConfig(noise_multiplier=1e-4, max_grad_norm=10.0)
 
 
 def _norm(update: Params) -> float:
     return float(np.sqrt(sum(np.square(np.asarray(v, np.float64)).sum() for v in update.values())))
 
 
-def _torch_app_update(mu: float) -> float:
-    x, y = _data()
-    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8)
-    start = _global()
-    fit = TorchApp(_model(), train_loader=loader).fit(start, _config(mu))
-    return _norm({k: np.subtract(fit.params[k], start[k]) for k in start})
+def _torch_app_update(dp: LocalDPConfig | None) -> Callable[[float], float]:
+    def update(mu: float) -> float:
+        torch.manual_seed(4)  # Opacus' sampling and noise
+        x, y = _data()
+        loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                            batch_size=8)
+        start = _global()
+        fit = TorchApp(_model(), train_loader=loader).fit(start, _config(mu, dp))
+        return _norm({k: np.subtract(fit.params[k], start[k]) for k in start})
+    return update
 
 
-def _kernel_update(kernel: Callable[..., object]) -> Callable[[float], float]:
+def _kernel_update(kernel: Callable[..., Iterable[LocalResult]], **kwargs: object
+                   ) -> Callable[[float], float]:
     def update(mu: float) -> float:
         job = TrainJob(model=_model(), global_params=_global(), clients=[_data()], seeds=[3],
                        settings=_config(mu))
-        results = kernel(job)
-        (local,) = list(results)  # type: ignore[call-overload]
+        (local,) = list(kernel(job, **kwargs))
         return _norm(local.update)
     return update
 
 
+DP = DPSettings(noise_multiplier=TINY_NOISE.noise_multiplier,
+                max_grad_norm=TINY_NOISE.max_grad_norm)
+
+
 @pytest.mark.parametrize("update_norm", [
-    _torch_app_update, _kernel_update(train_sequential), _kernel_update(train_vectorised),
-], ids=["torch_app", "sequential", "vectorised"])
+    _torch_app_update(None), _torch_app_update(TINY_NOISE),
+    _kernel_update(train_sequential), _kernel_update(train_vectorised),
+    _kernel_update(train_vectorised_private, dp=DP), _kernel_update(train_with_opacus, dp=DP),
+], ids=["torch_app", "torch_app_dp_sgd", "sequential", "vectorised", "vectorised_dp_sgd",
+        "opacus_reference"])
 def test_the_update_shrinks_as_the_proximal_mu_grows(update_norm: Callable[[float], float]) -> None:
     # act
     norms = [update_norm(mu) for mu in MUS]
