@@ -51,10 +51,11 @@ def run(
 ) -> SimulationResult:
     """Simulate `config` to the end; with `write`, history and plot go to `out_dir`."""
     sim = config.simulation
+    plan = plan_run(config)  # bad settings fail here, before any data is loaded
     data, num_features, num_classes = _data_source(config)
     population = Population(sim.clients, seed=sim.seed, data=data)
     model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
-    engine = build_run(plan_run(config), initial_params=state_to_params(model),
+    engine = build_run(plan, initial_params=state_to_params(model),
                        registry=VirtualRegistry(population))
     pool = training_pool(sim.backend, sim.workers)
     runner = TorchRunner(

@@ -91,3 +91,27 @@ def test_a_section_has_the_defaults_of_the_domain_dataclass_it_mirrors(section: 
 
     assert len(shared) >= 4
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
+
+
+def test_dotted_overrides_reach_nested_tables() -> None:
+    plan = load_config(None, {"secagg.enabled": True, "secagg.dp.noise_multiplier": 2.0,
+                              "secagg.dp.clip_norm": 1.0})
+
+    secagg = plan.run.engine.secagg
+
+    assert secagg is not None and secagg.distributed_dp is not None
+    assert secagg.distributed_dp.noise_multiplier == 2.0
+
+
+def test_a_simulation_with_bad_settings_fails_before_loading_any_data(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from fedcore import simulation
+    from fedcore.sim.config import load_simulation_config
+
+    def no_data(config: object) -> None:
+        raise AssertionError("data loaded before the settings were checked")
+
+    monkeypatch.setattr(simulation, "_data_source", no_data)
+    config = load_simulation_config(None, {"user_dp.enabled": True})
+
+    with pytest.raises(ConfigError, match=r"\[user_dp\]"):
+        simulation.run(config, write=False)
