@@ -5,8 +5,13 @@
     client = BackgroundClient(app, "coordinator:8080", eligible=on_power)  # or in the background
     client.start(); ...; client.status; ...; client.stop(timeout=10)
 
-Importing this package never imports torch; `fedcore.client.torch_app.TorchApp` does.
+Importing this package imports neither torch (`fedcore.client.torch_app.TorchApp` does) nor
+gRPC: the loop talks to a `Connection` and handles `fedcore.transport.errors`; `run_client` and
+`BackgroundClient` live with the gRPC driver (`fedcore.transport.grpc.client`) and load it on
+first use.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from fedcore.client.app import (
     ClientApp,
@@ -30,9 +35,11 @@ from fedcore.client.events import (
 from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler
 from fedcore.client.loop import ClientError, ClientOptions, RunSummary
-from fedcore.client.runner import BackgroundClient, run_client
 from fedcore.client.state import ResumeInfo, StateDir, StateError
 from fedcore.messages import TrainConfig
+
+if TYPE_CHECKING:
+    from fedcore.transport.grpc.client import BackgroundClient, run_client
 
 __all__ = [
     "BackgroundClient",
@@ -62,3 +69,12 @@ __all__ = [
     "Trained",
     "run_client",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`run_client` and `BackgroundClient`, from the gRPC driver on first use."""
+    if name in ("BackgroundClient", "run_client"):
+        from fedcore.transport.grpc import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import grpc
-
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
 from fedcore.client.events import (
     Callbacks,
@@ -39,18 +37,19 @@ from fedcore.errors import FedcoreError
 from fedcore.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
 from fedcore.params import Array
 from fedcore.secagg.roster import SecAggIdentity
-from fedcore.transport.grpc.client_connection import StopRequested
-from fedcore.transport.grpc.status import REJOIN, TRANSIENT
+from fedcore.transport.errors import (
+    ClientRejected,
+    Disconnected,
+    SessionLost,
+    StopRequested,
+    TaskRefused,
+    TransportError,
+    Unreachable,
+)
 from fedcore.wire.errors import WireError
 
 log = logging.getLogger(__name__)
 
-# Codes with which the coordinator refuses one task's download or result (late, duplicate,
-# invalid, too large); the client goes on with the next task.
-TASK_REFUSALS = frozenset(
-    {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS,
-     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-)
 WORKER_POLL_S = 0.05
 
 
@@ -59,7 +58,12 @@ class ClientError(FedcoreError, RuntimeError):
 
 
 class Connection(Protocol):
-    """What the loop needs from a transport (`GrpcConnection` is the real one)."""
+    """What the loop needs from a transport (`GrpcConnection` is the real one).
+
+    A failed call raises a `fedcore.transport.errors.TransportError` subtype, which says what
+    the failure means to the client; a call abandoned because `stop` was set raises
+    `StopRequested`.
+    """
 
     client_id: str
     session: bytes
@@ -236,8 +240,8 @@ class ClientLoop:
                     self._stop.wait(reply.retry_after_s)
                 case Task():
                     self._serve_task(reply)
-        except grpc.RpcError as err:
-            self._on_rpc_error(err)
+        except TransportError as err:
+            self._on_transport_error(err)
         except WireError as err:  # e.g. a task kind this client does not know
             self._set(last_error=f"malformed reply: {err}")
             log.error("%s: cannot use the coordinator's reply: %s", self._conn.client_id, err)
@@ -254,10 +258,8 @@ class ClientLoop:
         self._save_resume(interrupted_task_id=task.task_id)
         try:
             self._run_task(task, received)
-        except grpc.RpcError as err:
-            if err.code() not in TASK_REFUSALS:
-                raise
-            self._refused(task, f"{err.code().name}: {err.details()}", RefusedBy.COORDINATOR)
+        except TaskRefused as err:
+            self._refused(task, str(err), RefusedBy.COORDINATOR)
         except WireError as err:  # the model downloaded does not match the task
             self._decline(task, f"unusable model: {err}")
         self._save_resume(interrupted_task_id="")
@@ -331,11 +333,9 @@ class ClientLoop:
         self._set(phase=ClientPhase.UPLOADING)
         try:
             self._conn.submit(refusal or self._handler.decline(task, reason), self._stop)
-        except grpc.RpcError as err:
-            if err.code() not in TASK_REFUSALS:
-                raise
+        except TaskRefused as err:
             log.info("%s: decline of %s not taken: %s", self._conn.client_id, task.task_id,
-                     err.details())
+                     err.reason)
         self._refused(task, reason, RefusedBy.CLIENT)
 
     def _refused(self, task: Task, reason: str, by: RefusedBy) -> None:
@@ -371,39 +371,41 @@ class ClientLoop:
                         else self._opts.eligibility_check_s)
 
     # ----------------------------------------------------------------- errors
-    def _on_rpc_error(self, err: grpc.RpcError) -> None:
-        code, details = err.code(), err.details()
-        self._summary.last_error = f"{code.name}: {details}"
+    def _on_transport_error(self, err: TransportError) -> None:
+        self._summary.last_error = str(err)
         self._set(last_error=self._summary.last_error)
-        if code is grpc.StatusCode.PERMISSION_DENIED or (
-            code is grpc.StatusCode.UNAUTHENTICATED and not self._conn.joined
-        ):  # refused at Join itself (e.g. a wrong token): retrying cannot help
-            raise ClientError(f"coordinator refused this client: {details}") from err
-        if code in REJOIN:
-            self._conn.session = b""
-            log.info("%s: %s; joining again", self._conn.client_id, details)
-        elif code in TRANSIENT:
-            delay = self._backoff.next_delay()
-            self._unreachable_s += delay
-            if self._unreachable_s > self._opts.max_reconnect_s:
-                raise ClientError(
-                    f"coordinator unreachable for {self._unreachable_s:.0f}s: {details}"
-                ) from err
-            self._summary.reconnects += 1
-            self._count("reconnects")
-            if code is grpc.StatusCode.UNAVAILABLE:
+        match err:
+            case ClientRejected():  # retrying cannot help
+                raise ClientError(f"coordinator refused this client: {err.reason}") from err
+            case SessionLost():
                 self._conn.session = b""
-            log.info("%s: %s; retrying in %.1fs", self._conn.client_id, code.name, delay)
-            self._stop.wait(delay)
-        else:
-            log.warning("%s: %s: %s", self._conn.client_id, code.name, details)
-            self._stop.wait(self._backoff.next_delay())
+                log.info("%s: %s; joining again", self._conn.client_id, err.reason)
+            case Unreachable():
+                self._retry_later(err)
+            case _:
+                log.warning("%s: %s", self._conn.client_id, err)
+                self._stop.wait(self._backoff.next_delay())
+
+    def _retry_later(self, err: Unreachable) -> None:
+        """Back off; give up once the coordinator has been unreachable too long."""
+        delay = self._backoff.next_delay()
+        self._unreachable_s += delay
+        if self._unreachable_s > self._opts.max_reconnect_s:
+            raise ClientError(
+                f"coordinator unreachable for {self._unreachable_s:.0f}s: {err.reason}"
+            ) from err
+        self._summary.reconnects += 1
+        self._count("reconnects")
+        if isinstance(err, Disconnected):
+            self._conn.session = b""
+        log.info("%s: %s; retrying in %.1fs", self._conn.client_id, err.status, delay)
+        self._stop.wait(delay)
 
     def _leave_quietly(self) -> None:
         try:
             self._conn.leave()
-        except grpc.RpcError as err:
-            log.debug("%s: leave failed: %s", self._conn.client_id, err.details())
+        except TransportError as err:
+            log.debug("%s: leave failed: %s", self._conn.client_id, err.reason)
 
     def _wait_for_worker(self) -> None:
         worker = self._worker

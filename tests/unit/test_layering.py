@@ -1,14 +1,19 @@
-"""Import-scan checks on fedcore/: who may touch generated protobuf code, and no unpickling."""
+"""Import-scan checks on fedcore/: who may touch generated protobuf code, no unpickling, and a
+client package free of gRPC."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import fedcore
 
 ROOT = Path(fedcore.__file__).parent
 PROTO_IMPORTERS = ("wire", "transport", "_dev", "proto")
+# fedcore.client re-exports the gRPC driver's run_client and BackgroundClient, loaded on first use.
+CLIENT_FACADE = "client/__init__.py"
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "cloudpickle", "dill", "shelve", "marshal"}
 
 
@@ -113,3 +118,43 @@ def test_no_torch_load_alias_or_bare_load_import() -> None:
     ]
 
     assert not offenders, f"import torch and call torch.load(..., weights_only=True): {offenders}"
+
+
+def grpc_imports(rel: str, tree: ast.Module) -> list[str]:
+    """The gRPC modules `tree` imports: grpc itself, or fedcore's gRPC driver."""
+    return [
+        n for n in imported_names(rel, tree)
+        if n.split(".")[0] in ("grpc", "grpc_health")
+        or (n.startswith("fedcore.transport.grpc") and rel != CLIENT_FACADE)
+    ]
+
+
+def test_detects_grpc_imports() -> None:
+    tree = ast.parse("import grpc\nfrom ..transport.grpc import client_connection")
+
+    assert grpc_imports("client/x.py", tree) == [
+        "grpc", "fedcore.transport.grpc", "fedcore.transport.grpc.client_connection"]
+
+
+def test_the_client_package_imports_no_grpc() -> None:
+    offenders = [
+        (rel, name)
+        for rel, tree in modules()
+        if rel.startswith("client/")
+        for name in grpc_imports(rel, tree)
+    ]
+
+    assert not offenders, f"fedcore/client/ talks to a Connection, never to gRPC: {offenders}"
+
+
+def test_importing_the_client_package_loads_no_grpc() -> None:
+    code = (
+        "import importlib, pkgutil, sys, fedcore.client as c\n"
+        "for m in pkgutil.iter_modules(c.__path__):\n"
+        "    importlib.import_module(f'fedcore.client.{m.name}')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] == 'grpc'))\n"
+    )
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert out.stdout.strip() == "[]"

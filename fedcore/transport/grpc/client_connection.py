@@ -1,9 +1,15 @@
-"""The client's side of the wire: one method per RPC, dataclasses in and out."""
+"""The client's side of the wire: one method per RPC, dataclasses in and out.
+
+Failed calls raise `fedcore.transport.errors` types (what the failure means to the client:
+task refused, client rejected, session lost, unreachable), which are `grpc.RpcError`s too, with
+the status code and details, for callers that speak gRPC.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -14,7 +20,10 @@ from fedcore.params import Array
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.transport import errors
+from fedcore.transport.errors import StopRequested, TransportError
 from fedcore.transport.grpc.chunks import encode_chunk_message, read_model_chunk
+from fedcore.transport.grpc.status import client_failure
 from fedcore.wire import convert
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import (
@@ -27,8 +36,27 @@ from fedcore.wire.tensor import (
 MAX_MESSAGE_BYTES = 8 << 20
 
 
-class StopRequested(FedcoreError):
-    """A call was abandoned because the caller asked to stop."""
+__all__ = ["GrpcConnection", "StopRequested"]
+
+
+class _GrpcStatus(FedcoreError, grpc.RpcError):  # type: ignore[misc]  # grpc is untyped
+    """A typed failure that still answers as the `grpc.RpcError` it came from."""
+
+    status: str
+    reason: str
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode[self.status]
+
+    def details(self) -> str:
+        return self.reason
+
+
+_AS_RPC_ERROR: dict[type[TransportError], type[TransportError]] = {
+    kind: type(kind.__name__, (kind, _GrpcStatus), {"__module__": __name__})
+    for kind in (TransportError, errors.TaskRefused, errors.ClientRejected, errors.SessionLost,
+                 errors.Unreachable, errors.Disconnected)
+}
 
 
 class GrpcConnection:
@@ -110,31 +138,35 @@ class GrpcConnection:
 
     def download(self, task: Task, stop: threading.Event | None = None) -> dict[str, Array]:
         """The task's global model, reassembled from its chunks and checked against the task."""
-        stream = self._download(
-            pb.DownloadRequest(credentials=self._credentials(), task_id=task.task_id),
-            timeout=self._timeout + task.time_left_s,
-        )
-        self._track(stream)
-        assembler: PayloadAssembler | None = None
-        try:
-            for msg in stream:
-                if stop is not None and stop.is_set():
-                    stream.cancel()
-                    raise StopRequested("stopped while downloading the model")
-                if assembler is None:
-                    spec = convert.spec_from_proto(msg.spec or tpb.ModelSpec())
-                    check_matches(spec, task.model_spec)
-                    assembler = PayloadAssembler(spec)
-                assembler.add(msg.offset, msg.data)
-        except grpc.RpcError as err:
-            if err.code() is grpc.StatusCode.CANCELLED and stop is not None and stop.is_set():
-                raise StopRequested("stopped while downloading the model") from err
-            raise
-        finally:
-            self._track(None)
+        with self._typed_failures():
+            stream = self._download(
+                pb.DownloadRequest(credentials=self._credentials(), task_id=task.task_id),
+                timeout=self._timeout + task.time_left_s,
+            )
+            self._track(stream)
+            try:
+                assembler: PayloadAssembler | None = self._stopped_if_cancelled(
+                    lambda: self._assemble(stream, task, stop), stop, "downloading the model"
+                )
+            finally:
+                self._track(None)
         if assembler is None:
             raise WireError("the coordinator sent no model")
         return assembler.finish()
+
+    @staticmethod
+    def _assemble(stream: Any, task: Task, stop: threading.Event | None) -> PayloadAssembler | None:
+        assembler: PayloadAssembler | None = None
+        for msg in stream:
+            if stop is not None and stop.is_set():
+                stream.cancel()
+                raise StopRequested("stopped while downloading the model")
+            if assembler is None:
+                spec = convert.spec_from_proto(msg.spec or tpb.ModelSpec())
+                check_matches(spec, task.model_spec)
+                assembler = PayloadAssembler(spec)
+            assembler.add(msg.offset, msg.data)
+        return assembler
 
     def submit(self, result: TaskResult, stop: threading.Event | None = None) -> None:
         """Stream a result: the header, then the tensors in chunks."""
@@ -150,7 +182,7 @@ class GrpcConnection:
 
     def cancel_current(self) -> None:
         """Cancel the call in flight, if any (from any thread); it raises `StopRequested`
-        when the stop event given to it is set, `grpc.RpcError` (CANCELLED) otherwise."""
+        when the stop event given to it is set, `Unreachable` (CANCELLED) otherwise."""
         with self._lock:
             call = self._inflight
         if call is not None:
@@ -159,7 +191,8 @@ class GrpcConnection:
     def leave(self) -> None:
         """Tell the coordinator this client is going (best effort)."""
         if self.session:
-            self._stub.Leave(pb.LeaveRequest(credentials=self._credentials()), timeout=5.0)
+            with self._typed_failures():
+                self._stub.Leave(pb.LeaveRequest(credentials=self._credentials()), timeout=5.0)
             self.session = b""
 
     def close(self) -> None:
@@ -177,15 +210,36 @@ class GrpcConnection:
                     if stop.is_set():
                         future.cancel()
                         raise StopRequested(f"stopped while {doing}")
-            return future.result()
+            with self._typed_failures():
+                return self._stopped_if_cancelled(future.result, stop, doing)
         except grpc.FutureCancelledError as err:
             raise StopRequested(f"cancelled while {doing}") from err
+        finally:
+            self._track(None)
+
+    @staticmethod
+    def _stopped_if_cancelled(
+        call: Callable[[], Any], stop: threading.Event | None, doing: str
+    ) -> Any:
+        """`call()`, with a cancellation caused by `stop` raised as `StopRequested`."""
+        try:
+            return call()
         except grpc.RpcError as err:
             if err.code() is grpc.StatusCode.CANCELLED and stop is not None and stop.is_set():
                 raise StopRequested(f"stopped while {doing}") from err
             raise
-        finally:
-            self._track(None)
+
+    @contextlib.contextmanager
+    def _typed_failures(self) -> Iterator[None]:
+        """Re-raise a failed call as the `TransportError` its status means to this client."""
+        try:
+            yield
+        except TransportError:
+            raise
+        except grpc.RpcError as err:
+            code = err.code()
+            kind = _AS_RPC_ERROR[client_failure(code, joined=self.joined)]
+            raise kind(code.name, err.details() or "") from err
 
     def _track(self, call: grpc.Future | None) -> None:
         with self._lock:

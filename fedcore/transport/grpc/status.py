@@ -5,6 +5,14 @@ from __future__ import annotations
 import grpc
 
 from fedcore.engine.errors import Reason
+from fedcore.transport.errors import (
+    ClientRejected,
+    Disconnected,
+    SessionLost,
+    TaskRefused,
+    TransportError,
+    Unreachable,
+)
 
 CODES: dict[Reason, grpc.StatusCode] = {
     Reason.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
@@ -25,3 +33,26 @@ TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
      grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 )
+# Codes with which the coordinator refuses one task's download or result (late, duplicate,
+# invalid, too large); the client goes on with the next task.
+TASK_REFUSALS = frozenset(
+    {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS,
+     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def client_failure(code: grpc.StatusCode, *, joined: bool) -> type[TransportError]:
+    """What a status code means to a client that holds a session (`joined`) or not."""
+    if code is grpc.StatusCode.PERMISSION_DENIED or (
+        code is grpc.StatusCode.UNAUTHENTICATED and not joined
+    ):  # refused at Join itself (e.g. a wrong token)
+        return ClientRejected
+    if code in REJOIN:
+        return SessionLost
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return Disconnected
+    if code in TRANSIENT:
+        return Unreachable
+    if code in TASK_REFUSALS:
+        return TaskRefused
+    return TransportError

@@ -1,4 +1,4 @@
-"""A scripted, in-memory stand-in for the gRPC connection, and a small NumPy app."""
+"""A scripted, in-memory stand-in for the client's connection, and a small NumPy app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import grpc
 import numpy as np
 import pytest
 
@@ -21,18 +20,6 @@ MODEL = {"w": np.zeros(3, np.float32)}
 def train_task(n: int = 1, *, max_train_s: float = 0.0, time_left_s: float = 60.0) -> Task:
     return Task(round=n, task_id=f"t{n}", kind=TaskKind.TRAIN, time_left_s=time_left_s,
                 train=TrainConfig(max_train_s=max_train_s), model_spec=spec_of(MODEL))
-
-
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: object, details: str = "") -> None:
-        super().__init__(details)
-        self._code, self._details = code, details
-
-    def code(self) -> object:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
 
 
 @dataclass

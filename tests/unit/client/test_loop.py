@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from fedcore.client import (
@@ -24,9 +23,10 @@ from fedcore.client.handler import limit_train_time
 from fedcore.client.loop import ClientLoop
 from fedcore.messages import Task
 from fedcore.params import Params
+from fedcore.transport.errors import TaskRefused
 from fedcore.wire.errors import WireError
 
-from .conftest import FakeConnection, FakeRpcError, add_one, make_app, train_task
+from .conftest import FakeConnection, add_one, make_app, train_task
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -170,7 +170,7 @@ def test_app_declines_and_app_errors_become_refusals_not_crashes() -> None:
 
 def test_coordinator_refusing_a_result_is_reported_and_the_loop_goes_on() -> None:
     conn = FakeConnection([train_task(1)])
-    conn.submit_error = FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "task t1 is closed")
+    conn.submit_error = TaskRefused("FAILED_PRECONDITION", "task t1 is closed")
     refused = []
 
     _, summary = run_loop(conn, callbacks=Callbacks(on_refused=refused.append))
