@@ -37,8 +37,17 @@ class SimulationResult:
     simulated_s: float
 
 
+HandlerFactory = Callable[[ClientApp, str], TaskHandler]
+
+
 class InProcessDriver:
-    """Drives `engine` to the end of its run with virtual clients from `population`."""
+    """Drives `engine` to the end of its run with virtual clients from `population`.
+
+    Args:
+        handler: builds a client's `TaskHandler` around its app and id (default: a plain
+            `TaskHandler`); pass one with a `floor` or `identity` to simulate clients that
+            carry the deployed client's privacy floor or signing key.
+    """
 
     def __init__(
         self,
@@ -49,8 +58,10 @@ class InProcessDriver:
         timing: TimingModel | None = None,
         stragglers: StragglerModel | None = None,
         on_round: Callable[[RoundRecord], None] | None = None,
+        handler: HandlerFactory = TaskHandler,
     ) -> None:
         self.engine = engine
+        self._handler = handler
         self.population = population
         self.runner = runner
         self.timing = timing or TimingModel()
@@ -135,7 +146,7 @@ class InProcessDriver:
 
     def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
         """`cid`'s result for `task`, from its `TaskHandler` as a deployed client computes it."""
-        handler = TaskHandler(app, cid)
+        handler = self._handler(app, cid)
         try:
             result = handler.handle(task, params)
         except DeclineTask as refusal:
