@@ -20,7 +20,7 @@ from fedcore.engine import EngineError, Phase, Reason, RoundEngine, RoundRecord
 from fedcore.messages import SecAggSetup, Task, TaskKind, TaskReply, TaskResult
 from fedcore.params import Array, Params
 from fedcore.sim.population import Population
-from fedcore.sim.runners import TaskRunner
+from fedcore.sim.runners import ReplayApp, TaskRunner
 from fedcore.sim.stragglers import PARTIAL_ARRIVAL, StragglerModel
 from fedcore.sim.timing import TimingModel
 from fedcore.wire.errors import WireError
@@ -38,6 +38,7 @@ class SimulationResult:
 
 
 HandlerFactory = Callable[[ClientApp, str], TaskHandler]
+_UNPREPARED = ReplayApp(DeclineTask("no local work was prepared for this client"))
 
 
 class InProcessDriver:
@@ -109,10 +110,12 @@ class InProcessDriver:
         model = engine.model_for(clients[0], task.task_id, now=start)
         partial, missed = self._stragglers(clients, task)
         working = [c for c in clients if c not in missed]
-        apps = self.runner.run(task, working, model.params, epochs=partial)
+        refused = self._screen(tasks, working)
+        admitted = [c for c in working if c not in refused]
+        apps = self.runner.run(task, admitted, model.params, epochs=partial) if admitted else {}
         if task.kind is TaskKind.TRAIN:
             self._handlers.clear()  # whatever earlier secure rounds left is over
-        results = {
+        results = refused | {
             c: self._answer(c, _with_epochs(tasks[c], partial.get(c)), app, model.params)
             for c, app in apps.items()
         }
@@ -143,6 +146,17 @@ class InProcessDriver:
         elif engine.open_task_id == task.task_id:  # the rest missed it: on to the deadline
             self.now = max(self.now, deadline)
             engine.tick(self.now)
+
+    def _screen(self, tasks: dict[str, TaskReply], clients: list[str]) -> dict[str, TaskResult]:
+        """The permanent refusals of clients whose privacy floor the task falls below, decided
+        before anyone trains (as a deployed client decides before downloading the model), so a
+        refusing client spends no privacy."""
+        refusals: dict[str, TaskResult] = {}
+        for cid in clients:
+            refusal = self._handler(_UNPREPARED, cid).screen(_with_epochs(tasks[cid], None))
+            if refusal is not None:
+                refusals[cid] = refusal
+        return refusals
 
     def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
         """`cid`'s result for `task`, from its `TaskHandler` as a deployed client computes it."""

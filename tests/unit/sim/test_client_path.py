@@ -20,8 +20,9 @@ from fedcore.strategy import FedAvg
 STRICT = {"sim-0", "sim-1"}  # these clients take part in secure rounds only
 
 
-def _app(cid: str) -> FunctionalApp:
+def _app(cid: str, trained: list[str]) -> FunctionalApp:
     def fit(params: Params, config: TrainConfig) -> FitResult:
+        trained.append(cid)
         return FitResult(params={"w": params["w"] + 1}, num_examples=1)
 
     return FunctionalApp(get_parameters=lambda: {"w": np.zeros(2, np.float32)}, fit=fit)
@@ -41,12 +42,16 @@ def test_a_floor_on_virtual_clients_declines_plain_rounds_for_good() -> None:
         FedAvg(), initial_params={"w": np.zeros(2, np.float32)},
         registry=VirtualRegistry(population),
     )
-    driver = InProcessDriver(engine, population, AppRunner(_app), handler=_handler)
+    trained: list[str] = []
+    runner = AppRunner(lambda cid: _app(cid, trained))
+    driver = InProcessDriver(engine, population, runner, handler=_handler)
 
     # act
     first, second = driver.run().records
 
-    # assert: the strict clients refused round 1 for good and were not selected again
+    # assert: the strict clients refused round 1 for good, before training, and were not
+    # selected again
     assert (first.results_received, second.results_received) == (2, 2)
+    assert sorted(trained) == ["sim-2", "sim-2", "sim-3", "sim-3"]
     assert set(engine.available_clients(driver.now)) == {"sim-2", "sim-3"}
     np.testing.assert_array_equal(driver.engine.params["w"], [2, 2])
