@@ -15,11 +15,9 @@ from fedcore.client.app import ClientAppError, DeclineTask, EvalResult, FitResul
 from fedcore.client.floor import LocalDPPlan
 from fedcore.client.sgd import SGD, detached_copy, named_trainable, sgd_step
 from fedcore.dp.accountant import PrivacyAccountant
-from fedcore.dp.budget import Budget
+from fedcore.dp.budget import Budget, plan_task
 from fedcore.dp.opacus import (
     HistoryEntry,
-    noise_multiplier_for_target,
-    plan_local_task,
     train_private,
 )
 from fedcore.messages import LocalDPConfig, TrainConfig
@@ -167,14 +165,8 @@ class TorchApp:
         )
 
     def _planned(self, config: TrainConfig, dp: LocalDPConfig) -> HistoryEntry:
-        loader = self.train_loader
-        noise = dp.noise_multiplier or noise_multiplier_for_target(
-            target_epsilon=dp.target_epsilon,
-            delta=dp.delta,
-            sample_rate=1 / len(loader),
-            steps=dp.planned_rounds * config.local_epochs * len(loader),
-        )
-        return plan_local_task(loader, epochs=config.local_epochs, noise_multiplier=noise)
+        return plan_task(dp, batches=len(self.train_loader), epochs=config.local_epochs,
+                         local_epochs=config.local_epochs)
 
     def _fit_private(self, params: Params, config: TrainConfig, dp: LocalDPConfig) -> FitResult:
         loader = self.train_loader

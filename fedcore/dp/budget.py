@@ -1,16 +1,19 @@
-"""A client's privacy budget: decide before training whether the next task still fits.
+"""A client's privacy budget: plan a DP-SGD task and decide before training whether it fits.
 
 The would-be ε is computed on a copy of the accountant's history with the task's planned
-entry appended (`PrivacyAccountant.epsilon_after`), so a refused task spends nothing.
+entry appended (`PrivacyAccountant.epsilon_after`), so a refused task spends nothing. A
+deployed `TorchApp` and a simulated client plan their tasks with the same `plan_task`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from fedcore.dp.opacus import HistoryEntry
+from fedcore.dp.opacus import HistoryEntry, noise_multiplier_for_target
+from fedcore.messages import LocalDPConfig
 
 
 class Spending(Protocol):
@@ -50,7 +53,7 @@ class Budget:
             raise ValueError(f"budget delta must be in (0, 1), got {self.delta}")
 
     def check(self, accountant: Spending, task: HistoryEntry) -> BudgetCheck:
-        """Whether running `task` (see `fedcore.dp.opacus.plan_local_task`) stays within budget."""
+        """Whether running `task` (see `plan_task`) stays within budget."""
         spent = accountant.epsilon(self.delta)
         after = accountant.epsilon_after(task, self.delta)
         if after <= self.epsilon:
@@ -60,3 +63,27 @@ class Budget:
             f"{after:.3f} (delta={self.delta:g}), above the budget of {self.epsilon:g}"
         )
         return BudgetCheck(allowed=False, epsilon_spent=spent, epsilon_after=after, reason=reason)
+
+
+def plan_task(dp: LocalDPConfig, *, batches: int, epochs: int, local_epochs: int) -> HistoryEntry:
+    """The accountant entry of a DP-SGD task: `epochs` epochs of `batches` Poisson batches each.
+
+    The noise multiplier is `dp.noise_multiplier`, or else the smallest that spends exactly
+    `dp.target_epsilon` over `dp.planned_rounds` rounds of `local_epochs` epochs. Steps per
+    epoch are Opacus' `DPDataLoader` length, `int(1 / sample_rate)`.
+
+    Raises:
+        ValueError: no noise multiplier reaches the target.
+    """
+    rate = 1 / batches
+    noise = dp.noise_multiplier or _calibrated_noise(
+        dp.target_epsilon, dp.delta, rate, dp.planned_rounds * local_epochs * batches
+    )
+    return HistoryEntry(noise_multiplier=noise, sample_rate=rate, steps=epochs * int(1 / rate))
+
+
+@functools.lru_cache(maxsize=4096)
+def _calibrated_noise(target: float, delta: float, rate: float, steps: int) -> float:
+    return noise_multiplier_for_target(
+        target_epsilon=target, delta=delta, sample_rate=rate, steps=steps
+    )

@@ -11,21 +11,20 @@ have trained privately hold state, in the population's `ClientStateStore`.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from fedcore.dp.budget import Budget
+from fedcore.dp.budget import Budget, plan_task
 from fedcore.dp.opacus import (
     HistoryEntry,
     epsilon_from_rdp,
-    noise_multiplier_for_target,
     rdp_curve,
     rdp_orders,
 )
 from fedcore.messages import LocalDPConfig
-from fedcore.sim.backends.private import poisson_plan
 from fedcore.sim.population import ClientStateStore
 
 _ORDERS = tuple(rdp_orders())
@@ -70,11 +69,9 @@ class ClientPrivacy:
     ) -> PrivateTask:
         """What client `index` would spend on a task of `epochs` epochs, and whether its
         budget (`dp.target_epsilon`, when set) allows it."""
-        rate, per_epoch, _ = poisson_plan(num_examples, batch_size)
-        noise = dp.noise_multiplier or _calibrated_noise(
-            dp.target_epsilon, dp.delta, rate, dp.planned_rounds * local_epochs * per_epoch
-        )
-        entry = HistoryEntry(noise_multiplier=noise, sample_rate=rate, steps=epochs * per_epoch)
+        batches = math.ceil(num_examples / batch_size)
+        entry = plan_task(dp, batches=batches, epochs=epochs, local_epochs=local_epochs)
+        noise = entry.noise_multiplier
         accountant = CurveAccountant(self._rdp(index))
         if not dp.target_epsilon:
             after = accountant.epsilon_after(entry, dp.delta)
@@ -106,9 +103,3 @@ def _curve(entry: HistoryEntry) -> npt.NDArray[np.float64]:
     curve.flags.writeable = False
     return curve
 
-
-@functools.lru_cache(maxsize=4096)
-def _calibrated_noise(target: float, delta: float, rate: float, steps: int) -> float:
-    return noise_multiplier_for_target(
-        target_epsilon=target, delta=delta, sample_rate=rate, steps=steps
-    )
