@@ -22,7 +22,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
-from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.dp.user_level import noise_multiplier_for_user_level
 from fedcore.engine.config import (
     CLIENT_TIMEOUT_S,
@@ -34,13 +33,20 @@ from fedcore.engine.config import (
 )
 from fedcore.engine.plan import RunPlan
 from fedcore.messages import LocalDPConfig
-from fedcore.secagg.config import Mode
-from fedcore.secagg.roster import Roster
+from fedcore.secagg.roster import Roster, RosterError
 from fedcore.strategy.base import Strategy
 from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
 
 T = TypeVar("T")
+
+# [secagg] is read straight into `SecureAggregationConfig` (`[secagg.dp]` into its
+# `DistributedDPConfig`, `roster` a path to a `Roster`): a field with this metadata is a table
+# that `enabled = true` turns on; off, the field is None.
+SWITCH = "enabled"
+SWITCHED = {"switch": SWITCH}
+# Domain fields whose TOML key is shorter: (dataclass, TOML key) -> field name.
+TOML_NAMES: dict[tuple[type, str], str] = {(SecureAggregationConfig, "dp"): "distributed_dp"}
 
 
 def default_of(cls: type, name: str) -> Any:
@@ -123,46 +129,6 @@ class TLSConfig:
             raise ConfigError("tls.cert and tls.key go together: set both or neither")
         if self.client_ca and not self.cert:
             raise ConfigError("tls.client_ca (mutual TLS) needs tls.cert and tls.key")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SecAggSection:
-    """[secagg]: sum updates with secure aggregation (see `SecureAggregationConfig`).
-
-    A `[secagg.dp]` table (read straight into `DistributedDPConfig`) turns on distributed DP:
-    clients clip to `clip_norm` and add `kind` integer noise of multiplier `noise_multiplier`
-    before masking; ε is reported at `delta`. A `roster` file (`fedcore identity`) makes
-    rounds signed: only clients on it may join.
-    """
-
-    enabled: bool = False
-    mode: Mode = default_of(SecureAggregationConfig, "mode")  # noqa: RUF009 - an enum member
-    threshold_fraction: float = default_of(SecureAggregationConfig, "threshold_fraction")
-    degree: int = default_of(SecureAggregationConfig, "degree")
-    clip: float = default_of(SecureAggregationConfig, "clip")
-    bit_width: int = default_of(SecureAggregationConfig, "bit_width")
-    max_clients: int = default_of(SecureAggregationConfig, "max_clients")
-    weight_cap: float = default_of(SecureAggregationConfig, "weight_cap")
-    phase_timeout_s: float = default_of(SecureAggregationConfig, "phase_timeout_s")
-    dp: DistributedDPConfig | None = None
-    roster: str = ""
-
-    def engine_config(self) -> SecureAggregationConfig | None:
-        """The engine's secure-aggregation settings, or None when off."""
-        if not self.enabled:
-            if self.dp is not None:
-                raise ConfigError("[secagg.dp] adds noise under secure aggregation: set "
-                                  "secagg.enabled = true, or remove [secagg.dp]")
-            return None
-        try:
-            return SecureAggregationConfig(
-                mode=self.mode, threshold_fraction=self.threshold_fraction, degree=self.degree,
-                clip=self.clip, bit_width=self.bit_width, max_clients=self.max_clients,
-                weight_cap=self.weight_cap, phase_timeout_s=self.phase_timeout_s,
-                distributed_dp=self.dp, roster=Roster.load(self.roster) if self.roster else None,
-            )
-        except ValueError as err:
-            raise ConfigError(f"[secagg]: {err}") from err
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,7 +219,7 @@ class CoordinatorConfig:
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    secagg: SecAggSection = field(default_factory=SecAggSection)
+    secagg: SecureAggregationConfig | None = field(default=None, metadata=SWITCHED)
     user_dp: UserDPSection = field(default_factory=UserDPSection)
 
 
@@ -267,7 +233,7 @@ class RunSections(Protocol):
     @property
     def privacy(self) -> PrivacyConfig: ...
     @property
-    def secagg(self) -> SecAggSection: ...
+    def secagg(self) -> SecureAggregationConfig | None: ...
     @property
     def user_dp(self) -> UserDPSection: ...
 
@@ -300,7 +266,6 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
 
 def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfig:
     r = sections.rounds
-    secagg = sections.secagg.engine_config()
     try:
         train = SelectionConfig(
             count=r.clients_per_round,
@@ -318,7 +283,7 @@ def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfi
             num_rounds=r.num_rounds, train=train, evaluate=evaluate, eval_every=r.eval_every,
             round_timeout_s=r.round_timeout_s, eval_timeout_s=r.eval_timeout_s,
             client_timeout_s=r.client_timeout_s, seed=r.seed,
-            max_payload_bytes=max_payload_bytes, secagg=secagg,
+            max_payload_bytes=max_payload_bytes, secagg=sections.secagg,
         )
     except ValueError as err:
         raise ConfigError(f"[rounds]: {err}") from err
@@ -327,7 +292,7 @@ def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfi
 def _strategy(sections: RunSections) -> Strategy:
     s = sections.strategy
     if sections.user_dp.enabled:
-        if sections.secagg.enabled:
+        if sections.secagg is not None:
             raise ConfigError("[user_dp] noises what the coordinator sees, which secure "
                               "aggregation hides; use distributed DP ([secagg.dp]) instead")
         if sections.privacy.local_dp:
@@ -383,16 +348,50 @@ def build(cls: type[T], data: Any, prefix: str) -> T:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'} must be a table")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = toml_fields(cls)
     _check_keys(set(data), fields, prefix)
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _convert(hints[name], value, _join(prefix, name)) for name, value in data.items()}
+    kwargs = {
+        fields[k].name: _field_value(hints[fields[k].name], fields[k], v, _join(prefix, k))
+        for k, v in data.items()
+    }
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except ValueError as err:
         raise ConfigError(f"[{prefix}]: {err}") from err
+
+
+def toml_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """The fields of dataclass `cls` by their TOML key."""
+    names = {field: key for (owner, key), field in TOML_NAMES.items() if owner is cls}
+    return {names.get(f.name, f.name): f for f in dataclasses.fields(cls)}
+
+
+def _field_value(tp: Any, f: dataclasses.Field[Any], value: Any, key: str) -> Any:
+    if f.metadata.get("switch") != SWITCH or not isinstance(value, dict):
+        return _convert(tp, value, key)
+    on = value.get(SWITCH, False)
+    if not isinstance(on, bool):
+        raise ConfigError(f"{key}.{SWITCH} must be bool, got {on!r}")
+    rest = {k: v for k, v in value.items() if k != SWITCH}
+    if on:
+        return _convert(tp, rest, key)
+    _check_keys(set(rest), toml_fields(_table_type(tp)), key)
+    tables = sorted(k for k, v in rest.items() if isinstance(v, dict))
+    if tables:
+        raise ConfigError(f"[{key}.{tables[0]}] belongs to [{key}], which is off: set "
+                          f"{key}.{SWITCH} = true, or remove [{key}.{tables[0]}]")
+    return None
+
+
+def _table_type(tp: Any) -> type:
+    if isinstance(tp, types.UnionType):
+        (tp,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
+    if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        raise TypeError(f"{tp} is not a table")
+    return tp
 
 
 def _check_keys(keys: set[str], fields: dict[str, dataclasses.Field[Any]], prefix: str) -> None:
@@ -413,8 +412,10 @@ def _check_keys(keys: set[str], fields: dict[str, dataclasses.Field[Any]], prefi
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
-    if isinstance(tp, types.UnionType):  # `X | None`: a table given is an X
+    if isinstance(tp, types.UnionType):  # `X | None`: a value given is an X
         (tp,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
+    if tp is Roster:
+        return _roster(value, key)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -429,6 +430,19 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if plain_type and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{key} must be {tp.__name__}, got {value!r}")
     return value
+
+
+def _roster(value: Any, key: str) -> Roster | None:
+    """The roster at path `value` ("" for none), read once, at start."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be str (a roster file), got {value!r}")
+    if not value:
+        return None
+    section, _, name = key.rpartition(".")
+    try:
+        return Roster.load(value)
+    except RosterError as err:
+        raise ConfigError(f"[{section}] {name}: {err}") from err
 
 
 def _join(prefix: str, key: str) -> str:

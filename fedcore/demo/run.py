@@ -18,16 +18,16 @@ from fedcore.config import (
     CoordinatorConfig,
     PrivacyConfig,
     RoundsConfig,
-    SecAggSection,
     StrategyConfig,
     plan_run,
 )
 from fedcore.demo.digits_app import initial_params
 from fedcore.engine import RoundRecord
+from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.plan import build_run
 from fedcore.history import HistoryWriter
 from fedcore.plot import plot_history
-from fedcore.secagg.roster import enrol
+from fedcore.secagg.roster import Roster, enrol
 from fedcore.transport.grpc.server import CoordinatorServer
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,10 @@ class DemoConfig:
                                     learning_rate=self.learning_rate),
             privacy=PrivacyConfig(local_dp=self.dp_epsilon > 0, target_epsilon=self.dp_epsilon,
                                   max_grad_norm=self.dp_max_grad_norm),
-            secagg=SecAggSection(
-                enabled=self.secagg or self.signed, max_clients=self.clients, clip=2.0,
-                weight_cap=500.0,
-                roster=str(self.identities / "roster.json") if self.signed else "",
-            ),
+            secagg=SecureAggregationConfig(
+                max_clients=self.clients, clip=2.0, weight_cap=500.0,
+                roster=Roster.load(self.identities / "roster.json") if self.signed else None,
+            ) if self.secagg or self.signed else None,
         )
 
 

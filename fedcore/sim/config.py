@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from fedcore.config import (
+    SWITCHED,
     ConfigError,
     PrivacyConfig,
     RoundsConfig,
-    SecAggSection,
     StrategyConfig,
     UserDPSection,
     build,
     load_toml,
 )
+from fedcore.engine.config import SecureAggregationConfig
 
 
 class Dataset(enum.Enum):
@@ -102,7 +103,7 @@ class SimulationConfig:
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    secagg: SecAggSection = field(default_factory=SecAggSection)
+    secagg: SecureAggregationConfig | None = field(default=None, metadata=SWITCHED)
     user_dp: UserDPSection = field(default_factory=UserDPSection)
 
 
@@ -111,10 +112,11 @@ def load_simulation_config(
 ) -> SimulationConfig:
     """Read and validate a simulation TOML file, with dotted-key overrides."""
     data = load_toml(path, overrides)
+    secagg = data.get("secagg")
+    if isinstance(secagg, dict) and secagg.get("roster"):  # refused before the file is read
+        raise ConfigError("[secagg] roster: signed rounds need enrolled clients with their own "
+                          "keys; simulated clients run unsigned rounds (remove the roster)")
     config = build(SimulationConfig, data, "")
     if config.simulation.clients < 1:
         raise ConfigError("simulation.clients must be >= 1")
-    if config.secagg.roster:
-        raise ConfigError("[secagg] roster: signed rounds need enrolled clients with their own "
-                          "keys; simulated clients run unsigned rounds (remove the roster)")
     return config

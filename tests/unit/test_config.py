@@ -11,7 +11,6 @@ from fedcore.config import (
     ConfigError,
     PrivacyConfig,
     RoundsConfig,
-    SecAggSection,
     StrategyConfig,
     load_config,
 )
@@ -19,6 +18,7 @@ from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.engine.config import EngineConfig, SecureAggregationConfig
 from fedcore.messages import LocalDPConfig
+from fedcore.secagg.config import Mode
 from fedcore.strategy import FedAvg
 
 
@@ -52,6 +52,8 @@ def test_a_moved_key_fails_naming_its_new_place(tmp_path: Path, old: str, new: s
     ("[secagg]\nenabled = true\n[secagg.dp]\nnoise_multiplier = 0.0\nclip_norm = 1.0\n",
      r"\[secagg\.dp\]: noise_multiplier must be > 0"),
     ("[secagg.dp]\nnoise_multiplier = 1.0\nclip_norm = 1.0\n", r"secagg\.enabled = true"),
+    ("[secagg]\nenabled = false\nmod = 'full'\n", r"unknown key\(s\) secagg\.mod"),
+    ("[secagg]\nenabled = 1\n", r"secagg\.enabled must be bool"),
 ])
 def test_bad_secagg_dp_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
                                                              words: str) -> None:
@@ -79,7 +81,6 @@ def test_an_empty_file_plans_the_default_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("section, domain", [(RoundsConfig, EngineConfig),
                                              (StrategyConfig, FedAvg),
-                                             (SecAggSection, SecureAggregationConfig),
                                              (PrivacyConfig, LocalDPConfig)])
 def test_a_section_has_the_defaults_of_the_domain_dataclass_it_mirrors(section: type,
                                                                        domain: type) -> None:
@@ -115,3 +116,16 @@ def test_a_simulation_with_bad_settings_fails_before_loading_any_data(monkeypatc
 
     with pytest.raises(ConfigError, match=r"\[user_dp\]"):
         simulation.run(config, write=False)
+
+
+def test_the_secagg_section_is_the_engine_s_secure_aggregation_config(tmp_path: Path) -> None:
+    plan = _load(tmp_path, '[secagg]\nenabled = true\nmode = "secagg+"\nclip = 2.0\n')
+
+    assert plan.config.secagg == SecureAggregationConfig(mode=Mode.SECAGG_PLUS, clip=2.0)
+    assert plan.run.engine.secagg is plan.config.secagg
+
+
+def test_secagg_switched_off_is_none(tmp_path: Path) -> None:
+    plan = _load(tmp_path, '[secagg]\nenabled = false\nmode = "secagg+"\n')
+
+    assert plan.config.secagg is None and plan.run.engine.secagg is None

@@ -10,7 +10,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from fedcore.config import CoordinatorConfig
+from fedcore.config import SWITCH, CoordinatorConfig, toml_fields
+from fedcore.secagg.roster import Roster
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 ROW = re.compile(
@@ -28,10 +29,12 @@ def config_fields() -> dict[str, Any]:
 def table_fields(cls: type, prefix: str) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        key = f"{prefix}.{f.name}" if prefix else f.name
+    for name, f in toml_fields(cls).items():
+        key = f"{prefix}.{name}" if prefix else name
         table = next((t for t in typing.get_args(hints[f.name]) or (hints[f.name],)
-                      if dataclasses.is_dataclass(t)), None)
+                      if dataclasses.is_dataclass(t) and t is not Roster), None)  # a path
+        if f.metadata.get("switch") == SWITCH:
+            out[f"{key}.{SWITCH}"] = False
         if table is not None:
             out |= table_fields(table, key)
         else:
@@ -42,6 +45,8 @@ def table_fields(cls: type, prefix: str) -> dict[str, Any]:
 def toml_literal(value: Any) -> str:
     if value is REQUIRED:
         return REQUIRED
+    if value is None:  # a file path left unset
+        return '""'
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, bool):
