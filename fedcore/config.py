@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fedcore.errors import FedcoreError
 
@@ -22,7 +22,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
-from fedcore.dp.user_level import noise_multiplier_for_user_level
 from fedcore.engine.config import (
     CLIENT_TIMEOUT_S,
     EVAL_TIMEOUT_S,
@@ -35,8 +34,10 @@ from fedcore.engine.plan import RunPlan
 from fedcore.messages import LocalDPConfig
 from fedcore.secagg.roster import Roster, RosterError
 from fedcore.strategy.base import Strategy
-from fedcore.strategy.dp_fedavg import DPFedAvg
 from fedcore.strategy.fedavg import FedAvg
+
+if TYPE_CHECKING:
+    from fedcore.strategy.dp_fedavg import DPFedAvg
 
 T = TypeVar("T")
 
@@ -184,6 +185,11 @@ class UserDPSection:
 
     def strategy(self, rounds: RoundsConfig, s: StrategyConfig) -> DPFedAvg:
         """The DP-FedAvg strategy these settings describe."""
+        # Opacus' accountants (and with them torch) load only for a run with user-level DP:
+        # an idle coordinator does not load torch.
+        from fedcore.dp.user_level import noise_multiplier_for_user_level
+        from fedcore.strategy.dp_fedavg import DPFedAvg
+
         if (self.noise_multiplier > 0) == (self.target_epsilon > 0):
             raise ConfigError("[user_dp]: set exactly one of noise_multiplier and target_epsilon")
         if rounds.clients_per_round < 1:
