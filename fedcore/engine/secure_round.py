@@ -20,7 +20,7 @@ from fedcore.engine.errors import EngineError, Reason
 from fedcore.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
 from fedcore.params import Array
 from fedcore.secagg.config import RoundSpec
-from fedcore.secagg.errors import ProtocolError, RoundAborted
+from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted
 from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, MaskedInput, ServerMessage
 from fedcore.secagg.packing import packed_size
 from fedcore.secagg.quantize import Quantizer, split_weight
@@ -107,8 +107,9 @@ class SecureRound:
         try:
             replies = self.server.handle(msg)
         except ProtocolError as err:
-            raise EngineError(Reason.LATE if "not part" in str(err) else Reason.INVALID,
-                              f"secure aggregation refused {type(msg).__name__}: {err}") from err
+            reason = Reason.LATE if err.kind is Refusal.NOT_IN_PHASE else Reason.INVALID
+            raise EngineError(reason, f"secure aggregation refused {type(msg).__name__}: {err}"
+                              ) from err
         if isinstance(msg, AdvertiseKeys):
             self.advertised.add(client_id)
         self.outbox.pop(client_id, None)

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from fedcore.secagg import keys, recovery, shamir
 from fedcore.secagg.config import RoundSpec
-from fedcore.secagg.errors import ProtocolError, RoundAborted, SecAggError
+from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted, SecAggError
 from fedcore.secagg.graph import Graph
 from fedcore.secagg.messages import (
     AdvertiseKeys,
@@ -152,8 +152,8 @@ class SecAggServer:
             raise self._refuse("result", "the round is not finished")
         return self._result
 
-    def _refuse(self, got: str, reason: str) -> ProtocolError:
-        return ProtocolError(phase=self._phase.name, got=got, reason=reason)
+    def _refuse(self, got: str, reason: str, kind: Refusal = Refusal.INVALID) -> ProtocolError:
+        return ProtocolError(phase=self._phase.name, got=got, reason=reason, kind=kind)
 
     def handle(self, msg: ClientMessage) -> list[ServerMessage]:
         """Take one client message; return what to send when it completes the phase.
@@ -166,7 +166,8 @@ class SecAggServer:
         if type(msg) not in TRANSITIONS[self._phase]:
             raise self._refuse(name, "not expected in this phase")
         if msg.sender not in self._expected:
-            raise self._refuse(name, f"client {msg.sender} is not part of this phase")
+            raise self._refuse(name, f"client {msg.sender} is not part of this phase",
+                               Refusal.NOT_IN_PHASE)
         if msg.sender in self._answered:
             raise self._refuse(name, f"client {msg.sender} already answered")
         try:

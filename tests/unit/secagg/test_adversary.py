@@ -7,7 +7,7 @@ import pytest
 
 from fedcore.secagg.client import Phase as ClientPhase
 from fedcore.secagg.cohort import Cohort
-from fedcore.secagg.errors import ProtocolError, RoundAborted
+from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted
 from fedcore.secagg.messages import (
     AdvertiseKeys,
     EncryptedShares,
@@ -208,9 +208,10 @@ def test_dropped_client_cannot_send_unmask_shares():
     _drop_client_2_before_masking(cohort)
     before = snapshot(cohort.server)
 
-    with pytest.raises(ProtocolError, match="client 2 is not part"):
+    with pytest.raises(ProtocolError, match="client 2 is not part") as refused:
         cohort.server.handle(UnmaskShares(sender=2, seed_shares=(), key_shares=()))
 
+    assert refused.value.kind is Refusal.NOT_IN_PHASE  # typed: callers never match the text
     assert snapshot(cohort.server) == before
 
 
