@@ -1,9 +1,10 @@
 """Coordinator configuration: TOML files read into typed dataclasses, flags on top.
 
-A file's sections (`CoordinatorConfig`; the simulator's `SimulationConfig` shares the run's)
-are read once by `fedcore.config.tables`. [secagg] is the engine's own
-`SecureAggregationConfig`; sections that map onto several domain objects take their defaults
-from them. `plan_run` builds the run they describe (`RunPlan`) once, at start. Unknown keys
+A file's sections (`CoordinatorConfig`; the simulator's `SimulationConfig` inherits the run's,
+`RunSections`) are read once by `fedcore.config.tables`. [secagg] is the engine's own
+`SecureAggregationConfig`; [privacy] is one choice, made by the table present ([privacy.local]
+or [privacy.user]); sections that map onto several domain objects take their defaults from
+them. `plan_run` builds the run they describe (`RunPlan`) once, at start. Unknown keys
 and bad values fail with the key's dotted name.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.config.tables import MOVED as MOVED
@@ -113,23 +114,20 @@ class TLSConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PrivacyConfig:
-    """[privacy]: local DP-SGD on every client (Opacus), configured by the coordinator.
+class LocalDPSection:
+    """[privacy.local]: local DP-SGD on every client (Opacus), configured by the coordinator.
 
     Set `noise_multiplier`, or `target_epsilon` (also each client's budget) from which clients
-    derive the noise for `rounds.num_rounds` rounds.
+    derive the noise for `rounds.num_rounds` rounds (the `LocalDPConfig` it becomes).
     """
 
-    local_dp: bool = False
     noise_multiplier: float = default_of(LocalDPConfig, "noise_multiplier")
     target_epsilon: float = default_of(LocalDPConfig, "target_epsilon")
     max_grad_norm: float = default_of(LocalDPConfig, "max_grad_norm")
     delta: float = default_of(LocalDPConfig, "delta")
 
-    def local_dp_config(self, planned_rounds: int) -> LocalDPConfig | None:
-        """The clients' DP-SGD settings, or None when local DP is off."""
-        if not self.local_dp:
-            return None
+    def local_dp_config(self, planned_rounds: int) -> LocalDPConfig:
+        """The clients' DP-SGD settings over `planned_rounds` rounds."""
         try:
             return LocalDPConfig(
                 noise_multiplier=self.noise_multiplier,
@@ -139,12 +137,12 @@ class PrivacyConfig:
                 planned_rounds=planned_rounds if self.target_epsilon > 0 else 0,
             )
         except ValueError as err:
-            raise ConfigError(f"[privacy]: {err}") from err
+            raise ConfigError(f"[privacy.local]: {err}") from err
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserDPSection:
-    """[user_dp]: user-level DP-FedAvg, clipped and noised by the coordinator (`DPFedAvg`).
+    """[privacy.user]: user-level DP-FedAvg, clipped and noised by the coordinator (`DPFedAvg`).
 
     Set `noise_multiplier`, or `target_epsilon` spent over `rounds.num_rounds`. Needs
     `rounds.clients_per_round` (the fixed denominator) and `population` (the declared N: it
@@ -152,7 +150,6 @@ class UserDPSection:
     included, as the engine observes it). `count_noise_std` 0 means clients_per_round / 20.
     """
 
-    enabled: bool = False
     noise_multiplier: float = 0.0
     target_epsilon: float = 0.0
     clip_norm: float = 1.0
@@ -171,11 +168,13 @@ class UserDPSection:
         from fedcore.strategy.dp_fedavg import DPFedAvg
 
         if (self.noise_multiplier > 0) == (self.target_epsilon > 0):
-            raise ConfigError("[user_dp]: set exactly one of noise_multiplier and target_epsilon")
+            raise ConfigError("[privacy.user]: set exactly one of noise_multiplier and "
+                              "target_epsilon")
         if rounds.clients_per_round < 1:
-            raise ConfigError("[user_dp] needs rounds.clients_per_round (the fixed denominator)")
+            raise ConfigError("[privacy.user] needs rounds.clients_per_round (the fixed "
+                              "denominator)")
         if s.name is not StrategyName.FEDAVG:
-            raise ConfigError(f"[user_dp] runs FedAvg; strategy.name is {s.name.value}")
+            raise ConfigError(f"[privacy.user] runs FedAvg; strategy.name is {s.name.value}")
         m = rounds.clients_per_round
         try:
             adaptive = AdaptiveClipping(
@@ -193,35 +192,47 @@ class UserDPSection:
                             local_epochs=s.local_epochs, batch_size=s.batch_size,
                             learning_rate=s.learning_rate, server_lr=s.server_lr)
         except ValueError as err:
-            raise ConfigError(f"[user_dp]: {err}") from err
+            raise ConfigError(f"[privacy.user]: {err}") from err
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CoordinatorConfig:
-    """The whole coordinator configuration file."""
+class PrivacyConfig:
+    """[privacy]: one choice of DP mechanism on top of training, made by which table is
+    present: [privacy.local] (DP-SGD on the clients) or [privacy.user] (DP-FedAvg on the
+    coordinator); neither is no such DP. Distributed DP under secure aggregation is
+    [secagg.dp], since it exists only there."""
 
-    server: ServerConfig = field(default_factory=ServerConfig)
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    local: LocalDPSection | None = None
+    user: UserDPSection | None = None
+
+    def __post_init__(self) -> None:
+        if self.local is not None and self.user is not None:
+            raise ConfigError("[privacy] is one choice: [privacy.local] or [privacy.user], "
+                              "not both")
+
+    @property
+    def mechanism(self) -> LocalDPSection | UserDPSection | None:
+        """The mechanism chosen, or None."""
+        return self.local or self.user
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSections:
+    """The sections that describe a run, shared by the coordinator's file
+    (`CoordinatorConfig`) and the simulator's (`fedcore.sim.config.SimulationConfig`)."""
+
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secagg: SecureAggregationConfig | None = field(default=None, metadata=SWITCHED)
-    user_dp: UserDPSection = field(default_factory=UserDPSection)
 
 
-class RunSections(Protocol):
-    """The sections that describe a run, shared by the coordinator's and the simulator's files."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinatorConfig(RunSections):
+    """The whole coordinator configuration file: [server], [tls] and the run's sections."""
 
-    @property
-    def rounds(self) -> RoundsConfig: ...
-    @property
-    def strategy(self) -> StrategyConfig: ...
-    @property
-    def privacy(self) -> PrivacyConfig: ...
-    @property
-    def secagg(self) -> SecureAggregationConfig | None: ...
-    @property
-    def user_dp(self) -> UserDPSection: ...
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,13 +288,12 @@ def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfi
 
 def _strategy(sections: RunSections) -> Strategy:
     s = sections.strategy
-    if sections.user_dp.enabled:
+    user, local = sections.privacy.user, sections.privacy.local
+    if user is not None:
         if sections.secagg is not None:
-            raise ConfigError("[user_dp] noises what the coordinator sees, which secure "
+            raise ConfigError("[privacy.user] noises what the coordinator sees, which secure "
                               "aggregation hides; use distributed DP ([secagg.dp]) instead")
-        if sections.privacy.local_dp:
-            raise ConfigError("[user_dp] and [privacy] local_dp together are not supported")
-        return sections.user_dp.strategy(sections.rounds, s)
+        return user.strategy(sections.rounds, s)
     if s.name is StrategyName.FEDPROX and not s.proximal_mu > 0:
         raise ConfigError("strategy.proximal_mu must be > 0 for fedprox")
     try:
@@ -293,7 +303,8 @@ def _strategy(sections: RunSections) -> Strategy:
             learning_rate=s.learning_rate,
             proximal_mu=s.proximal_mu if s.name is StrategyName.FEDPROX else 0.0,
             server_lr=s.server_lr,
-            local_dp=sections.privacy.local_dp_config(sections.rounds.num_rounds),
+            local_dp=None if local is None else local.local_dp_config(
+                sections.rounds.num_rounds),
         )
     except ValueError as err:
         raise ConfigError(f"[strategy]: {err}") from err

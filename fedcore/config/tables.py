@@ -53,6 +53,12 @@ MOVED = {
     "secagg.dp_clip_norm": "secagg.dp.clip_norm",
     "secagg.dp_noise": "secagg.dp.kind",
     "secagg.dp_delta": "secagg.dp.delta",
+    "privacy.local_dp": "privacy.local (the table [privacy.local] turns local DP-SGD on)",
+    "privacy.noise_multiplier": "privacy.local.noise_multiplier",
+    "privacy.target_epsilon": "privacy.local.target_epsilon",
+    "privacy.max_grad_norm": "privacy.local.max_grad_norm",
+    "privacy.delta": "privacy.local.delta",
+    "user_dp": "privacy.user (the table [privacy.user], without `enabled`, turns it on)",
 }
 
 

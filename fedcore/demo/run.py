@@ -16,6 +16,7 @@ from rich.table import Table
 
 from fedcore.config import (
     CoordinatorConfig,
+    LocalDPSection,
     PrivacyConfig,
     RoundsConfig,
     StrategyConfig,
@@ -67,8 +68,9 @@ class DemoConfig:
                                 min_available=self.clients, eval_fraction=1.0, seed=self.seed),
             strategy=StrategyConfig(local_epochs=self.local_epochs, batch_size=self.batch_size,
                                     learning_rate=self.learning_rate),
-            privacy=PrivacyConfig(local_dp=self.dp_epsilon > 0, target_epsilon=self.dp_epsilon,
-                                  max_grad_norm=self.dp_max_grad_norm),
+            privacy=PrivacyConfig(local=LocalDPSection(
+                target_epsilon=self.dp_epsilon, max_grad_norm=self.dp_max_grad_norm,
+            ) if self.dp_epsilon > 0 else None),
             secagg=SecureAggregationConfig(
                 max_clients=self.clients, clip=2.0, weight_cap=500.0,
                 roster=Roster.load(self.identities / "roster.json") if self.signed else None,

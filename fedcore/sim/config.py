@@ -7,17 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcore.config import (
-    SWITCHED,
-    ConfigError,
-    PrivacyConfig,
-    RoundsConfig,
-    StrategyConfig,
-    UserDPSection,
-    build,
-    load_toml,
-)
-from fedcore.engine.config import SecureAggregationConfig
+from fedcore.config import ConfigError, RunSections, build, load_toml
 
 
 class Dataset(enum.Enum):
@@ -92,19 +82,14 @@ class RunConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SimulationConfig:
-    """A whole simulation file: [simulation], [data], [timing], [stragglers], [rounds],
-    [strategy], and the coordinator's [privacy], [user_dp] and [secagg] sections."""
+class SimulationConfig(RunSections):
+    """A whole simulation file: [simulation], [data], [timing], [stragglers], and the run's
+    sections a coordinator's file has too ([rounds], [strategy], [privacy], [secagg])."""
 
     simulation: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     stragglers: StragglerConfig = field(default_factory=StragglerConfig)
-    rounds: RoundsConfig = field(default_factory=RoundsConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    secagg: SecureAggregationConfig | None = field(default=None, metadata=SWITCHED)
-    user_dp: UserDPSection = field(default_factory=UserDPSection)
 
 
 def load_simulation_config(

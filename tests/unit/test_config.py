@@ -9,9 +9,11 @@ import pytest
 
 from fedcore.config import (
     ConfigError,
+    LocalDPSection,
     PrivacyConfig,
     RoundsConfig,
     StrategyConfig,
+    UserDPSection,
     load_config,
 )
 from fedcore.dp.distributed import IntegerNoise
@@ -81,7 +83,7 @@ def test_an_empty_file_plans_the_default_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("section, domain", [(RoundsConfig, EngineConfig),
                                              (StrategyConfig, FedAvg),
-                                             (PrivacyConfig, LocalDPConfig)])
+                                             (LocalDPSection, LocalDPConfig)])
 def test_a_section_has_the_defaults_of_the_domain_dataclass_it_mirrors(section: type,
                                                                        domain: type) -> None:
     ours = {f.name: f.default for f in dataclasses.fields(section)}
@@ -112,9 +114,9 @@ def test_a_simulation_with_bad_settings_fails_before_loading_any_data(monkeypatc
         raise AssertionError("data loaded before the settings were checked")
 
     monkeypatch.setattr(simulation, "_data_source", no_data)
-    config = load_simulation_config(None, {"user_dp.enabled": True})
+    config = load_simulation_config(None, {"privacy.user": {}})
 
-    with pytest.raises(ConfigError, match=r"\[user_dp\]"):
+    with pytest.raises(ConfigError, match=r"\[privacy\.user\]"):
         simulation.run(config, write=False)
 
 
@@ -129,3 +131,62 @@ def test_secagg_switched_off_is_none(tmp_path: Path) -> None:
     plan = _load(tmp_path, '[secagg]\nenabled = false\nmode = "secagg+"\n')
 
     assert plan.config.secagg is None and plan.run.engine.secagg is None
+
+
+def test_privacy_is_one_choice_made_by_the_table_present(tmp_path: Path) -> None:
+    local = _load(tmp_path, "[privacy.local]\nnoise_multiplier = 1.1\n")
+    user = _load(tmp_path, "[rounds]\nclients_per_round = 10\n[privacy.user]\n"
+                           "noise_multiplier = 1.0\npopulation = 100\n")
+    plain = _load(tmp_path, "[privacy]\n")
+
+    assert local.config.privacy.mechanism == LocalDPSection(noise_multiplier=1.1)
+    assert isinstance(local.run.strategy, FedAvg) and local.run.strategy.local_dp == LocalDPConfig(
+        noise_multiplier=1.1)
+    assert isinstance(user.config.privacy.mechanism, UserDPSection)
+    assert plain.config.privacy == PrivacyConfig() and plain.config.privacy.mechanism is None
+    with pytest.raises(ConfigError, match=r"\[privacy\] is one choice"):
+        _load(tmp_path, "[privacy.local]\nnoise_multiplier = 1.0\n[privacy.user]\n"
+                        "noise_multiplier = 1.0\n")
+
+
+def test_a_local_dp_target_is_planned_over_the_run_s_rounds(tmp_path: Path) -> None:
+    plan = _load(tmp_path, "[rounds]\nnum_rounds = 7\n[privacy.local]\ntarget_epsilon = 3.0\n")
+
+    strategy = plan.run.strategy
+
+    assert isinstance(strategy, FedAvg) and strategy.local_dp == LocalDPConfig(
+        target_epsilon=3.0, planned_rounds=7)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[privacy.local]\nnoise_multiplier = -1.0\n", r"\[privacy\.local\]: noise_multiplier"),
+    ("[privacy.local]\n", r"\[privacy\.local\]: set either noise_multiplier"),
+    ("[privacy.local]\nmax_grad_norm = 'x'\n", r"privacy\.local\.max_grad_norm must be float"),
+    ("[privacy.user]\nenabled = true\n", r"unknown key\(s\) privacy\.user\.enabled"),
+])
+def test_bad_privacy_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
+                                                           words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        _load(tmp_path, text)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("[privacy]\nlocal_dp = true\n", r"privacy\.local_dp is now privacy\.local"),
+    ("[privacy]\nnoise_multiplier = 1.0\n",
+     r"privacy\.noise_multiplier is now privacy\.local\.noise_multiplier"),
+    ("[privacy]\ntarget_epsilon = 1.0\n", r"is now privacy\.local\.target_epsilon"),
+    ("[user_dp]\nenabled = true\n", r"user_dp is now privacy\.user"),
+])
+def test_an_old_privacy_key_fails_naming_its_new_place(tmp_path: Path, old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=new):
+        _load(tmp_path, old)
+
+
+def test_the_simulator_s_file_shares_the_run_sections() -> None:
+    from fedcore.config import CoordinatorConfig, RunSections
+    from fedcore.sim.config import SimulationConfig
+
+    shared = {f.name for f in dataclasses.fields(RunSections)}
+
+    assert shared == {"rounds", "strategy", "privacy", "secagg"}
+    assert issubclass(CoordinatorConfig, RunSections) and issubclass(SimulationConfig, RunSections)

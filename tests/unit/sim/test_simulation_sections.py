@@ -1,4 +1,5 @@
-"""The coordinator's [secagg], [privacy] and [user_dp] sections work in simulations too."""
+"""The coordinator's [secagg] and [privacy] sections ([privacy.local], [privacy.user]) work in
+simulations too."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ def test_secure_aggregation_section_runs_secure_rounds(tmp_path: Path) -> None:
 
 def test_privacy_section_trains_with_local_dp_and_reports_epsilon(tmp_path: Path) -> None:
     config = load_simulation_config(None, {
-        **BASE, "simulation.out_dir": str(tmp_path), "privacy.local_dp": True,
-        "privacy.noise_multiplier": 1.0,
+        **BASE, "simulation.out_dir": str(tmp_path), "privacy.local.noise_multiplier": 1.0,
     })
 
     result = simulation.run(config, write=False)
@@ -48,8 +48,8 @@ def test_privacy_section_trains_with_local_dp_and_reports_epsilon(tmp_path: Path
 
 def test_user_dp_section_reports_user_level_epsilon(tmp_path: Path) -> None:
     config = load_simulation_config(None, {
-        **BASE, "simulation.out_dir": str(tmp_path), "user_dp.enabled": True,
-        "user_dp.noise_multiplier": 1.0, "user_dp.clip_norm": 1.0, "user_dp.population": 60,
+        **BASE, "simulation.out_dir": str(tmp_path), "privacy.user.noise_multiplier": 1.0,
+        "privacy.user.clip_norm": 1.0, "privacy.user.population": 60,
     })
 
     result = simulation.run(config, write=False)

@@ -272,7 +272,7 @@ def _config(tmp_path, text: str):  # type: ignore[no-untyped-def]
 
 
 def test_the_user_dp_section_builds_the_strategy(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    config = _config(tmp_path, "[rounds]\nclients_per_round = 10\n[user_dp]\nenabled = true\n"
+    config = _config(tmp_path, "[rounds]\nclients_per_round = 10\n[privacy.user]\n"
                                "noise_multiplier = 0.8\nclip_norm = 0.5\npopulation = 400\n"
                                "adaptive = true\n")
 
@@ -284,14 +284,14 @@ def test_the_user_dp_section_builds_the_strategy(tmp_path) -> None:  # type: ign
 
 
 @pytest.mark.parametrize("text, words", [
-    ("[user_dp]\nenabled = true\nnoise_multiplier = 1.0\npopulation = 100\n", "clients_per_round"),
-    ("[rounds]\nclients_per_round = 10\n[user_dp]\nenabled = true\npopulation = 100\n", "exactly one"),
-    ("[rounds]\nclients_per_round = 10\n[user_dp]\nenabled = true\nnoise_multiplier = 1.0\n",
+    ("[privacy.user]\nnoise_multiplier = 1.0\npopulation = 100\n", "clients_per_round"),
+    ("[rounds]\nclients_per_round = 10\n[privacy.user]\npopulation = 100\n", "exactly one"),
+    ("[rounds]\nclients_per_round = 10\n[privacy.user]\nnoise_multiplier = 1.0\n",
      "population"),
-    ("[rounds]\nclients_per_round = 10\n[secagg]\nenabled = true\n[user_dp]\nenabled = true\n"
+    ("[rounds]\nclients_per_round = 10\n[secagg]\nenabled = true\n[privacy.user]\n"
      "noise_multiplier = 1.0\npopulation = 100\n", "secure aggregation"),
-    (("[rounds]\nclients_per_round = 10\nover_selection = 0.5\n[user_dp]\nenabled = true\n"
-      "noise_multiplier = 1.0\npopulation = 12\n"), r"\[user_dp\].*over_selection=0.5 selects 15"),
+    (("[rounds]\nclients_per_round = 10\nover_selection = 0.5\n[privacy.user]\n"
+      "noise_multiplier = 1.0\npopulation = 12\n"), r"\[privacy\.user\].*over_selection=0.5 selects 15"),
 ])
 def test_bad_user_dp_settings_fail_at_start_naming_the_section(tmp_path, text: str, words: str) -> None:  # type: ignore[no-untyped-def]
     from fedcore.config import ConfigError
