@@ -25,9 +25,6 @@ from fedcore.config.tables import default_of as default_of
 from fedcore.config.tables import load_toml as load_toml
 from fedcore.config.tables import toml_fields as toml_fields
 from fedcore.engine.config import (
-    CLIENT_TIMEOUT_S,
-    EVAL_TIMEOUT_S,
-    ROUND_TIMEOUT_S,
     EngineConfig,
     SecureAggregationConfig,
     SelectionConfig,
@@ -51,17 +48,29 @@ class RoundsConfig:
     """[rounds]: how many rounds and who takes part."""
 
     num_rounds: int = 10
-    clients_per_round: int = 0
+    clients_per_round: int = default_of(SelectionConfig, "count")
     fraction: float = 1.0
-    over_selection: float = 0.0
-    min_results: int = 1
-    min_available: int = 1
-    round_timeout_s: float = ROUND_TIMEOUT_S
+    over_selection: float = default_of(SelectionConfig, "over_selection")
+    min_results: int = default_of(SelectionConfig, "min_results")
+    min_available: int = default_of(SelectionConfig, "min_available")
+    round_timeout_s: float = default_of(EngineConfig, "round_timeout_s")
     eval_fraction: float = 1.0
     eval_every: int = default_of(EngineConfig, "eval_every")
-    eval_timeout_s: float = EVAL_TIMEOUT_S
-    client_timeout_s: float = CLIENT_TIMEOUT_S
+    eval_timeout_s: float = default_of(EngineConfig, "eval_timeout_s")
+    client_timeout_s: float = default_of(EngineConfig, "client_timeout_s")
     seed: int = default_of(EngineConfig, "seed")
+
+    def __post_init__(self) -> None:
+        # What the engine's SelectionConfig checks, said in this section's keys.
+        if self.clients_per_round < 0:
+            raise ConfigError(f"rounds.clients_per_round must be >= 0 (0: rounds.fraction of "
+                              f"the available clients), got {self.clients_per_round}")
+        if not self.clients_per_round and not 0 < self.fraction <= 1:
+            raise ConfigError(f"rounds.fraction must be in (0, 1] (or set "
+                              f"rounds.clients_per_round), got {self.fraction}")
+        if not 0 <= self.eval_fraction <= 1:
+            raise ConfigError(f"rounds.eval_fraction must be in [0, 1] (0: no evaluation), "
+                              f"got {self.eval_fraction}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -190,3 +190,28 @@ def test_the_simulator_s_file_shares_the_run_sections() -> None:
 
     assert shared == {"rounds", "strategy", "privacy", "secagg"}
     assert issubclass(CoordinatorConfig, RunSections) and issubclass(SimulationConfig, RunSections)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[rounds]\nfraction = 2.0\n", r"rounds\.fraction must be in \(0, 1\]"),
+    ("[rounds]\nfraction = 0.0\n", (r"rounds\.fraction must be in \(0, 1\] \(or set "
+                                   r"rounds\.clients_per_round\)")),
+    ("[rounds]\nclients_per_round = -1\n", r"rounds\.clients_per_round must be >= 0"),
+    ("[rounds]\neval_fraction = 1.5\n", r"rounds\.eval_fraction must be in \[0, 1\]"),
+    ("[rounds]\nnum_rounds = 0\n", r"\[rounds\]: num_rounds must be >= 1"),
+    ("[rounds]\nover_selection = -0.5\n", r"\[rounds\]: over_selection must be >= 0"),
+])
+def test_bad_rounds_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
+                                                          words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        _load(tmp_path, text)
+
+
+def test_the_rounds_section_takes_its_selection_defaults_from_the_engine() -> None:
+    from fedcore.engine.config import SelectionConfig
+
+    rounds, selection = RoundsConfig(), SelectionConfig(fraction=1.0)
+
+    assert (rounds.clients_per_round, rounds.over_selection, rounds.min_results,
+            rounds.min_available) == (selection.count, selection.over_selection,
+                                      selection.min_results, selection.min_available)
