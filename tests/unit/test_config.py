@@ -56,9 +56,20 @@ def test_a_moved_key_fails_naming_its_new_place(tmp_path: Path, old: str, new: s
     ("[secagg.dp]\nnoise_multiplier = 1.0\nclip_norm = 1.0\n", r"secagg\.enabled = true"),
     ("[secagg]\nenabled = false\nmod = 'full'\n", r"unknown key\(s\) secagg\.mod"),
     ("[secagg]\nenabled = 1\n", r"secagg\.enabled must be bool"),
+    ("[privacy.local]\nnoise_multiplier = -1.0\n", r"\[privacy\.local\]: noise_multiplier"),
+    ("[privacy.local]\n", r"\[privacy\.local\]: set either noise_multiplier"),
+    ("[privacy.local]\nmax_grad_norm = 'x'\n", r"privacy\.local\.max_grad_norm must be float"),
+    ("[privacy.user]\nenabled = true\n", r"unknown key\(s\) privacy\.user\.enabled"),
+    ("[rounds]\nfraction = 2.0\n", r"rounds\.fraction must be in \(0, 1\]"),
+    ("[rounds]\nfraction = 0.0\n", (r"rounds\.fraction must be in \(0, 1\] \(or set "
+                                   r"rounds\.clients_per_round\)")),
+    ("[rounds]\nclients_per_round = -1\n", r"rounds\.clients_per_round must be >= 0"),
+    ("[rounds]\neval_fraction = 1.5\n", r"rounds\.eval_fraction must be in \[0, 1\]"),
+    ("[rounds]\nnum_rounds = 0\n", r"\[rounds\]: num_rounds must be >= 1"),
+    ("[rounds]\nover_selection = -0.5\n", r"\[rounds\]: over_selection must be >= 0"),
 ])
-def test_bad_secagg_dp_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
-                                                             words: str) -> None:
+def test_bad_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
+                                                    words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         _load(tmp_path, text)
 
@@ -158,18 +169,6 @@ def test_a_local_dp_target_is_planned_over_the_run_s_rounds(tmp_path: Path) -> N
         target_epsilon=3.0, planned_rounds=7)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[privacy.local]\nnoise_multiplier = -1.0\n", r"\[privacy\.local\]: noise_multiplier"),
-    ("[privacy.local]\n", r"\[privacy\.local\]: set either noise_multiplier"),
-    ("[privacy.local]\nmax_grad_norm = 'x'\n", r"privacy\.local\.max_grad_norm must be float"),
-    ("[privacy.user]\nenabled = true\n", r"unknown key\(s\) privacy\.user\.enabled"),
-])
-def test_bad_privacy_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
-                                                           words: str) -> None:
-    with pytest.raises(ConfigError, match=words):
-        _load(tmp_path, text)
-
-
 @pytest.mark.parametrize("old, new", [
     ("[privacy]\nlocal_dp = true\n", r"privacy\.local_dp is now privacy\.local"),
     ("[privacy]\nnoise_multiplier = 1.0\n",
@@ -190,21 +189,6 @@ def test_the_simulator_s_file_shares_the_run_sections() -> None:
 
     assert shared == {"rounds", "strategy", "privacy", "secagg"}
     assert issubclass(CoordinatorConfig, RunSections) and issubclass(SimulationConfig, RunSections)
-
-
-@pytest.mark.parametrize("text, words", [
-    ("[rounds]\nfraction = 2.0\n", r"rounds\.fraction must be in \(0, 1\]"),
-    ("[rounds]\nfraction = 0.0\n", (r"rounds\.fraction must be in \(0, 1\] \(or set "
-                                   r"rounds\.clients_per_round\)")),
-    ("[rounds]\nclients_per_round = -1\n", r"rounds\.clients_per_round must be >= 0"),
-    ("[rounds]\neval_fraction = 1.5\n", r"rounds\.eval_fraction must be in \[0, 1\]"),
-    ("[rounds]\nnum_rounds = 0\n", r"\[rounds\]: num_rounds must be >= 1"),
-    ("[rounds]\nover_selection = -0.5\n", r"\[rounds\]: over_selection must be >= 0"),
-])
-def test_bad_rounds_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
-                                                          words: str) -> None:
-    with pytest.raises(ConfigError, match=words):
-        _load(tmp_path, text)
 
 
 def test_the_rounds_section_takes_its_selection_defaults_from_the_engine() -> None:
