@@ -1,8 +1,9 @@
 """The one definition of a local SGD step, shared by `TorchApp` and the simulation's kernels.
 
 A batch's objective is its mean per-example loss plus FedProx's `mu / 2 * ||w - w_start||^2`
-(Li et al. 2020), and the step is `w -= learning_rate * grad` (with momentum `m`, PyTorch's
-`torch.optim.SGD` rule: `v = m * v + grad`, `w -= learning_rate * v`). The sequential backend
+(Li et al. 2020; defined in `fedcore.training.proximal`, which DP-SGD shares), and the step is
+`w -= learning_rate * grad` (with momentum `m`, PyTorch's `torch.optim.SGD` rule:
+`v = m * v + grad`, `w -= learning_rate * v`). The sequential backend
 (`fedcore.sim.backends.sequential`) and the deployed `TorchApp` call `sgd_step`; the vectorised
 backend applies the same objective to stacked parameters.
 """
@@ -13,13 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-
-def proximal_term(
-    params: Mapping[str, torch.Tensor], start: Mapping[str, torch.Tensor], mu: float
-) -> torch.Tensor:
-    """FedProx's `mu / 2 * ||w - w_start||^2` over all tensors."""
-    squares = [((params[name] - start[name]) ** 2).sum() for name in params]
-    return torch.stack(squares).sum() * (mu / 2)
+from fedcore.training.proximal import proximal_term
 
 
 def objective(

@@ -50,6 +50,8 @@ from opacus.data_loader import DPDataLoader
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fedcore.training.proximal import proximal_gradient
+
 if TYPE_CHECKING:
     from fedcore.dp.accountant import PrivacyAccountant
 
@@ -329,14 +331,14 @@ def _run_epochs(
 def _add_proximal_grad(
     wrapped: nn.Module, proximal_mu: float, anchors: dict[str, torch.Tensor]
 ) -> None:
-    """Add mu (w - w_global) to the privatised gradient: data-independent post-processing."""
+    """Add FedProx's gradient to the privatised gradient: data-independent post-processing."""
     if proximal_mu <= 0:
         return
     with torch.no_grad():
         for name, param in wrapped.named_parameters():
             if param.grad is not None:
-                param.grad.add_(param - anchors[name.removeprefix(_WRAPPER_PREFIX)],
-                                alpha=proximal_mu)
+                anchor = anchors[name.removeprefix(_WRAPPER_PREFIX)]
+                param.grad.add_(proximal_gradient(param, anchor, proximal_mu))
 
 
 def _anchors(

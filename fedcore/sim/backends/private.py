@@ -11,7 +11,8 @@ Each client trains exactly as `fedcore.dp.opacus.train_private` would train it a
   factor min(1, C / (norm + 1e-6)), and summed; Gaussian noise of standard deviation
   noise_multiplier * C is added to the sum, tensor by tensor in parameter order; the result
   is divided by Opacus' expected batch size int(n * q) (also when the batch is empty);
-- the FedProx gradient mu (w - w_global) is added after the noise (post-processing), then
+- the FedProx gradient mu (w - w_global) (`fedcore.training.proximal`, as in Opacus' path) is
+  added after the noise (post-processing), then
   w -= learning_rate * grad.
 
 Noise: by default one generator per chunk draws every client's noise in one call (the same
@@ -41,6 +42,7 @@ from fedcore.sim.backends.sequential import (
     TrainSettings,
 )
 from fedcore.sim.backends.vmap import Tensors, pad_stack, plan_chunks, require_functional
+from fedcore.training.proximal import proximal_gradient
 
 CLIP_EPSILON = 1e-6  # Opacus' stabiliser in the clipping factor
 DEFAULT_CHUNK_BYTES = 256 << 20  # per-example gradients of one chunk and step, at most
@@ -245,7 +247,8 @@ def _make_private_step(
             summed = torch.einsum("ck,ck...->c...", factor, grads[name])
             update = (summed + noise[name]) / _expand(scale, summed)
             if mu:
-                update = update + mu * (value - start[name]) * _expand(active, value)
+                update = update + proximal_gradient(value, start[name], mu) * _expand(
+                    active, value)
             value.sub_(update, alpha=lr)
         return params, (losses * valid).sum(-1)
 

@@ -19,7 +19,6 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.utils.rnn import pad_sequence
 
-from fedcore.client.sgd import proximal_term
 from fedcore.sim.backends.sequential import (
     LocalData,
     LocalResult,
@@ -28,6 +27,7 @@ from fedcore.sim.backends.sequential import (
     TrainSettings,
     epoch_orders,
 )
+from fedcore.training.proximal import proximal_term
 
 Tensors: TypeAlias = dict[str, torch.Tensor]
 _StepFn = Callable[..., tuple[Tensors, torch.Tensor]]
