@@ -12,8 +12,9 @@ import enum
 import secrets
 from collections.abc import Callable
 
-from fedcore.aggregate.base import AggregateResult, Aggregator
+from fedcore.aggregate.base import Aggregator
 from fedcore.dp.distributed_accountant import DistributedAccountant
+from fedcore.engine.collect import Collector, PlainCollector, RoundFailed
 from fedcore.engine.config import EngineConfig, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
@@ -27,7 +28,6 @@ from fedcore.messages import (
     PROTOCOL_VERSION,
     Done,
     ResultHeader,
-    SecAggSetup,
     Task,
     TaskKind,
     TaskReply,
@@ -36,13 +36,9 @@ from fedcore.messages import (
     Wait,
 )
 from fedcore.params import Array, Params
-from fedcore.secagg.errors import ProtocolError, RoundAborted
-from fedcore.secagg.messages import AdvertiseKeys
 from fedcore.strategy.base import SampledStrategy, Sampling, Strategy
 from fedcore.wire.errors import WireError
 from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_finite, check_matches, spec_of
-
-MAX_EXAMPLES = 1 << 40
 
 
 class Phase(enum.Enum):
@@ -53,6 +49,16 @@ class Phase(enum.Enum):
     TRAINING = "training"
     EVALUATING = "evaluating"
     DONE = "done"
+
+
+# Which phase may follow which (h11's transitions as data); `_enter` refuses any other move.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.WAITING: frozenset({Phase.INITIALIZING, Phase.TRAINING}),
+    Phase.INITIALIZING: frozenset({Phase.WAITING}),
+    Phase.TRAINING: frozenset({Phase.EVALUATING, Phase.WAITING, Phase.DONE}),
+    Phase.EVALUATING: frozenset({Phase.WAITING, Phase.DONE}),
+    Phase.DONE: frozenset(),
+}
 
 
 class RoundEngine:
@@ -141,17 +147,16 @@ class RoundEngine:
     def progress(self) -> tuple[object, ...]:
         """Changes whenever a waiting client may have new work (drivers wake long-polls on it)."""
         task = self._task
-        secure_phase = task.secure.server.phase if task and task.secure else None
-        return (self._phase, self._round, self.open_task_id, secure_phase)
+        inner = task.collector.progress() if task else None
+        return (self._phase, self._round, self.open_task_id, inner)
 
     def next_deadline(self) -> float | None:
         """When the engine next acts on its own (a round or protocol-phase deadline)."""
         task = self._task
         if task is None:
             return None
-        if task.secure is not None and not task.secure.finished:
-            return min(task.deadline, task.secure.phase_deadline)
-        return task.deadline
+        inner = task.collector.inner_deadline()
+        return task.deadline if inner is None else min(task.deadline, inner)
 
     def open_clients(self) -> list[str]:
         """Clients whose task in the open round is still outstanding (sorted)."""
@@ -208,82 +213,58 @@ class RoundEngine:
         self._registry.touch(client_id, now)
 
     def poll(self, client_id: str, *, now: float) -> TaskReply:
-        """The client's task in the open round, or when to ask again, or that the run is over."""
-        self.tick(now)
+        """The client's task in the open round, or when to ask again, or that the run is over.
+
+        A query: it changes nothing (drivers call `tick` to let time pass)."""
         if self._phase is Phase.DONE:
             return Done(reason=self._done_reason())
         task = self._task
-        if task is not None and task.has_work_for(client_id):
-            step = task.secure.next_step(client_id) if task.secure else None
-            return Task(
-                round=task.number,
-                task_id=task.task_id,
-                kind=TaskKind.SECAGG if step and not isinstance(step, SecAggSetup) else task.kind,
-                train=task.train_config,
-                time_left_s=max(0.0, task.deadline - now),
-                model_spec=task.model.spec if task.model else EMPTY_SPEC,
-                secagg=step,
-            )
-        return Wait(retry_after_s=self.config.retry_after_s, reason=self._wait_reason(client_id))
+        step = task.collector.next_step(client_id) if task and task.is_open_for(client_id) else None
+        if task is None or step is None:
+            return Wait(retry_after_s=self.config.retry_after_s, reason=self._wait_reason(client_id))
+        return Task(
+            round=task.number,
+            task_id=task.task_id,
+            kind=step.kind,
+            train=task.train_config,
+            time_left_s=max(0.0, task.deadline - now),
+            model_spec=task.model.spec if task.model else EMPTY_SPEC,
+            secagg=step.secagg,
+        )
 
     def model_for(self, client_id: str, task_id: str, *, now: float) -> RoundModel:
-        """The model a client's open task is about."""
-        self.tick(now)
+        """The model a client's open task is about (a query: it changes nothing)."""
         task = self._open_task(client_id, task_id)
         if task.model is None:
             raise EngineError(Reason.INVALID, f"task {task_id} has no model to download")
         return task.model
 
     def check_result(self, header: ResultHeader, *, now: float) -> ModelSpec:
-        """Validate a result's header before its payload arrives; returns the spec to expect."""
-        self.tick(now)
-        task = self._open_task(header.client_id, header.task_id)
-        if header.declined_reason:
-            return EMPTY_SPEC
-        if task.secure is not None:
-            if header.secagg is None:
-                raise EngineError(
-                    Reason.INVALID, f"{task.task_id} uses secure aggregation: send its messages"
-                )
-            return task.secure.masked_spec if task.secure.expects_payload(header.secagg) else (
-                EMPTY_SPEC
-            )
-        if header.secagg is not None:
-            raise EngineError(Reason.INVALID, f"{task.task_id} does not use secure aggregation")
-        if not 1 <= header.num_examples <= MAX_EXAMPLES:
-            raise EngineError(Reason.INVALID, f"num_examples must be in 1..{MAX_EXAMPLES}")
-        expected = self._expected_spec(task, header.spec)
-        if expected.nbytes > self.config.max_payload_bytes:
-            raise EngineError(
-                Reason.TOO_LARGE,
-                f"payload of {expected.nbytes} bytes exceeds max_payload_bytes "
-                f"({self.config.max_payload_bytes})",
-            )
-        return expected
+        """Validate a result's header before its payload arrives; returns the spec to expect.
+
+        A query: it changes nothing (drivers call `tick` to let time pass)."""
+        return self._checked(header)[1]
 
     def submit(self, result: TaskResult, *, now: float) -> None:
-        """Accept a complete result: validate everything, then fold it in.
+        """Let time pass to `now`, then accept a complete result: validate it once, fold it in.
 
         The engine takes ownership of `result.tensors`: aggregators may scale them in place.
         """
+        self.tick(now)
         header = result.header
-        expected = self.check_result(header, now=now)
-        task = self._open_task(header.client_id, header.task_id)
+        task, expected = self._checked(header)
         if header.declined_reason:
             task.gone[header.client_id] = f"declined: {header.declined_reason}"
             if header.permanent:
                 self._registry.exclude(header.client_id, header.declined_reason)
-        elif task.secure is not None and header.secagg is not None:
-            self._validate_tensors(result.tensors, expected)
-            payload = result.tensors[expected.tensors[0].name].tobytes() if expected.tensors else b""
-            task.secure.accept(header.client_id, header.secagg, payload, now)
-            if isinstance(header.secagg, AdvertiseKeys):  # sent after training: its metrics
-                task.metrics.add(header.metrics, 1.0)
-                self._track_epsilon(task, header)
         else:
             self._validate_tensors(result.tensors, expected)
-            self._fold(task, result)
-            task.received.add(header.client_id)
+            accepted = task.collector.accept(header.client_id, result, now)
+            if accepted.metrics_weight is not None:
+                task.metrics.add(header.metrics, accepted.metrics_weight)
+                self._track_epsilon(task, header)
+            if accepted.complete:
+                task.received.add(header.client_id)
         self._settle(now)
 
     def leave(self, client_id: str, *, now: float) -> None:
@@ -300,6 +281,19 @@ class RoundEngine:
             self._try_start(now)
 
     # ----------------------------------------------------------------- internals
+    def _enter(self, phase: Phase) -> None:
+        """Move to `phase`, which `TRANSITIONS` must allow from the current one."""
+        if phase not in TRANSITIONS[self._phase]:
+            raise RuntimeError(f"engine bug: no transition {self._phase.value} -> {phase.value}")
+        self._phase = phase
+
+    def _checked(self, header: ResultHeader) -> tuple[TaskRound, ModelSpec]:
+        """The open task a result belongs to and the payload layout it must have."""
+        task = self._open_task(header.client_id, header.task_id)
+        if header.declined_reason:
+            return task, EMPTY_SPEC
+        return task, task.collector.expected_spec(task.task_id, header)
+
     def _open_task(self, client_id: str, task_id: str) -> TaskRound:
         task = self._task
         if task is None or task.task_id != task_id:
@@ -316,21 +310,6 @@ class RoundEngine:
             )
         return task
 
-    def _expected_spec(self, task: TaskRound, announced: ModelSpec) -> ModelSpec:
-        try:
-            if task.kind is TaskKind.EVALUATE:
-                check_matches(announced, EMPTY_SPEC)
-                return EMPTY_SPEC
-            if task.kind is TaskKind.INITIALIZE:
-                if not announced.tensors:
-                    raise WireError("initial parameters must contain at least one tensor")
-                return announced
-            assert task.model is not None  # TRAIN tasks always carry the model
-            check_matches(announced, task.model.spec)
-            return task.model.spec
-        except WireError as err:
-            raise EngineError(Reason.INVALID, f"result for {task.task_id} rejected: {err}") from err
-
     def _validate_tensors(self, tensors: dict[str, Array], expected: ModelSpec) -> None:
         try:
             check_matches(spec_of(tensors), expected)
@@ -338,24 +317,14 @@ class RoundEngine:
         except WireError as err:
             raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
 
-    def _fold(self, task: TaskRound, result: TaskResult) -> None:
-        weight = float(result.header.num_examples)
-        if task.kind is TaskKind.TRAIN:
-            assert task.aggregator is not None
-            task.aggregator.add(result.tensors, weight)
-        elif task.kind is TaskKind.INITIALIZE:
-            self._model = RoundModel.of(result.tensors, owned=True)
-        task.metrics.add(result.header.metrics, weight)
-        self._track_epsilon(task, result.header)
-
     def _track_epsilon(self, task: TaskRound, header: ResultHeader) -> None:
         spent = header.metrics.get("epsilon")
         if spent is not None:  # privacy is reported as the worst case over clients
             task.max_epsilon = max(spent, task.max_epsilon or 0.0)
 
     def _settle(self, now: float) -> None:
-        if self._task is not None and self._task.secure is not None:
-            self._task.secure.on_time(now, self._task.target)
+        if self._task is not None:
+            self._task.collector.on_time(now)
         while self._task is not None and self._task.is_settled(now):
             task, self._task = self._task, None
             self._closed[task.task_id] = "deadline passed" if now >= task.deadline else "round closed"
@@ -363,7 +332,7 @@ class RoundEngine:
                 self._closed.popitem(last=False)
             match task.kind:
                 case TaskKind.INITIALIZE:
-                    self._phase = Phase.WAITING
+                    self._close_initialize(task)
                 case TaskKind.TRAIN:
                     self._close_train(task, now)
                 case TaskKind.EVALUATE:
@@ -376,7 +345,7 @@ class RoundEngine:
         if self._model is None:
             if available:
                 self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
-                self._phase = Phase.INITIALIZING
+                self._enter(Phase.INITIALIZING)
             return
         if available < self.config.train.min_available:
             return
@@ -384,7 +353,7 @@ class RoundEngine:
         self._draft = RecordDraft(round=self._round, opened_at=now)
         task = self._open(TaskKind.TRAIN, self.config.train, available, now)
         self._draft.clients_selected = len(task.selected)
-        self._phase = Phase.TRAINING
+        self._enter(Phase.TRAINING)
 
     def _open(
         self, kind: TaskKind, sel: SelectionConfig, available: int, now: float
@@ -397,6 +366,7 @@ class RoundEngine:
             count = min(count, secure.max_clients)
         selected = self._registry.select(count, rng, now)
         timeout = self.config.eval_timeout_s if kind is TaskKind.EVALUATE else self.config.round_timeout_s
+        model = self._model if kind is not TaskKind.INITIALIZE else None
         self._task = TaskRound(
             kind=kind,
             number=self._round,
@@ -406,14 +376,20 @@ class RoundEngine:
             min_results=sel.min_results,
             opened_at=now,
             deadline=now + timeout,
-            model=self._model if kind is not TaskKind.INITIALIZE else None,
+            model=model,
             train_config=self.strategy.train_config(self._round) if kind is TaskKind.TRAIN
             else TrainConfig(),
-            aggregator=self._aggregator(len(selected), available) if kind is TaskKind.TRAIN
-            else None,
+            collector=self._collector(kind, sel, selected, available, now),
         )
-        if secure is not None and self._model is not None:
-            self._task.secure = SecureRound(
+        return self._task
+
+    def _collector(
+        self, kind: TaskKind, sel: SelectionConfig, selected: list[str], available: int, now: float
+    ) -> Collector:
+        """Secure aggregation for train tasks when configured, else the plain collector."""
+        secure = self.config.secagg
+        if kind is TaskKind.TRAIN and secure is not None and self._model is not None:
+            return SecureRound(
                 secure,
                 selected=selected,
                 model_spec=self._model.spec,
@@ -421,8 +397,25 @@ class RoundEngine:
                 graph_seed=self._random_bytes(32),  # never the seeded selection rng
                 now=now,
                 round_number=self._round,
+                target=sel.target(available),
             )
-        return self._task
+        return PlainCollector(
+            kind,
+            model=self._model if kind is not TaskKind.INITIALIZE else None,
+            aggregator=self._aggregator(len(selected), available) if kind is TaskKind.TRAIN
+            else None,
+            target=sel.target(available),
+            min_results=sel.min_results,
+            max_payload_bytes=self.config.max_payload_bytes,
+        )
+
+    def _close_initialize(self, task: TaskRound) -> None:
+        """The first result becomes the model; without one the engine waits and asks again."""
+        try:
+            self._model = RoundModel.of(task.collector.aggregate().update, owned=True)
+        except RoundFailed:
+            pass
+        self._enter(Phase.WAITING)
 
     def _close_train(self, task: TaskRound, now: float) -> None:
         draft = self._draft
@@ -432,10 +425,11 @@ class RoundEngine:
         if task.max_epsilon is not None:
             draft.metrics["epsilon"] = task.max_epsilon
         self._account_distributed(task, draft)
-        aggregate = self._aggregate(task)
-        if isinstance(aggregate, str):
+        try:
+            aggregate = task.collector.aggregate()
+        except RoundFailed as failure:
             draft.status = "failed"
-            draft.reason = aggregate
+            draft.reason = str(failure)
             self._finish_round(now)
             return
         draft.results_received = aggregate.count
@@ -449,7 +443,7 @@ class RoundEngine:
             assert self.config.evaluate is not None
             if available >= self.config.evaluate.min_results:
                 self._open(TaskKind.EVALUATE, self.config.evaluate, available, now)
-                self._phase = Phase.EVALUATING
+                self._enter(Phase.EVALUATING)
                 return
             draft.reason = "evaluation skipped: too few clients available"
         self._finish_round(now)
@@ -467,26 +461,12 @@ class RoundEngine:
         Every such round counts, also one that fails (conservative: the clients did add noise
         for it and may have sent it); the ledger is checkpointed, so a restart never re-prices.
         """
-        secure = task.secure
-        if secure is None or secure.encoding is None:
+        noise = task.collector.noise()
+        if noise is None:
             return
-        self._distributed.record(secure.encoding.step())
-        key, eps = self._distributed.epsilon(secure.encoding.config.delta)
+        self._distributed.record(noise.step())
+        key, eps = self._distributed.epsilon(noise.config.delta)
         draft.metrics[key] = eps
-
-    def _aggregate(self, task: TaskRound) -> AggregateResult | str:
-        """The round's aggregate, or why there is none."""
-        if task.secure is not None:
-            if not task.secure.finished:
-                return "secure aggregation did not finish by the round deadline"
-            try:
-                return task.secure.aggregate()
-            except (RoundAborted, ProtocolError) as err:
-                return f"secure aggregation aborted: {err}"
-        if not task.succeeded:
-            return f"{len(task.received)} results by the deadline, {task.min_results} needed"
-        assert task.aggregator is not None
-        return task.aggregator.result()
 
     def _close_evaluate(self, task: TaskRound, now: float) -> None:
         draft = self._draft
@@ -505,7 +485,7 @@ class RoundEngine:
         self._records.append(draft.finish(now))
         self._unread += 1
         self._draft = None
-        self._phase = Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING
+        self._enter(Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING)
         assert self._model is not None
         self._boundary = EngineSnapshot(
             round=self._round, task_seq=self._task_seq, params=self._model.params,

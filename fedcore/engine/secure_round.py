@@ -15,9 +15,10 @@ import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
 from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.engine.collect import Accepted, RoundFailed, Step
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
-from fedcore.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
+from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, TaskKind, TaskResult
 from fedcore.params import Array
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted
@@ -26,11 +27,13 @@ from fedcore.secagg.packing import packed_size
 from fedcore.secagg.quantize import Quantizer, split_weight
 from fedcore.secagg.server import Phase as ServerPhase
 from fedcore.secagg.server import SecAggServer
-from fedcore.wire.tensor import ModelSpec, TensorSpec
+from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, TensorSpec
 
 
 class SecureRound:
-    """Secure aggregation among `selected` clients for a model of layout `model_spec`."""
+    """Secure aggregation among `selected` clients for a model of layout `model_spec`: the
+    `fedcore.engine.collect.Collector` of a secure train task. The key phase closes early once
+    `target` clients advertised keys."""
 
     def __init__(
         self,
@@ -42,8 +45,10 @@ class SecureRound:
         graph_seed: bytes,
         now: float,
         round_number: int = 1,
+        target: int | None = None,
     ) -> None:
         self.config = config
+        self.target = len(selected) if target is None else target
         self.round_number = round_number
         self.model_spec = model_spec
         self.ids = {cid: i + 1 for i, cid in enumerate(sorted(selected))}
@@ -77,32 +82,61 @@ class SecureRound:
         nbytes = packed_size(self.spec.dim, self.spec.config.bit_width)
         return ModelSpec(tensors=(TensorSpec(MASKED_TENSOR, np.dtype(np.uint8), (nbytes,)),))
 
-    def next_step(self, client_id: str) -> SecAggServerStep | None:
+    def next_step(self, client_id: str) -> Step | None:
         """What the client must do next: its setup (train, then advertise), a server message,
         or nothing for now."""
         if client_id not in self.advertised:
             if self.server.phase is ServerPhase.COLLECT_KEYS:
-                return SecAggSetup(client=self.ids[client_id], spec=self.spec,
-                                   weight_cap=self.config.weight_cap,
-                                   distributed_dp=self.config.distributed_dp,
-                                   participants=self.participants)
+                return Step(TaskKind.TRAIN, SecAggSetup(
+                    client=self.ids[client_id], spec=self.spec, weight_cap=self.config.weight_cap,
+                    distributed_dp=self.config.distributed_dp, participants=self.participants))
             return None
-        return self.outbox.get(client_id)
+        message = self.outbox.get(client_id)
+        return Step(TaskKind.SECAGG, message) if message is not None else None
 
-    def expects_payload(self, msg: ClientMessage) -> bool:
-        """Whether `msg` comes with the masked vector as payload."""
-        return isinstance(msg, MaskedInput)
+    def expected_spec(self, task_id: str, header: ResultHeader) -> ModelSpec:
+        """The masked vector's layout for a `MaskedInput`, no payload for other messages."""
+        if header.secagg is None:
+            raise EngineError(Reason.INVALID, f"{task_id} uses secure aggregation: send its messages")
+        return self.masked_spec if isinstance(header.secagg, MaskedInput) else EMPTY_SPEC
+
+    def settled(self, *, received: int, outstanding: int) -> bool:
+        """Done or aborted (clients who leave are noticed by the protocol's phase deadlines)."""
+        return self.finished
+
+    def inner_deadline(self) -> float | None:
+        """The current protocol phase's deadline, while the protocol runs."""
+        return None if self.finished else self.phase_deadline
+
+    def progress(self) -> object:
+        """The protocol phase: a new one brings clients new steps."""
+        return self.server.phase
+
+    def noise(self) -> NoisyEncoding | None:
+        """The distributed-DP encoding of this round, if any."""
+        return self.encoding
 
     # ---------------------------------------------------------------- events
-    def accept(self, client_id: str, msg: ClientMessage, payload: bytes, now: float) -> None:
-        """Take a client's protocol message; refusals raise `EngineError` and change nothing."""
+    def accept(self, client_id: str, result: TaskResult, now: float) -> Accepted:
+        """Take a client's protocol message (its payload, for a `MaskedInput`, the masked vector);
+        refusals raise `EngineError` and change nothing. Keys are advertised after training, so
+        an `AdvertiseKeys` carries the client's metrics."""
+        msg = result.header.secagg
+        if msg is None:
+            raise EngineError(Reason.INVALID, "a secure-aggregation result carries no message")
+        if isinstance(msg, MaskedInput):
+            masked = result.tensors.get(MASKED_TENSOR)
+            msg = MaskedInput(sender=msg.sender, data=masked.tobytes() if masked is not None else b"")
+        self._handle(client_id, msg, now)
+        return Accepted(metrics_weight=1.0 if isinstance(msg, AdvertiseKeys) else None,
+                        complete=False)
+
+    def _handle(self, client_id: str, msg: ClientMessage, now: float) -> None:
         if msg.sender != self.ids[client_id]:
             raise EngineError(
                 Reason.INVALID,
                 f"{client_id!r} is client {self.ids[client_id]} of this round, not {msg.sender}",
             )
-        if isinstance(msg, MaskedInput):
-            msg = MaskedInput(sender=msg.sender, data=payload)
         before = self.server.phase
         try:
             replies = self.server.handle(msg)
@@ -115,11 +149,11 @@ class SecureRound:
         self.outbox.pop(client_id, None)
         self._deliver(replies, before, now)
 
-    def on_time(self, now: float, target: int) -> None:
+    def on_time(self, now: float) -> None:
         """Close the current phase at its deadline, or the key phase once `target` advertised."""
         if self.finished:
             return
-        early = self.server.phase is ServerPhase.COLLECT_KEYS and len(self.advertised) >= target
+        early = self.server.phase is ServerPhase.COLLECT_KEYS and len(self.advertised) >= self.target
         if early or now >= self.phase_deadline:
             before = self.server.phase
             self._deliver(self.server.end_phase(), before, now)
@@ -128,8 +162,17 @@ class SecureRound:
         """The weighted mean update of the survivors, from the unmasked sum.
 
         Raises:
-            RoundAborted: the protocol aborted (too few survivors at some phase).
+            RoundFailed: the protocol did not finish by the round deadline or aborted (too few
+                survivors at some phase).
         """
+        if not self.finished:
+            raise RoundFailed("secure aggregation did not finish by the round deadline")
+        try:
+            return self._mean()
+        except (RoundAborted, ProtocolError) as err:
+            raise RoundFailed(f"secure aggregation aborted: {err}") from err
+
+    def _mean(self) -> AggregateResult:
         result = self.server.result()
         if self.encoding is not None:
             return self._noisy_mean(result.total, len(result.survivors))

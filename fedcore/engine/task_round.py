@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedcore.aggregate.base import Aggregator
 from fedcore.aggregate.metrics import MetricsMean
+from fedcore.engine.collect import Collector
 from fedcore.engine.model import RoundModel
-from fedcore.engine.secure_round import SecureRound
 from fedcore.messages import TaskKind, TrainConfig
 
 
 @dataclass(slots=True, kw_only=True)
 class TaskRound:
-    """One task (train, evaluate or initialize) sent to a selected set of clients."""
+    """One task (train, evaluate or initialize) sent to a selected set of clients; what they
+    send goes to its `collector` (plain or secure: the same interface)."""
 
     kind: TaskKind
     number: int
@@ -25,9 +25,8 @@ class TaskRound:
     deadline: float
     model: RoundModel | None
     train_config: TrainConfig
-    aggregator: Aggregator | None = None
+    collector: Collector
     metrics: MetricsMean = field(default_factory=MetricsMean)
-    secure: SecureRound | None = None
     max_epsilon: float | None = None
     received: set[str] = field(default_factory=set)
     gone: dict[str, str] = field(default_factory=dict)
@@ -40,17 +39,13 @@ class TaskRound:
 
     def has_work_for(self, client_id: str) -> bool:
         """Whether a poll by this client gets a task now (in secure rounds: a next step)."""
-        if not self.is_open_for(client_id):
-            return False
-        return self.secure is None or self.secure.next_step(client_id) is not None
+        return self.is_open_for(client_id) and self.collector.next_step(client_id) is not None
 
     def is_settled(self, now: float) -> bool:
-        """Enough results, everyone accounted for, or past the deadline."""
-        if self.secure is not None:
-            return self.secure.finished or now >= self.deadline
-        accounted = len(self.received) + len(self.gone)
-        return len(self.received) >= self.target or accounted >= len(self.selected) or (
-            now >= self.deadline
+        """Past the deadline, or the collector expects nothing more."""
+        outstanding = len(self.selected) - len(self.received) - len(self.gone)
+        return now >= self.deadline or self.collector.settled(
+            received=len(self.received), outstanding=outstanding
         )
 
     @property

@@ -92,7 +92,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         give_up_at = self.clock() + self.long_poll_s
         while True:
             changed = self._changed
-            reply = self.engine.poll(client_id, now=self.clock())
+            now = self.clock()
+            self.engine.tick(now)  # time passes only where a driver says so: polls ask
+            reply = self.engine.poll(client_id, now=now)
             self.notify()
             left = give_up_at - self.clock()
             if not isinstance(reply, Wait) or left <= 0:
@@ -108,6 +110,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         """Serialised `ModelChunk`s (see `chunks`), written without protobuf's payload copies
         (messages when registered through the generated `add_CoordinatorServicer_to_server`)."""
         client_id = await self._authenticate(request.credentials, context)
+        self.tick()
         try:
             model = self.engine.model_for(client_id, request.task_id, now=self.clock())
         except EngineError as err:
@@ -132,6 +135,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be a header")
             raise AssertionError("unreachable: abort raises")  # pragma: no cover
         client_id = await self._authenticate(first.header.credentials, context)
+        self.tick()
         try:
             header = convert.result_header_from_proto(first.header)
             expected = self.engine.check_result(header, now=self.clock())

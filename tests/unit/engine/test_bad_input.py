@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fedcore.engine import EngineError, Phase, Reason, SelectionConfig
-from fedcore.engine.engine import MAX_EXAMPLES
+from fedcore.engine.collect import MAX_EXAMPLES
 from fedcore.messages import PROTOCOL_VERSION, ResultHeader, TaskResult
 from fedcore.wire.tensor import ModelSpec, TensorSpec, spec_of
 
