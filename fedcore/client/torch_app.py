@@ -69,7 +69,7 @@ class TorchApp:
         model: the module; its state dict names are the names on the wire.
         train_loader: local training data, yielding (inputs, targets).
         test_loader: local evaluation data; None makes evaluation report on the training data.
-        loss_fn: defaults to cross-entropy.
+        loss_fn: the batch's mean loss (plain and DP-SGD alike); defaults to cross-entropy.
         device: "cpu", "cuda", "cuda:N" or "auto".
         momentum: SGD momentum (the optimizer is recreated each round).
         privacy_dir: where the DP accountant persists across rounds and restarts (the
@@ -191,6 +191,7 @@ class TorchApp:
             accountant=self.accountant,
             delta=dp.delta,
             device=self.device,
+            criterion=self.loss_fn,
             proximal_mu=config.proximal_mu,
             global_state=global_state if config.proximal_mu > 0 else None,
             secure_mode=self.secure_rng,

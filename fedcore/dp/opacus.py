@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from fedcore.dp.accountant import PrivacyAccountant
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# (outputs, labels) -> the batch's mean loss: a module such as nn.CrossEntropyLoss() or a function.
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _WRAPPER_PREFIX = "_module."
 # torch's CPU generator state (CPUGeneratorImplStateLegacy): seed u64, left i32, seeded i32,
 # next u64, 624 MT19937 words as u64, cached normals; 5056 bytes from torch 1.x to 2.13.
@@ -185,7 +187,7 @@ def train_private(
     accountant: PrivacyAccountant,
     delta: float,
     device: str | torch.device = "cpu",
-    criterion: nn.Module | None = None,
+    criterion: Criterion | None = None,
     proximal_mu: float = 0.0,
     global_state: Mapping[str, torch.Tensor] | None = None,
     noise_generator: torch.Generator | None = None,
@@ -304,7 +306,7 @@ def _run_epochs(
     loader: DataLoader[tuple[torch.Tensor, ...]],
     epochs: int,
     device: str | torch.device,
-    criterion: nn.Module,
+    criterion: Criterion,
     proximal_mu: float,
     anchors: dict[str, torch.Tensor],
     entropy: OsEntropy | None = None,
@@ -315,7 +317,7 @@ def _run_epochs(
             features, labels = features.to(device), labels.to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(wrapped(features), labels)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             if entropy is not None:
                 entropy.refresh()  # this step's noise, and the next batch, from fresh entropy
             if optimizer.pre_step():  # type: ignore[attr-defined]
