@@ -199,3 +199,19 @@ def test_the_rounds_section_takes_its_selection_defaults_from_the_engine() -> No
     assert (rounds.clients_per_round, rounds.over_selection, rounds.min_results,
             rounds.min_available) == (selection.count, selection.over_selection,
                                       selection.min_results, selection.min_available)
+
+
+@pytest.mark.parametrize("table", ["[privacy.local]", "[privacy.user]"])
+def test_the_example_file_s_privacy_tables_load_when_uncommented(tmp_path: Path,
+                                                                  table: str) -> None:
+    example = Path(__file__).resolve().parents[2] / "server" / "coordinator.example.toml"
+    text = example.read_text()
+    block = text[text.index(f"# {table}"):].split("\n\n")[0]
+    lines = block.splitlines()
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.startswith("# [")), len(lines))
+    uncommented = "\n".join(line.removeprefix("# ") for line in lines[:end])
+
+    plan = _load(tmp_path, f"{text}\n{uncommented}\n".replace(
+        "[rounds]\n", "[rounds]\nclients_per_round = 3\n", 1))
+
+    assert plan.config.privacy.mechanism is not None
