@@ -433,11 +433,12 @@ class SecAggClient:
         identities = self._spec.identities or ()
         payload = self._survivors_payload(self._signed_survivors)
         valid: set[int] = set()
+        tried: set[int] = set()  # one verification per signer, however many the relay carries
         for sig in signatures:
-            if sig.sender in signed and sig.sender not in valid and keys.verify(
-                identities[sig.sender - 1], sig.signature, payload
-            ):
-                valid.add(sig.sender)
+            if sig.sender in signed and sig.sender not in tried:
+                tried.add(sig.sender)
+                if keys.verify(identities[sig.sender - 1], sig.signature, payload):
+                    valid.add(sig.sender)
         return valid
 
     def _on_unmask_request(self, msg: UnmaskRequest) -> UnmaskShares:

@@ -291,3 +291,20 @@ def test_unknown_sender_is_refused():
 
     with pytest.raises(ProtocolError, match="client 9"):
         server.handle(advert)
+
+
+def test_signed_client_verifies_each_signer_once_however_many_copies_are_relayed(monkeypatch):
+    cohort = signed_cohort(n=6, threshold=5)
+    request = advance(cohort, ServerPhase.COLLECT_UNMASK)[0]
+    flood = replace(request, signatures=tuple(
+        replace(s, signature=bytes(64)) for s in request.signatures for _ in range(50)
+    ) + request.signatures)
+    calls = []
+    from fedcore.secagg import keys as keys_mod
+
+    real = keys_mod.verify
+    monkeypatch.setattr(keys_mod, "verify", lambda *a: calls.append(a) or real(*a))
+
+    with pytest.raises(ProtocolError, match="holders signed"):
+        cohort.clients[request.recipient].handle(flood)
+    assert len(calls) <= len(request.signatures)
