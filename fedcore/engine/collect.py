@@ -17,6 +17,7 @@ from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
+from fedcore.errors import FedcoreError
 from fedcore.messages import ResultHeader, SecAggServerStep, TaskKind, TaskResult
 from fedcore.params import Array
 from fedcore.wire.errors import WireError
@@ -25,7 +26,7 @@ from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_matches
 MAX_EXAMPLES = 1 << 40
 
 
-class RoundFailed(Exception):
+class RoundFailed(FedcoreError):
     """A task round closed without a usable aggregate; the message says why."""
 
 
