@@ -23,7 +23,7 @@ from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
-from fedcore.engine.task_round import TaskRound
+from fedcore.engine.task_round import Initializing, RoundOpen, TaskRound
 from fedcore.messages import (
     PROTOCOL_VERSION,
     Done,
@@ -87,10 +87,9 @@ class RoundEngine:
         self._model = RoundModel.of(initial_params) if initial_params is not None else None
         self._phase = Phase.WAITING
         self._round = 0
-        self._task: TaskRound | None = None
+        self._state: Initializing | RoundOpen | None = None  # None: WAITING or DONE
         self._task_seq = 0
         self._closed: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._draft: RecordDraft | None = None
         self._records: list[RoundRecord] = []
         self._unread = 0
         self._boundary: EngineSnapshot | None = None
@@ -137,6 +136,10 @@ class RoundEngine:
     def params(self) -> dict[str, Array] | None:
         """The current global model (read-only views), or None before initialization."""
         return self._model.params if self._model else None
+
+    @property
+    def _task(self) -> TaskRound | None:
+        return self._state.task if self._state is not None else None
 
     @property
     def open_task_id(self) -> str | None:
@@ -325,18 +328,19 @@ class RoundEngine:
     def _settle(self, now: float) -> None:
         if self._task is not None:
             self._task.collector.on_time(now)
-        while self._task is not None and self._task.is_settled(now):
-            task, self._task = self._task, None
+        while (state := self._state) is not None and state.task.is_settled(now):
+            self._state = None
+            task = state.task
             self._closed[task.task_id] = "deadline passed" if now >= task.deadline else "round closed"
             while len(self._closed) > 64:
                 self._closed.popitem(last=False)
-            match task.kind:
-                case TaskKind.INITIALIZE:
+            match state:
+                case Initializing():
                     self._close_initialize(task)
-                case TaskKind.TRAIN:
-                    self._close_train(task, now)
-                case TaskKind.EVALUATE:
-                    self._close_evaluate(task, now)
+                case RoundOpen() if task.kind is TaskKind.TRAIN:
+                    self._close_train(state, now)
+                case RoundOpen():
+                    self._close_evaluate(state, now)
             if self._phase is Phase.WAITING:
                 self._try_start(now)
 
@@ -344,15 +348,17 @@ class RoundEngine:
         available = self._registry.count_available(now)
         if self._model is None:
             if available:
-                self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
+                task = self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
+                self._state = Initializing(task)
                 self._enter(Phase.INITIALIZING)
             return
         if available < self.config.train.min_available:
             return
         self._round += 1
-        self._draft = RecordDraft(round=self._round, opened_at=now)
+        draft = RecordDraft(round=self._round, opened_at=now)
         task = self._open(TaskKind.TRAIN, self.config.train, available, now)
-        self._draft.clients_selected = len(task.selected)
+        draft.clients_selected = len(task.selected)
+        self._state = RoundOpen(task, draft)
         self._enter(Phase.TRAINING)
 
     def _open(
@@ -367,7 +373,7 @@ class RoundEngine:
         selected = self._registry.select(count, rng, now)
         timeout = self.config.eval_timeout_s if kind is TaskKind.EVALUATE else self.config.round_timeout_s
         model = self._model if kind is not TaskKind.INITIALIZE else None
-        self._task = TaskRound(
+        return TaskRound(
             kind=kind,
             number=self._round,
             task_id=f"t{self._task_seq}-{kind.value}-r{self._round}",
@@ -381,7 +387,6 @@ class RoundEngine:
             else TrainConfig(),
             collector=self._collector(kind, sel, selected, available, now),
         )
-        return self._task
 
     def _collector(
         self, kind: TaskKind, sel: SelectionConfig, selected: list[str], available: int, now: float
@@ -417,9 +422,8 @@ class RoundEngine:
             pass
         self._enter(Phase.WAITING)
 
-    def _close_train(self, task: TaskRound, now: float) -> None:
-        draft = self._draft
-        assert draft is not None
+    def _close_train(self, state: RoundOpen, now: float) -> None:
+        task, draft = state.task, state.draft
         draft.results_received = len(task.received)
         draft.train_loss = task.metrics.result().get("loss")
         if task.max_epsilon is not None:
@@ -430,7 +434,7 @@ class RoundEngine:
         except RoundFailed as failure:
             draft.status = "failed"
             draft.reason = str(failure)
-            self._finish_round(now)
+            self._finish_round(draft, now)
             return
         draft.results_received = aggregate.count
         assert self._model is not None
@@ -442,11 +446,12 @@ class RoundEngine:
             available = self._registry.count_available(now)
             assert self.config.evaluate is not None
             if available >= self.config.evaluate.min_results:
-                self._open(TaskKind.EVALUATE, self.config.evaluate, available, now)
+                evaluate = self._open(TaskKind.EVALUATE, self.config.evaluate, available, now)
+                self._state = RoundOpen(evaluate, draft)
                 self._enter(Phase.EVALUATING)
                 return
             draft.reason = "evaluation skipped: too few clients available"
-        self._finish_round(now)
+        self._finish_round(draft, now)
 
     def _aggregator(self, selected: int, available: int) -> Aggregator:
         """The round's aggregator; a `SampledStrategy` learns the real sampling (its ε uses it)."""
@@ -468,23 +473,19 @@ class RoundEngine:
         key, eps = self._distributed.epsilon(noise.config.delta)
         draft.metrics[key] = eps
 
-    def _close_evaluate(self, task: TaskRound, now: float) -> None:
-        draft = self._draft
-        assert draft is not None
+    def _close_evaluate(self, state: RoundOpen, now: float) -> None:
+        task, draft = state.task, state.draft
         if task.succeeded:
             metrics = task.metrics.result()
             draft.metrics.update(metrics)
             draft.metrics["eval_clients"] = float(len(task.received))
         else:
             draft.reason = f"evaluation failed: {len(task.received)} results"
-        self._finish_round(now)
+        self._finish_round(draft, now)
 
-    def _finish_round(self, now: float) -> None:
-        draft = self._draft
-        assert draft is not None
+    def _finish_round(self, draft: RecordDraft, now: float) -> None:
         self._records.append(draft.finish(now))
         self._unread += 1
-        self._draft = None
         self._enter(Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING)
         assert self._model is not None
         self._boundary = EngineSnapshot(

@@ -1,4 +1,5 @@
-"""The state of one open task round: who was asked, who answered, what has been folded."""
+"""The state of one open task round (who was asked, who answered, what has been folded) and
+the engine's per-phase states that hold it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from fedcore.aggregate.metrics import MetricsMean
 from fedcore.engine.collect import Collector
 from fedcore.engine.model import RoundModel
+from fedcore.engine.records import RecordDraft
 from fedcore.messages import TaskKind, TrainConfig
 
 
@@ -52,3 +54,19 @@ class TaskRound:
     def succeeded(self) -> bool:
         """Whether the results received meet the minimum."""
         return len(self.received) >= self.min_results
+
+
+@dataclass(slots=True)
+class Initializing:
+    """The engine's state while INITIALIZING: the task asking one client for the model."""
+
+    task: TaskRound
+
+
+@dataclass(slots=True)
+class RoundOpen:
+    """The engine's state while TRAINING or EVALUATING: the open task and the round's record
+    in the making."""
+
+    task: TaskRound
+    draft: RecordDraft
