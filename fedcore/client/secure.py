@@ -15,15 +15,16 @@ import numpy as np
 
 from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.errors import FedcoreError
-from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, Task, TaskResult
-from fedcore.params import Array, Metrics, Params
+from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskResult
+from fedcore.params import Metrics, Params
 from fedcore.secagg import safety
 from fedcore.secagg.client import Phase, SecAggClient
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError
-from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, MaskedInput, ServerMessage
+from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, ServerMessage
 from fedcore.secagg.quantize import Quantizer, append_weight
 from fedcore.secagg.roster import RosterError, SecAggIdentity
+from fedcore.wire.secagg import client_payload
 from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
@@ -130,10 +131,7 @@ def secure_step(session: SecureSession, task: Task, client_id: str) -> TaskResul
         reply = session.step(task.secagg)
     except (ProtocolError, ValueError) as err:
         raise SecureRefusal(f"secure aggregation refused: {err}") from err
-    tensors: dict[str, Array] = (
-        {MASKED_TENSOR: np.frombuffer(reply.data, dtype=np.uint8)}
-        if isinstance(reply, MaskedInput) else {}
-    )
+    tensors = client_payload(reply)
     header = ResultHeader(
         client_id=client_id, task_id=task.task_id, num_examples=1,
         spec=spec_of(tensors) if tensors else EMPTY_SPEC, secagg=reply,

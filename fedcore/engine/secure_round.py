@@ -18,16 +18,17 @@ from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.collect import Accepted, RoundFailed, Step
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
-from fedcore.messages import MASKED_TENSOR, ResultHeader, SecAggSetup, TaskKind, TaskResult
+from fedcore.messages import ResultHeader, SecAggSetup, TaskKind, TaskResult
 from fedcore.params import Array
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted
-from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, MaskedInput, ServerMessage
-from fedcore.secagg.packing import packed_size
+from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, ServerMessage
 from fedcore.secagg.quantize import Quantizer, split_weight
 from fedcore.secagg.server import Phase as ServerPhase
 from fedcore.secagg.server import SecAggServer
-from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, TensorSpec
+from fedcore.wire.errors import WireError
+from fedcore.wire.secagg import masked_payload_spec, with_payload
+from fedcore.wire.tensor import ModelSpec
 
 
 class SecureRound:
@@ -76,12 +77,6 @@ class SecureRound:
         """Done or aborted."""
         return self.server.phase in (ServerPhase.DONE, ServerPhase.ABORTED)
 
-    @property
-    def masked_spec(self) -> ModelSpec:
-        """The layout of a masked-input payload: the packed vector as bytes."""
-        nbytes = packed_size(self.spec.dim, self.spec.config.bit_width)
-        return ModelSpec(tensors=(TensorSpec(MASKED_TENSOR, np.dtype(np.uint8), (nbytes,)),))
-
     def next_step(self, client_id: str) -> Step | None:
         """What the client must do next: its setup (train, then advertise), a server message,
         or nothing for now."""
@@ -98,7 +93,8 @@ class SecureRound:
         """The masked vector's layout for a `MaskedInput`, no payload for other messages."""
         if header.secagg is None:
             raise EngineError(Reason.INVALID, f"{task_id} uses secure aggregation: send its messages")
-        return self.masked_spec if isinstance(header.secagg, MaskedInput) else EMPTY_SPEC
+        return masked_payload_spec(header.secagg, dim=self.spec.dim,
+                                   bit_width=self.spec.config.bit_width)
 
     def settled(self, *, received: int, outstanding: int) -> bool:
         """Done or aborted (clients who leave are noticed by the protocol's phase deadlines)."""
@@ -124,9 +120,10 @@ class SecureRound:
         msg = result.header.secagg
         if msg is None:
             raise EngineError(Reason.INVALID, "a secure-aggregation result carries no message")
-        if isinstance(msg, MaskedInput):
-            masked = result.tensors.get(MASKED_TENSOR)
-            msg = MaskedInput(sender=msg.sender, data=masked.tobytes() if masked is not None else b"")
+        try:
+            msg = with_payload(msg, result.tensors)
+        except WireError as err:
+            raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
         self._handle(client_id, msg, now)
         return Accepted(metrics_weight=1.0 if isinstance(msg, AdvertiseKeys) else None,
                         complete=False)

@@ -1,17 +1,21 @@
 """Secure-aggregation messages <-> protobuf. `*_from_proto` validates and raises `WireError`.
 
 A `MaskedInput` crosses the wire as a header (`MaskedInputHeader`) plus the packed vector as
-the result's payload; `client_message_from_proto` returns it with empty `data`, which the
-receiver fills from the payload.
+the result's payload, one uint8 tensor named `MASKED_TENSOR`: `client_payload` splits a message
+into the two, `masked_payload_spec` is the payload's layout, and `with_payload` joins a message
+decoded from its header (`client_message_from_proto`, empty `data`) with its payload again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
-from fedcore.messages import SecAggServerStep, SecAggSetup
+from fedcore.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
+from fedcore.params import Array
 from fedcore.proto.v1 import secagg_pb2 as spb
 from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
 from fedcore.secagg.messages import (
@@ -31,7 +35,9 @@ from fedcore.secagg.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
+from fedcore.secagg.packing import packed_size
 from fedcore.wire.errors import WireError
+from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, TensorSpec
 
 MAX_ITEMS = 100_000
 _MODES = {Mode.FULL: spb.FULL, Mode.SECAGG_PLUS: spb.SECAGG_PLUS}
@@ -185,6 +191,32 @@ def client_message_from_proto(msg: spb.SecAggClientMessage) -> ClientMessage:
                                  for s in _bounded(u.key_shares)),
             )
     raise WireError("secure-aggregation result carries no message")
+
+
+def client_payload(msg: ClientMessage) -> dict[str, Array]:
+    """The payload `msg` travels with: a `MaskedInput`'s packed vector, else nothing."""
+    if isinstance(msg, MaskedInput):
+        return {MASKED_TENSOR: np.frombuffer(msg.data, dtype=np.uint8)}
+    return {}
+
+
+def masked_payload_spec(msg: ClientMessage, *, dim: int, bit_width: int) -> ModelSpec:
+    """The payload layout `msg` must come with in a round of `dim` elements of `bit_width` bits."""
+    if not isinstance(msg, MaskedInput):
+        return EMPTY_SPEC
+    nbytes = packed_size(dim, bit_width)
+    return ModelSpec(tensors=(TensorSpec(MASKED_TENSOR, np.dtype(np.uint8), (nbytes,)),))
+
+
+def with_payload(msg: ClientMessage, payload: Mapping[str, Array]) -> ClientMessage:
+    """`msg`, decoded from its header, joined with its payload (checked against
+    `masked_payload_spec`): a `MaskedInput` gets its packed vector back."""
+    if not isinstance(msg, MaskedInput):
+        return msg
+    masked = payload.get(MASKED_TENSOR)
+    if masked is None:
+        raise WireError(f"a masked input comes with a {MASKED_TENSOR!r} payload")
+    return MaskedInput(sender=msg.sender, data=masked.tobytes())
 
 
 def _advert_to_proto(k: AdvertiseKeys) -> spb.AdvertiseKeys:
