@@ -2,7 +2,11 @@
 
 Drivers (the gRPC service, the in-process simulator) call its methods with the current time
 and move bytes; the engine decides who trains, when a round closes, and what the next model is.
-Every refused call raises `EngineError` and leaves the engine unchanged.
+Queries (`poll`, `model_for`, `check_result`, the properties) change nothing; events (`join`,
+`submit`, `leave`) and `tick(now)`, which drivers call to let time pass, move the engine along
+`TRANSITIONS`. Every refused call raises `EngineError` and leaves the engine unchanged. What an
+open task's clients send goes to its `fedcore.engine.collect.Collector`: the plain streaming
+one or secure aggregation, through the same calls.
 """
 
 from __future__ import annotations
