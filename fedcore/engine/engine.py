@@ -446,16 +446,21 @@ class RoundEngine:
             self.strategy.apply(self._model.params, aggregate), owned=True
         )
         draft.metrics.update(aggregate.measurements)
-        if self._evaluation_due():
-            available = self._registry.count_available(now)
-            assert self.config.evaluate is not None
-            if available >= self.config.evaluate.min_results:
-                evaluate = self._open(TaskKind.EVALUATE, self.config.evaluate, available, now)
-                self._state = RoundOpen(evaluate, draft)
-                self._enter(Phase.EVALUATING)
-                return
+        if not self._open_evaluation(draft, now):
+            self._finish_round(draft, now)
+
+    def _open_evaluation(self, draft: RecordDraft, now: float) -> bool:
+        """Open the round's evaluation if one is due and enough clients are available."""
+        selection = self.config.evaluate
+        if selection is None or not self._evaluation_due():
+            return False
+        available = self._registry.count_available(now)
+        if available < selection.min_results:
             draft.reason = "evaluation skipped: too few clients available"
-        self._finish_round(draft, now)
+            return False
+        self._state = RoundOpen(self._open(TaskKind.EVALUATE, selection, available, now), draft)
+        self._enter(Phase.EVALUATING)
+        return True
 
     def _aggregator(self, selected: int, available: int) -> Aggregator:
         """The round's aggregator; a `SampledStrategy` learns the real sampling (its ε uses it)."""
