@@ -93,7 +93,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         while True:
             changed = self._changed
             now = self.clock()
-            self.engine.tick(now)  # time passes only where a driver says so: polls ask
+            self.engine.tick(now)  # the driver lets time pass; the engine's poll only reads
             reply = self.engine.poll(client_id, now=now)
             self.notify()
             left = give_up_at - self.clock()

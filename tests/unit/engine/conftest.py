@@ -68,7 +68,7 @@ class Harness:
 
     # client requests ---------------------------------------------------------------------
     def join(self, *client_ids: str) -> None:
-        """Join clients, then let the engine see the clock (rounds start on ticks and polls)."""
+        """Join clients, then let the engine see the clock (rounds start on ticks, not polls)."""
         for cid in client_ids:
             self.sessions[cid] = self.engine.join(cid, now=self.now)
         self.engine.tick(self.now)
