@@ -7,12 +7,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fedcore.client import BackgroundClient
 from fedcore.engine import EngineConfig, RoundEngine
 from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
@@ -89,3 +90,24 @@ def summary_of(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, ob
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run_over_grpc(engine: RoundEngine, apps: Sequence[object],
+                  timeout: float = 90) -> CoordinatorServer:
+    """Run `engine` to its end on loopback with one `BackgroundClient` per app (client ids
+    sim-0, sim-1, ...); returns the stopped server once every client ended without error."""
+    server = CoordinatorServer(engine, long_poll_s=0.5, linger_s=0.5)
+    server.start()
+    clients = [BackgroundClient(app, f"127.0.0.1:{server.port}", client_id=f"sim-{i}")  # type: ignore[arg-type]
+               for i, app in enumerate(apps)]
+    try:
+        for client in clients:
+            client.start()
+        assert server.wait(timeout), "the gRPC run did not finish"
+    finally:
+        for client in clients:
+            client.stop(timeout=10)
+        server.stop()
+    assert all(c.error is None for c in clients)
+    assert server.engine.params is not None
+    return server

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.client import BackgroundClient, EvalResult, FitResult, FunctionalApp, TrainConfig
+from fedcore.client import EvalResult, FitResult, FunctionalApp, TrainConfig
 from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
 from fedcore.params import Params
 from fedcore.sim.driver import InProcessDriver
@@ -14,7 +14,8 @@ from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import AppRunner
 from fedcore.strategy import FedAvg
-from fedcore.transport.grpc.server import CoordinatorServer
+
+from .conftest import run_over_grpc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,23 +68,8 @@ def _simulate() -> tuple[dict[str, np.ndarray], list[RoundRecord]]:
 
 
 def _deploy() -> tuple[dict[str, np.ndarray], list[RoundRecord]]:
-    server = CoordinatorServer(_engine(), long_poll_s=0.5, linger_s=0.5)
-    server.start()
-    clients = [
-        BackgroundClient(linear_app(i), f"127.0.0.1:{server.port}", client_id=f"sim-{i}")
-        for i in range(CLIENTS)
-    ]
-    try:
-        for client in clients:
-            client.start()
-        assert server.wait(90), "the gRPC run did not finish"
-    finally:
-        for client in clients:
-            client.stop(timeout=10)
-        server.stop()
-    assert all(c.error is None for c in clients)
-    assert server.engine.params is not None
-    return dict(server.engine.params), server.engine.records
+    server = run_over_grpc(_engine(), [linear_app(i) for i in range(CLIENTS)])
+    return dict(server.engine.params or {}), server.engine.records
 
 
 def test_a_simulated_run_and_a_grpc_run_produce_the_same_aggregates() -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from fedcore.client import BackgroundClient, FitResult, TrainConfig
+from fedcore.client import FitResult, TrainConfig
 from fedcore.client.torch_app import TorchApp
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.params import Params
@@ -19,7 +19,8 @@ from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.strategy import FedAvg
-from fedcore.transport.grpc.server import CoordinatorServer
+
+from .conftest import run_over_grpc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,24 +98,9 @@ def _simulate(*, vectorised: bool) -> dict[str, np.ndarray]:
 
 
 def _deploy() -> dict[str, np.ndarray]:
-    server = CoordinatorServer(_engine(), long_poll_s=0.5, linger_s=0.5)
-    server.start()
-    clients = [
-        BackgroundClient(SeededTorchApp(i), f"127.0.0.1:{server.port}", client_id=f"sim-{i}")
-        for i in range(CLIENTS)
-    ]
-    try:
-        for client in clients:
-            client.start()
-        assert server.wait(90), "the gRPC run did not finish"
-    finally:
-        for client in clients:
-            client.stop(timeout=10)
-        server.stop()
-    assert all(c.error is None for c in clients)
-    assert server.engine.params is not None
+    server = run_over_grpc(_engine(), [SeededTorchApp(i) for i in range(CLIENTS)])
     assert [r.results_received for r in server.engine.records] == [CLIENTS] * ROUNDS
-    return dict(server.engine.params)
+    return dict(server.engine.params or {})
 
 
 def test_torch_app_over_grpc_and_both_backends_end_with_the_same_model() -> None:
