@@ -109,8 +109,9 @@ class SecureAggregationConfig:
         distributed_dp: clients clip, send unweighted and add integer noise before masking
             (`fedcore.dp.secagg_noise`); None for none.
         roster: signed rounds (`fedcore.secagg.roster`): only clients on the roster may join,
-            they sign their keys and the survivor list, and the threshold is above two thirds;
-            None for unsigned rounds (an honest-but-curious coordinator).
+            they sign their keys and the survivor list, and the threshold is at least
+            `fedcore.secagg.safety.least_signed_threshold`; None for unsigned rounds (an
+            honest-but-curious coordinator).
     """
 
     mode: Mode = Mode.FULL
