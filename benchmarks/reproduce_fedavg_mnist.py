@@ -27,7 +27,6 @@ from fedcore.client.torch_app import state_to_params
 from fedcore.data.mnist import load_mnist
 from fedcore.data.partition import shard_partition
 from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
-from fedcore.models import mnist_cnn, seeded
 from fedcore.sim.backends.pool import ProcessPool
 from fedcore.sim.central import CentralEvaluator
 from fedcore.sim.driver import InProcessDriver
@@ -35,6 +34,7 @@ from fedcore.sim.population import Population, partitioned_data
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.strategy import FedAvg
+from fedcore.training.models import mnist_cnn, seeded
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIENTS, PER_ROUND, TARGET = 100, 10, 0.99

@@ -30,8 +30,7 @@ import torch
 from fedcore.client.torch_app import state_to_params
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.models import logistic_regression, seeded
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.sequential import LocalData, cross_entropy_per_example
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population
@@ -39,6 +38,7 @@ from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner, split_local
 from fedcore.sim.stragglers import StragglerModel
 from fedcore.strategy import FedAvg
+from fedcore.training.models import logistic_regression, seeded
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEVICES, PER_ROUND, EPOCHS, BATCH, LR = 30, 10, 20, 10, 0.01

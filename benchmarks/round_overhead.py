@@ -42,8 +42,8 @@ from fedcore.client import EvalResult, FitResult, run_client
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RoundRecord
-from fedcore.messages import TaskResult, TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import TaskResult, TrainConfig
+from fedcore.protocol.params import Params
 from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
 

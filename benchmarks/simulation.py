@@ -33,8 +33,8 @@ from torch import nn
 
 from fedcore.aggregate import WeightedMean
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
-from fedcore.messages import TrainConfig
-from fedcore.params import Array, Params, add
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Array, Params, add
 from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.population import Population

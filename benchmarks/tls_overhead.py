@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcore.certs import generate_pki
 from fedcore.client import BackgroundClient, EvalResult, FitResult
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.strategy import FedAvg
+from fedcore.transport.certs import generate_pki
 from fedcore.transport.grpc.server import CoordinatorServer
 from fedcore.transport.grpc.tls import channel_credentials, server_credentials
 

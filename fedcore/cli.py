@@ -269,8 +269,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _server(args: argparse.Namespace) -> int:
     from fedcore.config import load_config
-    from fedcore.coordinator import run_coordinator
-    from fedcore.plot import plot_history
+    from fedcore.coordinator.process import run_coordinator
+    from fedcore.report.plot import plot_history
 
     overrides: dict[str, Any] = {
         key: value
@@ -363,7 +363,7 @@ def _client(args: argparse.Namespace) -> int:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from fedcore.certs import generate_pki
+    from fedcore.transport.certs import generate_pki
 
     written = generate_pki(
         args.out, clients=args.clients, hosts=tuple(args.hosts), token=args.token, force=args.force

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fedcore.params import Array, Metrics
+from fedcore.protocol.params import Array, Metrics
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
-from fedcore.params import Array, global_norm
+from fedcore.protocol.params import Array, global_norm
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

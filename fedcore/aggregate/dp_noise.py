@@ -27,7 +27,7 @@ import numpy as np
 from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.aggregate.clip import Clip, ClipStats
 from fedcore.aggregate.mean import WeightedMean
-from fedcore.params import Array, Metrics
+from fedcore.protocol.params import Array, Metrics
 
 
 class GaussianNoise:

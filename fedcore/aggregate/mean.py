@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
-from fedcore.params import Array
+from fedcore.protocol.params import Array
 
 
 class WeightedMean:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from fedcore.params import Metrics
+from fedcore.protocol.params import Metrics
 
 
 class MetricsMean:

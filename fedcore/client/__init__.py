@@ -36,7 +36,7 @@ from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler
 from fedcore.client.loop import ClientError, ClientOptions, RunSummary
 from fedcore.client.state import ResumeInfo, StateDir, StateError
-from fedcore.messages import TrainConfig
+from fedcore.protocol.messages import TrainConfig
 
 if TYPE_CHECKING:
     from fedcore.transport.grpc.client import BackgroundClient, run_client

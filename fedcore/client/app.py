@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fedcore.errors import FedcoreError
-from fedcore.messages import TrainConfig
-from fedcore.params import Metrics, Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Metrics, Params
 
 
 class ClientAppError(FedcoreError, RuntimeError):

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from fedcore.messages import TaskKind
-from fedcore.params import Metrics
+from fedcore.protocol.messages import TaskKind
+from fedcore.protocol.params import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 from fedcore.dp.distributed import IntegerNoise, gaussian_approx_epsilon, skellam_epsilon
 from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
-from fedcore.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
+from fedcore.protocol.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
 
 DEFAULT_MIN_NOISE_MULTIPLIER = 0.5
 DEFAULT_MAX_EPSILON = 10.0

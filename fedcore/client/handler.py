@@ -21,11 +21,11 @@ from fedcore.client.secure import (
     start_secure,
 )
 from fedcore.dp.secure_random import secure_generator
-from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
-from fedcore.params import Array, Metrics, Params
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
+from fedcore.protocol.params import Array, Metrics, Params
+from fedcore.protocol.specs import EMPTY_SPEC, check_matches, spec_of
 from fedcore.secagg.roster import SecAggIdentity
-from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import EMPTY_SPEC, check_matches, spec_of
 
 
 class TaskHandler:

@@ -34,8 +34,9 @@ from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler, limit_train_time
 from fedcore.client.state import ResumeInfo, StateDir
 from fedcore.errors import FedcoreError
-from fedcore.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
-from fedcore.params import Array
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
+from fedcore.protocol.params import Array
 from fedcore.secagg.roster import SecAggIdentity
 from fedcore.transport.errors import (
     ClientRejected,
@@ -46,7 +47,6 @@ from fedcore.transport.errors import (
     TransportError,
     Unreachable,
 )
-from fedcore.wire.errors import WireError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ import numpy as np
 
 from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.errors import FedcoreError
-from fedcore.messages import ResultHeader, SecAggSetup, Task, TaskResult
-from fedcore.params import Metrics, Params
+from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskResult
+from fedcore.protocol.params import Metrics, Params
+from fedcore.protocol.specs import EMPTY_SPEC, spec_of
 from fedcore.secagg import safety
 from fedcore.secagg.client import Phase, SecAggClient
 from fedcore.secagg.config import RoundSpec
@@ -25,7 +26,6 @@ from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, ServerMessage
 from fedcore.secagg.quantize import Quantizer, append_weight
 from fedcore.secagg.roster import RosterError, SecAggIdentity
 from fedcore.wire.secagg import client_payload
-from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
 class SecureRefusal(FedcoreError):

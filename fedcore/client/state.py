@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from fedcore.atomic import write_atomic
 from fedcore.errors import FedcoreError
+from fedcore.storage.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from fedcore.dp.opacus import (
     HistoryEntry,
     train_private,
 )
-from fedcore.messages import LocalDPConfig, TrainConfig
-from fedcore.params import Array, Params
+from fedcore.protocol.messages import LocalDPConfig, TrainConfig
+from fedcore.protocol.params import Array, Params
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -30,7 +30,7 @@ from fedcore.engine.config import (
     SelectionConfig,
 )
 from fedcore.engine.plan import RunPlan
-from fedcore.messages import LocalDPConfig
+from fedcore.protocol.messages import LocalDPConfig
 from fedcore.strategy.base import Strategy
 from fedcore.strategy.fedavg import FedAvg
 

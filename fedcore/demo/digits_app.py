@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fedcore.client.torch_app import TorchApp, state_to_params
 from fedcore.data.digits import load_digits_split
 from fedcore.data.partition import dirichlet_partition, iid_partition
-from fedcore.params import Array
+from fedcore.protocol.params import Array
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,8 +26,8 @@ from fedcore.demo.digits_app import initial_params
 from fedcore.engine import RoundRecord
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.plan import build_run
-from fedcore.history import HistoryWriter
-from fedcore.plot import plot_history
+from fedcore.report.history import HistoryWriter
+from fedcore.report.plot import plot_history
 from fedcore.secagg.roster import Roster, enrol
 from fedcore.transport.grpc.server import CoordinatorServer
 

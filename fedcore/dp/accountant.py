@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fedcore.atomic import write_atomic
 from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon
+from fedcore.storage.atomic import write_atomic
 
 FILE_NAME = "privacy_accountant.json"
 _FORMAT_VERSION = 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fedcore.dp.opacus import HistoryEntry, noise_multiplier_for_target
-from fedcore.messages import LocalDPConfig
+from fedcore.protocol.messages import LocalDPConfig
 
 
 class Spending(Protocol):

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from fedcore.atomic import write_atomic
 from fedcore.dp.distributed_accountant import (
     APPROX_KEY,
     EXACT_KEY,
@@ -29,9 +28,11 @@ from fedcore.dp.distributed_accountant import (
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.errors import FedcoreError
-from fedcore.params import Array
-from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import ModelSpec, TensorSpec, decode, encode, spec_of
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import ModelSpec, TensorSpec, spec_of
+from fedcore.storage.atomic import write_atomic
+from fedcore.wire.tensor import decode, encode
 
 FILENAME = "checkpoint.fcp"
 MAGIC = b"FEDCORE-CHECKPOINT 1\n"

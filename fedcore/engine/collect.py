@@ -18,10 +18,10 @@ from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
 from fedcore.errors import FedcoreError
-from fedcore.messages import ResultHeader, SecAggServerStep, TaskKind, TaskResult
-from fedcore.params import Array
-from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_matches
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import ResultHeader, SecAggServerStep, TaskKind, TaskResult
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches
 
 MAX_EXAMPLES = 1 << 40
 

@@ -28,7 +28,8 @@ from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
 from fedcore.engine.task_round import Initializing, RoundOpen, TaskRound
-from fedcore.messages import (
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import (
     PROTOCOL_VERSION,
     Done,
     ResultHeader,
@@ -39,10 +40,10 @@ from fedcore.messages import (
     TrainConfig,
     Wait,
 )
-from fedcore.params import Array, Params
+from fedcore.protocol.params import Array, Params
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
 from fedcore.strategy.base import SampledStrategy, Sampling, Strategy
-from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, check_finite, check_matches, spec_of
+from fedcore.wire.tensor import check_finite
 
 
 class Phase(enum.Enum):

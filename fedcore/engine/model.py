@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedcore.params import Array, Params
-from fedcore.wire.tensor import ModelSpec, spec_of
+from fedcore.protocol.params import Array, Params
+from fedcore.protocol.specs import ModelSpec, spec_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """A run's plan and the one place that assembles a round engine from it.
 
-The coordinator (`fedcore.coordinator`), the simulator (`fedcore.simulation`) and the demo
+The coordinator (`fedcore.coordinator.process`), the simulator (`fedcore.sim.simulate`) and the demo
 (`fedcore.demo.run`) all describe their run as a `RunPlan` and get their engine from
 `build_run`; only what they drive the engine with (gRPC, in-process clients) differs.
 """
@@ -13,7 +13,7 @@ from fedcore.engine.config import EngineConfig
 from fedcore.engine.engine import RoundEngine
 from fedcore.engine.registry import ClientRegistry
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.strategy.base import Strategy
 
 

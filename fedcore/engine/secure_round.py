@@ -18,17 +18,17 @@ from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.collect import Accepted, RoundFailed, Step
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
-from fedcore.messages import ResultHeader, SecAggSetup, TaskKind, TaskResult
-from fedcore.params import Array
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import ResultHeader, SecAggSetup, TaskKind, TaskResult
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import ModelSpec
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted
 from fedcore.secagg.messages import AdvertiseKeys, ClientMessage, ServerMessage
 from fedcore.secagg.quantize import Quantizer, split_weight
 from fedcore.secagg.server import Phase as ServerPhase
 from fedcore.secagg.server import SecAggServer
-from fedcore.wire.errors import WireError
 from fedcore.wire.secagg import masked_payload_spec, with_payload
-from fedcore.wire.tensor import ModelSpec
 
 
 class SecureRound:

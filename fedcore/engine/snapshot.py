@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from fedcore.dp.distributed_accountant import DistributedStep
 from fedcore.engine.records import RoundRecord
-from fedcore.params import Array
+from fedcore.protocol.params import Array
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

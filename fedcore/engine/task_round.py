@@ -9,7 +9,7 @@ from fedcore.aggregate.metrics import MetricsMean
 from fedcore.engine.collect import Collector
 from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RecordDraft
-from fedcore.messages import TaskKind, TrainConfig
+from fedcore.protocol.messages import TaskKind, TrainConfig
 
 
 @dataclass(slots=True, kw_only=True)

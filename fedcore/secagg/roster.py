@@ -31,9 +31,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fedcore.atomic import write_atomic
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import SecAggError
+from fedcore.storage.atomic import write_atomic
 
 _FORMAT = 1
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.sequential import LocalData, cross_entropy_per_example
 
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
 from fedcore.client.handler import TaskHandler
 from fedcore.engine import EngineError, Phase, Reason, RoundEngine, RoundRecord
-from fedcore.messages import SecAggSetup, Task, TaskKind, TaskReply, TaskResult
-from fedcore.params import Array, Params
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import SecAggSetup, Task, TaskKind, TaskReply, TaskResult
+from fedcore.protocol.params import Array, Params
 from fedcore.sim.population import Population
 from fedcore.sim.runners import ReplayApp, TaskRunner
 from fedcore.sim.stragglers import PARTIAL_ARRIVAL, StragglerModel
 from fedcore.sim.timing import TimingModel
-from fedcore.wire.errors import WireError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fedcore.params import Array
+from fedcore.protocol.params import Array
 from fedcore.sim.backends.sequential import LocalData
 
 DataSource = Callable[[int], LocalData]

@@ -24,7 +24,7 @@ from fedcore.dp.opacus import (
     rdp_curve,
     rdp_orders,
 )
-from fedcore.messages import LocalDPConfig
+from fedcore.protocol.messages import LocalDPConfig
 from fedcore.sim.population import ClientStateStore
 
 _ORDERS = tuple(rdp_orders())

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask, EvalResult, FitResult
-from fedcore.messages import LocalDPConfig, Task, TrainConfig
-from fedcore.params import Metrics, Params
+from fedcore.protocol.messages import LocalDPConfig, Task, TrainConfig
+from fedcore.protocol.params import Metrics, Params
 from fedcore.sim.backends.opacus_reference import train_with_opacus
 from fedcore.sim.backends.private import (
     DPSettings,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
-from fedcore.messages import TrainConfig
-from fedcore.params import Array, Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Array, Params
 
 
 class Strategy(Protocol):

@@ -45,8 +45,8 @@ from fedcore.dp.user_level import (
     noise_multiplier_for_user_level,
     selected_per_round,
 )
-from fedcore.messages import TrainConfig
-from fedcore.params import Array, Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Array, Params
 from fedcore.strategy.base import Sampling
 from fedcore.strategy.fedavg import FedAvg
 

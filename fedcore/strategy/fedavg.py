@@ -14,8 +14,8 @@ import numpy as np
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.aggregate.mean import WeightedMean
-from fedcore.messages import LocalDPConfig, TrainConfig
-from fedcore.params import Array, Params
+from fedcore.protocol.messages import LocalDPConfig, TrainConfig
+from fedcore.protocol.params import Array, Params
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

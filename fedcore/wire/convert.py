@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 
-from fedcore.messages import (
+from fedcore.proto.v1 import coordinator_pb2 as pb
+from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import (
     Done,
     LocalDPConfig,
     ResultHeader,
@@ -16,16 +19,13 @@ from fedcore.messages import (
     TrainConfig,
     Wait,
 )
-from fedcore.proto.v1 import coordinator_pb2 as pb
-from fedcore.proto.v1 import tensor_pb2 as tpb
-from fedcore.wire.errors import WireError
+from fedcore.protocol.specs import ModelSpec, TensorSpec
 from fedcore.wire.secagg import (
     client_message_from_proto,
     client_message_to_proto,
     server_step_from_proto,
     server_step_to_proto,
 )
-from fedcore.wire.tensor import ModelSpec, TensorSpec
 
 MAX_TENSORS = 100_000
 MAX_METRICS = 256

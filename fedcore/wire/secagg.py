@@ -14,9 +14,11 @@ import numpy as np
 
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
-from fedcore.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
-from fedcore.params import Array
 from fedcore.proto.v1 import secagg_pb2 as spb
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, TensorSpec
 from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
 from fedcore.secagg.messages import (
     AdvertiseKeys,
@@ -36,8 +38,6 @@ from fedcore.secagg.messages import (
     UnmaskShares,
 )
 from fedcore.secagg.packing import packed_size
-from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, TensorSpec
 
 MAX_ITEMS = 100_000
 _MODES = {Mode.FULL: spb.FULL, Mode.SECAGG_PLUS: spb.SECAGG_PLUS}

@@ -28,10 +28,10 @@ class AddConstant:
         self.args = args
         self.fits = 0
 
-    def get_parameters(self):  # noqa: ANN201
+    def get_parameters(self):
         return {"w": np.zeros(4, np.float32)}
 
-    def fit(self, params, config):  # noqa: ANN001, ANN201
+    def fit(self, params, config):
         self.fits += 1
         gated = self.fits >= (getattr(self.args, "gate_from", None) or 1)
         if gated and self.args.fit_marker:
@@ -44,7 +44,7 @@ class AddConstant:
         new = {k: v + np.asarray(self.args.add, v.dtype) for k, v in params.items()}
         return FitResult(params=new, num_examples=self.args.examples, metrics={"loss": self.args.add})
 
-    def evaluate(self, params, config):  # noqa: ANN001, ANN201
+    def evaluate(self, params, config):
         return EvalResult(loss=float(np.abs(params["w"]).mean()), num_examples=self.args.examples,
                           metrics={"accuracy": 0.5})
 

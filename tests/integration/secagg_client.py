@@ -20,7 +20,7 @@ import numpy as np
 
 from fedcore.client import EvalResult, FitResult, run_client
 from fedcore.client.events import Callbacks, Selected
-from fedcore.messages import TaskKind
+from fedcore.protocol.messages import TaskKind
 from fedcore.secagg.roster import SecAggIdentity
 
 
@@ -28,14 +28,14 @@ class AddConstant:
     def __init__(self, add: float, examples: int) -> None:
         self.add, self.examples = add, examples
 
-    def get_parameters(self):  # noqa: ANN201
+    def get_parameters(self):
         return {"w": np.zeros((3, 4), np.float32), "b": np.zeros(4, np.float32)}
 
-    def fit(self, params, config):  # noqa: ANN001, ANN201
+    def fit(self, params, config):
         new = {k: v + np.float32(self.add) for k, v in params.items()}
         return FitResult(params=new, num_examples=self.examples, metrics={"loss": self.add})
 
-    def evaluate(self, params, config):  # noqa: ANN001, ANN201
+    def evaluate(self, params, config):
         return EvalResult(loss=0.0, num_examples=self.examples)
 
 

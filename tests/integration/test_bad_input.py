@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 
 from fedcore.engine import EngineConfig, SelectionConfig
-from fedcore.messages import ResultHeader, Task, TaskResult
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.protocol.messages import ResultHeader, Task, TaskResult
+from fedcore.protocol.specs import spec_of
 from fedcore.transport.grpc.client_connection import GrpcConnection
 from fedcore.wire import convert
-from fedcore.wire.tensor import iter_chunks, spec_of
+from fedcore.wire.tensor import iter_chunks
 
 pytestmark = pytest.mark.timeout(60)
 INITIAL = {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}
 
 
 @pytest.fixture
-def session(start_coordinator):  # noqa: ANN001, ANN201
+def session(start_coordinator):
     config = EngineConfig(
         num_rounds=2, train=SelectionConfig(count=1), evaluate=None, round_timeout_s=30.0,
         max_payload_bytes=1 << 20,
@@ -37,7 +38,7 @@ def session(start_coordinator):  # noqa: ANN001, ANN201
     conn.close()
 
 
-def _submit(stub, header: pb.ResultHeader, tensors: dict[str, np.ndarray], extra: bytes = b"") -> None:  # noqa: ANN001
+def _submit(stub, header: pb.ResultHeader, tensors: dict[str, np.ndarray], extra: bytes = b"") -> None:
     def messages() -> Iterator[pb.ResultChunk]:
         yield pb.ResultChunk(header=header)
         end = 0
@@ -106,7 +107,7 @@ def test_bad_result_is_refused_and_the_aggregate_is_unchanged(session, case: str
     np.testing.assert_array_equal(server.engine.params["b"], _good()["b"])
 
 
-def test_bytes_beyond_the_announced_payload_are_refused(session) -> None:  # noqa: ANN001
+def test_bytes_beyond_the_announced_payload_are_refused(session) -> None:
     server, conn, task, stub = session
     with pytest.raises(grpc.RpcError) as err:
         _submit(stub, _header(conn, task.task_id, _good()), _good(), extra=b"\0" * 8)
@@ -114,7 +115,7 @@ def test_bytes_beyond_the_announced_payload_are_refused(session) -> None:  # noq
     assert server.engine.records == [] and server.engine.round_number == 1
 
 
-def test_payload_over_the_configured_limit_is_refused_before_upload(session) -> None:  # noqa: ANN001
+def test_payload_over_the_configured_limit_is_refused_before_upload(session) -> None:
     server, conn, task, stub = session
     big = {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}
     header = _header(conn, task.task_id, big)
@@ -125,7 +126,7 @@ def test_payload_over_the_configured_limit_is_refused_before_upload(session) -> 
     assert server.engine.round_number == 1 and server.engine.records == []
 
 
-def test_a_message_larger_than_the_transport_limit_is_refused(session) -> None:  # noqa: ANN001
+def test_a_message_larger_than_the_transport_limit_is_refused(session) -> None:
     server, conn, task, stub = session
 
     def messages() -> Iterator[pb.ResultChunk]:
@@ -138,14 +139,14 @@ def test_a_message_larger_than_the_transport_limit_is_refused(session) -> None: 
     assert server.engine.records == []
 
 
-def test_header_must_come_first(session) -> None:  # noqa: ANN001
+def test_header_must_come_first(session) -> None:
     _, _, _, stub = session
     with pytest.raises(grpc.RpcError) as err:
         stub.SubmitResult(iter([pb.ResultChunk(chunk=tpb.Chunk(offset=0, data=b"x"))]), timeout=10)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_replayed_result_is_refused(session) -> None:  # noqa: ANN001
+def test_replayed_result_is_refused(session) -> None:
     server, conn, task, stub = session
     result = TaskResult(header=ResultHeader(client_id="c0", task_id=task.task_id, num_examples=5,
                                             spec=spec_of(_good())), tensors=_good())

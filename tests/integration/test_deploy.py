@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from fedcore.store import RunStore
+from fedcore.storage.run_store import RunStore
 
 from .conftest import free_port, wait_until
 

@@ -19,8 +19,8 @@ from fedcore.dp.distributed import IntegerNoise, skellam_epsilon
 from fedcore.dp.secagg_noise import MIN_LEVELS, DistributedDPConfig, NoisyEncoding
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
-from fedcore.messages import SecAggSetup, Task
-from fedcore.params import Array, Params
+from fedcore.protocol.messages import SecAggSetup, Task
+from fedcore.protocol.params import Array, Params
 from fedcore.secagg.config import RoundSpec, SecAggConfig
 from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population

@@ -16,7 +16,7 @@ from .conftest import summary_of
 pytestmark = pytest.mark.timeout(120)
 
 
-def _wait_until(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
+def _wait_until(predicate, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > end:
@@ -86,7 +86,7 @@ def test_result_after_the_deadline_is_refused_and_changes_nothing(start_coordina
     import grpc
 
     from fedcore.client.handler import TaskHandler
-    from fedcore.messages import Task
+    from fedcore.protocol.messages import Task
     from fedcore.transport.grpc.client_connection import GrpcConnection
 
     from .numpy_client import AddConstant

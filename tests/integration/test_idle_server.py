@@ -9,7 +9,7 @@ from pathlib import Path
 SCRIPT = """
 import sys, threading
 from fedcore.config import load_config
-from fedcore.coordinator import run_coordinator
+from fedcore.coordinator.process import run_coordinator
 import fedcore.cli
 
 plan = load_config(None, {"server.address": "127.0.0.1:0", "server.out_dir": sys.argv[1],

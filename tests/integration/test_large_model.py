@@ -14,8 +14,8 @@ import sys
 import numpy as np
 
 from fedcore.client import EvalResult, FitResult, run_client
-from fedcore.messages import TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Params
 
 PARAMS = 50_000_000
 MODEL_BYTES = PARAMS * 4

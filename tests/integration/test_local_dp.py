@@ -13,7 +13,7 @@ from fedcore.client.app import DeclineTask
 from fedcore.client.handler import TaskHandler
 from fedcore.demo.digits_app import DigitsSetup, build_model, make_app
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.messages import LocalDPConfig, Task, TaskKind, TrainConfig
+from fedcore.protocol.messages import LocalDPConfig, Task, TaskKind, TrainConfig
 from fedcore.strategy import FedAvg
 
 SETUP = DigitsSetup(num_clients=4, seed=0)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fedcore.coordinator.metrics import CoordinatorMetrics
 from fedcore.engine import EngineConfig, SelectionConfig
-from fedcore.metrics import CoordinatorMetrics
 
 from .conftest import summary_of, wait_until
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedcore.certs import generate_pki
 from fedcore.engine.checkpoint import load_checkpoint
-from fedcore.store import RunStore
+from fedcore.storage.run_store import RunStore
+from fedcore.transport.certs import generate_pki
 
 from .conftest import wait_until
 

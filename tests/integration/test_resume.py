@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fedcore.engine.checkpoint import load_checkpoint
-from fedcore.store import RunStore
+from fedcore.storage.run_store import RunStore
 
 from .conftest import free_port, summary_of, wait_until
 

@@ -24,7 +24,7 @@ from fedcore.client import (
     TrainConfig,
 )
 from fedcore.engine import EngineConfig, SelectionConfig
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 
 pytestmark = pytest.mark.timeout(60)
 

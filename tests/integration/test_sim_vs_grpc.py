@@ -8,7 +8,7 @@ import pytest
 
 from fedcore.client import EvalResult, FitResult, FunctionalApp, TrainConfig
 from fedcore.engine import EngineConfig, RoundEngine, RoundRecord, SelectionConfig
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry

@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
-from fedcore.certs import generate_pki
 from fedcore.engine import EngineConfig, SelectionConfig
+from fedcore.transport.certs import generate_pki
 from fedcore.transport.grpc.client_connection import GrpcConnection
 from fedcore.transport.grpc.tls import TLSConfigError, channel_credentials, server_credentials
 

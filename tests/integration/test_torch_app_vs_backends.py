@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from fedcore.client import FitResult, TrainConfig
 from fedcore.client.torch_app import TorchApp
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry

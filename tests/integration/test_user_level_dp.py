@@ -14,12 +14,12 @@ from fedcore.client.torch_app import state_to_params
 from fedcore.data.synthetic import synthetic_client
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.models import seeded
 from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.strategy.dp_fedavg import DPFedAvg
+from fedcore.training.models import seeded
 
 POPULATION, PER_ROUND = 40, 8
 

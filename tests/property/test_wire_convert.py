@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedcore.messages import Done, ResultHeader, Task, TaskKind, TrainConfig, Wait
+from fedcore.protocol.messages import Done, ResultHeader, Task, TaskKind, TrainConfig, Wait
+from fedcore.protocol.specs import SUPPORTED_DTYPES, ModelSpec, TensorSpec
 from fedcore.wire.convert import (
     result_header_from_proto,
     result_header_to_proto,
@@ -15,7 +16,6 @@ from fedcore.wire.convert import (
     task_reply_from_proto,
     task_reply_to_proto,
 )
-from fedcore.wire.tensor import SUPPORTED_DTYPES, ModelSpec, TensorSpec
 
 NAMES = st.text(min_size=1, max_size=20)
 FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -7,15 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fedcore.wire.tensor import (
-    SUPPORTED_DTYPES,
-    PayloadAssembler,
-    decode,
-    encode,
-    iter_buffer_chunks,
-    iter_chunks,
-    spec_of,
-)
+from fedcore.protocol.specs import SUPPORTED_DTYPES, spec_of
+from fedcore.wire.tensor import PayloadAssembler, decode, encode, iter_buffer_chunks, iter_chunks
 
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
 

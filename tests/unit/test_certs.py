@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from fedcore.certs import generate_pki
 from fedcore.cli import main
+from fedcore.transport.certs import generate_pki
 
 
 def load(path: Path) -> x509.Certificate:

@@ -19,7 +19,7 @@ from fedcore.config import (
 from fedcore.dp.distributed import IntegerNoise
 from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.engine.config import EngineConfig, SecureAggregationConfig
-from fedcore.messages import LocalDPConfig
+from fedcore.protocol.messages import LocalDPConfig
 from fedcore.secagg.config import Mode
 from fedcore.strategy import FedAvg
 
@@ -118,7 +118,7 @@ def test_dotted_overrides_reach_nested_tables() -> None:
 
 
 def test_a_simulation_with_bad_settings_fails_before_loading_any_data(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from fedcore import simulation
+    from fedcore.sim import simulate as simulation
     from fedcore.sim.config import load_simulation_config
 
     def no_data(config: object) -> None:

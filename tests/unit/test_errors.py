@@ -10,8 +10,8 @@ import fedcore
 from fedcore import FedcoreError
 from fedcore.client import ClientAppError, StateError
 from fedcore.config import ConfigError
+from fedcore.protocol.errors import PayloadTooLarge, WireError
 from fedcore.secagg.roster import RosterError
-from fedcore.wire.errors import PayloadTooLarge, WireError
 
 ROOT = Path(fedcore.__file__).parent
 

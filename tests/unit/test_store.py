@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from fedcore.engine import RoundRecord
-from fedcore.store import RunStore
+from fedcore.storage.run_store import RunStore
 from fedcore.transport.grpc.observer import Observers
 
 

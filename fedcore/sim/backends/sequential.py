@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from fedcore.client.sgd import SGD, sgd_step
-from fedcore.params import Array, Params
+from fedcore.protocol.params import Array, Params
 
 LocalData = tuple[npt.NDArray[np.floating], npt.NDArray[np.integer]]
 PerExampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

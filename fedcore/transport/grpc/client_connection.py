@@ -15,23 +15,19 @@ from typing import Any
 import grpc
 
 from fedcore.errors import FedcoreError
-from fedcore.messages import PROTOCOL_VERSION, Task, TaskReply, TaskResult
-from fedcore.params import Array
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import PROTOCOL_VERSION, Task, TaskReply, TaskResult
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import check_matches
 from fedcore.transport import errors
 from fedcore.transport.errors import StopRequested, TransportError
 from fedcore.transport.grpc.chunks import encode_chunk_message, read_model_chunk
 from fedcore.transport.grpc.status import client_failure
 from fedcore.wire import convert
-from fedcore.wire.errors import WireError
-from fedcore.wire.tensor import (
-    DEFAULT_CHUNK_BYTES,
-    PayloadAssembler,
-    check_matches,
-    iter_chunk_views,
-)
+from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES, PayloadAssembler, iter_chunk_views
 
 MAX_MESSAGE_BYTES = 8 << 20
 

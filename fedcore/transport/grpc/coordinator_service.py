@@ -16,9 +16,10 @@ import grpc
 
 from fedcore.engine.engine import RoundEngine
 from fedcore.engine.errors import EngineError
-from fedcore.messages import TaskResult, Wait
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
+from fedcore.protocol.errors import PayloadTooLarge, WireError
+from fedcore.protocol.messages import TaskResult, Wait
 from fedcore.transport.grpc.chunks import (
     ResultPart,
     as_result_part,
@@ -27,7 +28,6 @@ from fedcore.transport.grpc.chunks import (
 )
 from fedcore.transport.grpc.status import CODES
 from fedcore.wire import convert
-from fedcore.wire.errors import PayloadTooLarge, WireError
 from fedcore.wire.tensor import PayloadAssembler, iter_chunk_views
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import pytest
 from fedcore.aggregate.base import AggregateResult
 from fedcore.aggregate.clip import Clip
 from fedcore.aggregate.mean import WeightedMean
-from fedcore.params import Array, global_norm
+from fedcore.protocol.params import Array, global_norm
 
 
 class Recording:

@@ -15,7 +15,7 @@ from fedcore.aggregate.dp_noise import (
     next_clip_state,
 )
 from fedcore.aggregate.mean import WeightedMean
-from fedcore.params import Array, global_norm
+from fedcore.protocol.params import Array, global_norm
 
 
 class FixedMean:

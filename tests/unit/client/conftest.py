@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fedcore.client import EvalResult, FitResult, FunctionalApp, TrainConfig
-from fedcore.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
-from fedcore.params import Array, Params
-from fedcore.wire.tensor import spec_of
+from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
+from fedcore.protocol.params import Array, Params
+from fedcore.protocol.specs import spec_of
 
 MODEL = {"w": np.zeros(3, np.float32)}
 

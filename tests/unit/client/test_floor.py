@@ -21,12 +21,12 @@ from fedcore.client.loop import ClientLoop
 from fedcore.client.torch_app import TorchApp
 from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.dp.secure_random import is_secure
-from fedcore.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
+from fedcore.protocol.params import Params
+from fedcore.protocol.specs import spec_of
 from fedcore.secagg.config import RoundSpec, SecAggConfig
 from fedcore.secagg.messages import AdvertiseKeys
 from fedcore.secagg.roster import Roster, SecAggIdentity, public_key
-from fedcore.wire.tensor import spec_of
 
 from .conftest import MODEL, FakeConnection, make_app
 

@@ -21,10 +21,10 @@ from fedcore.client import (
 )
 from fedcore.client.handler import limit_train_time
 from fedcore.client.loop import ClientLoop
-from fedcore.messages import Task
-from fedcore.params import Params
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import Task
+from fedcore.protocol.params import Params
 from fedcore.transport.errors import TaskRefused
-from fedcore.wire.errors import WireError
 
 from .conftest import FakeConnection, add_one, make_app, train_task
 

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fedcore.client.sgd import SGD
 from fedcore.client.torch_app import TorchApp
-from fedcore.messages import LocalDPConfig, TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import LocalDPConfig, TrainConfig
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.opacus_reference import train_with_opacus
 from fedcore.sim.backends.private import DPSettings, train_vectorised_private
 from fedcore.sim.backends.sequential import LocalData, LocalResult, TrainJob, train_sequential

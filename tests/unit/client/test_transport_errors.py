@@ -8,7 +8,7 @@ import pytest
 
 from fedcore.client import ClientError, ClientOptions, ClientPhase
 from fedcore.client.loop import ClientLoop
-from fedcore.messages import TaskReply
+from fedcore.protocol.messages import TaskReply
 from fedcore.transport.errors import (
     ClientRejected,
     Disconnected,

@@ -14,7 +14,7 @@ from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import OsEntropy, plan_local_task, refill_generator, train_private
 from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
 from fedcore.dp.secure_random import client_generator, is_secure, secure_generator
-from fedcore.messages import SecAggSetup
+from fedcore.protocol.messages import SecAggSetup
 from fedcore.secagg.config import RoundSpec, SecAggConfig
 from fedcore.secagg.quantize import Quantizer
 

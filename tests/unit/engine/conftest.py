@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.messages import ResultHeader, Task, TaskKind, TaskReply, TaskResult
-from fedcore.params import Array
+from fedcore.protocol.messages import ResultHeader, Task, TaskKind, TaskReply, TaskResult
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import ModelSpec, spec_of
 from fedcore.strategy import FedAvg
 from fedcore.strategy.base import Strategy
-from fedcore.wire.tensor import ModelSpec, spec_of
 
 
 def initial_model() -> dict[str, Array]:

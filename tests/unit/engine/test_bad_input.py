@@ -14,8 +14,8 @@ import pytest
 
 from fedcore.engine import EngineError, Phase, Reason, SelectionConfig
 from fedcore.engine.collect import MAX_EXAMPLES
-from fedcore.messages import PROTOCOL_VERSION, ResultHeader, TaskResult
-from fedcore.wire.tensor import ModelSpec, TensorSpec, spec_of
+from fedcore.protocol.messages import PROTOCOL_VERSION, ResultHeader, TaskResult
+from fedcore.protocol.specs import ModelSpec, TensorSpec, spec_of
 
 GOOD = {"c0": (1.0, 1), "c1": (2.0, 2), "c2": (4.0, 5)}
 

@@ -26,8 +26,8 @@ from fedcore.engine.checkpoint import (
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.messages import Task
-from fedcore.params import Params
+from fedcore.protocol.messages import Task
+from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry

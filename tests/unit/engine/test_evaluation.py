@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedcore.engine import EngineError, Phase, Reason, SelectionConfig
-from fedcore.messages import TaskKind
+from fedcore.protocol.messages import TaskKind
 
 ALL_THREE = SelectionConfig(count=3, min_available=3)
 

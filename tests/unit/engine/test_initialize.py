@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fedcore.engine import EngineError, Phase, Reason
-from fedcore.messages import ResultHeader, TaskKind
-from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec, TensorSpec
+from fedcore.protocol.messages import ResultHeader, TaskKind
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, TensorSpec
 
 
 def test_first_task_is_initialize_for_exactly_one_client(make_harness) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fedcore.coordinator.metrics import CoordinatorMetrics
 from fedcore.engine import SelectionConfig
 from fedcore.engine.records import PrivacyMechanism, RoundRecord
-from fedcore.history import HistoryWriter
-from fedcore.metrics import CoordinatorMetrics
-from fedcore.store import RunStore
+from fedcore.report.history import HistoryWriter
+from fedcore.storage.run_store import RunStore
 from fedcore.strategy.dp_fedavg import DPFedAvg
 
 from .conftest import Harness

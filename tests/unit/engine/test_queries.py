@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from fedcore.engine import Phase
-from fedcore.messages import ResultHeader, Task
-from fedcore.wire.tensor import spec_of
+from fedcore.protocol.messages import ResultHeader, Task
+from fedcore.protocol.specs import spec_of
 
 
 def test_queries_past_the_deadline_leave_the_round_open(make_harness) -> None:

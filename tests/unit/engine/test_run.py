@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedcore.engine import Phase, SelectionConfig
-from fedcore.messages import Done
+from fedcore.protocol.messages import Done
 from fedcore.strategy import FedAvg, FedProx
 
 

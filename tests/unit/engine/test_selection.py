@@ -9,7 +9,7 @@ import pytest
 
 from fedcore.engine import Phase, SelectionConfig
 from fedcore.engine.selection import round_rng, select_clients
-from fedcore.messages import Wait
+from fedcore.protocol.messages import Wait
 
 CLIENTS = [f"c{i}" for i in range(10)]
 

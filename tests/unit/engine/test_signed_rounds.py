@@ -17,7 +17,7 @@ from fedcore.client.handler import TaskHandler
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
-from fedcore.messages import SecAggSetup, Task, TaskKind
+from fedcore.protocol.messages import SecAggSetup, Task, TaskKind
 from fedcore.secagg import keys
 from fedcore.secagg.config import Mode, RoundSpec
 from fedcore.secagg.messages import ConsistencyRequest, KeyList

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from fedcore.messages import TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.sequential import (
     LocalData,
     LocalResult,

@@ -10,7 +10,7 @@ from fedcore.client.app import ClientApp
 from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry

@@ -10,12 +10,11 @@ from functools import partial
 import numpy as np
 import pytest
 
-from fedcore import simulation
 from fedcore.client.torch_app import state_to_params
 from fedcore.config import RoundsConfig, StrategyConfig
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.models import logistic_regression, mlp, seeded
+from fedcore.sim import simulate as simulation
 from fedcore.sim.config import (
     BackendKind,
     DataConfig,
@@ -30,6 +29,7 @@ from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.strategy import FedAvg
+from fedcore.training.models import logistic_regression, mlp, seeded
 
 
 def _digits_config(backend: BackendKind) -> SimulationConfig:

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.messages import TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.pool import ProcessPool, split_work
 from fedcore.sim.backends.sequential import LocalData, TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised

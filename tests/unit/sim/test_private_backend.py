@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import train_private
-from fedcore.messages import TrainConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import TrainConfig
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.private import DPSettings, poisson_plan, train_vectorised_private
 from fedcore.sim.backends.sequential import LocalData, TrainJob
 

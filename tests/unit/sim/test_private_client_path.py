@@ -18,8 +18,8 @@ from fedcore.client import FitResult, TrainConfig
 from fedcore.client.torch_app import TorchApp
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.records import RoundRecord
-from fedcore.messages import LocalDPConfig
-from fedcore.params import Params
+from fedcore.protocol.messages import LocalDPConfig
+from fedcore.protocol.params import Params
 from fedcore.sim.backends.private import NOISE_SALT
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population

@@ -14,15 +14,15 @@ from fedcore.client.torch_app import state_to_params
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.messages import LocalDPConfig, TrainConfig
-from fedcore.models import logistic_regression, seeded
-from fedcore.params import Array, Params
+from fedcore.protocol.messages import LocalDPConfig, TrainConfig
+from fedcore.protocol.params import Array, Params
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import ClientStateStore, Population
 from fedcore.sim.privacy import ClientPrivacy
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.strategy import FedAvg
+from fedcore.training.models import logistic_regression, seeded
 
 DP = LocalDPConfig(noise_multiplier=0.8, max_grad_norm=0.5)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcore import simulation
+from fedcore.sim import simulate as simulation
 from fedcore.sim.config import load_simulation_config
 
 BASE: dict[str, Any] = {

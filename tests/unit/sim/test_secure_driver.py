@@ -12,7 +12,6 @@ from fedcore.client.torch_app import state_to_params
 from fedcore.data.synthetic import synthetic_client
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
-from fedcore.models import seeded
 from fedcore.secagg.config import Mode
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population
@@ -20,6 +19,7 @@ from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.sim.timing import TimingModel
 from fedcore.strategy import FedAvg
+from fedcore.training.models import seeded
 
 
 def _run(secagg: SecureAggregationConfig | None, *, dropout: float = 0.0, rounds: int = 1):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fedcore import simulation
 from fedcore.config import ConfigError
+from fedcore.sim import simulate as simulation
 from fedcore.sim.config import load_simulation_config
 
 BASE = {

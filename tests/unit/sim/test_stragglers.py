@@ -5,7 +5,7 @@ import pytest
 
 from fedcore.client import FitResult, FunctionalApp, TrainConfig
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.params import Params
+from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry

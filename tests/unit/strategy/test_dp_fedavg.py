@@ -9,7 +9,7 @@ from opacus.accountants import RDPAccountant
 from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.engine.checkpoint import load_checkpoint, save_checkpoint
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
-from fedcore.params import Array, global_norm
+from fedcore.protocol.params import Array, global_norm
 from fedcore.strategy.base import SampledStrategy, Sampling
 from fedcore.strategy.dp_fedavg import DPFedAvg
 

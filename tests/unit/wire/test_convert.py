@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.messages import ResultHeader
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import tensor_pb2 as tpb
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import ResultHeader
 from fedcore.wire.convert import (
     MAX_METRICS,
     result_header_from_proto,
@@ -15,7 +16,6 @@ from fedcore.wire.convert import (
     spec_from_proto,
     task_reply_from_proto,
 )
-from fedcore.wire.errors import WireError
 
 
 def header_msg(**metrics: float) -> pb.ResultHeader:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.specs import EMPTY_SPEC, spec_of
 from fedcore.secagg.messages import GraphReveal, MaskedInput
 from fedcore.secagg.packing import packed_size
-from fedcore.wire.errors import WireError
 from fedcore.wire.secagg import (
     client_message_from_proto,
     client_message_to_proto,
@@ -16,7 +17,6 @@ from fedcore.wire.secagg import (
     masked_payload_spec,
     with_payload,
 )
-from fedcore.wire.tensor import EMPTY_SPEC, spec_of
 
 
 def test_a_masked_input_is_split_into_header_and_payload_and_joined_again() -> None:

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from fedcore.messages import SecAggSetup
 from fedcore.proto.v1 import secagg_pb2
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import SecAggSetup
 from fedcore.secagg.config import RoundSpec, SecAggConfig
-from fedcore.wire.errors import WireError
 from fedcore.wire.secagg import server_step_from_proto, server_step_to_proto
 
 SPEC = RoundSpec(config=SecAggConfig(threshold=3, max_clients=10, clip=1.0), round_id=3,

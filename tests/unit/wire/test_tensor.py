@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.wire.errors import PayloadTooLarge, WireError
-from fedcore.wire.tensor import (
-    ModelSpec,
-    PayloadAssembler,
-    TensorSpec,
-    check_finite,
-    check_matches,
-    decode,
-    iter_chunks,
-    spec_of,
-)
+from fedcore.protocol.errors import PayloadTooLarge, WireError
+from fedcore.protocol.specs import ModelSpec, TensorSpec, check_matches, spec_of
+from fedcore.wire.tensor import PayloadAssembler, check_finite, decode, iter_chunks
 
 F32 = np.dtype("float32")
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedcore.atomic import write_atomic
+from fedcore.storage.atomic import write_atomic
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 VALIDITY = datetime.timedelta(days=365)

@@ -10,10 +10,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fedcore.params import Array, Metrics
+from fedcore.protocol.params import Array, Metrics
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.messages import ClientMessage, ServerMessage
-from fedcore.wire.tensor import EMPTY_SPEC, ModelSpec
 
 if TYPE_CHECKING:
     from fedcore.dp.secagg_noise import DistributedDPConfig

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fedcore.atomic import write_atomic
 from fedcore.engine.records import RoundRecord
+from fedcore.storage.atomic import write_atomic
 
 CSV_COLUMNS = (
     "round", "status", "clients_selected", "results_received", "train_loss", "loss", "accuracy",

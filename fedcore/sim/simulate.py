@@ -22,9 +22,8 @@ from fedcore.data.split import DatasetSplit
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.engine import RoundRecord
 from fedcore.engine.plan import build_run
-from fedcore.history import HistoryWriter
-from fedcore.models import logistic_regression, mlp, mnist_cnn, seeded
-from fedcore.plot import plot_history
+from fedcore.report.history import HistoryWriter
+from fedcore.report.plot import plot_history
 from fedcore.sim.config import (
     BackendKind,
     Dataset,
@@ -39,6 +38,7 @@ from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.sim.stragglers import StragglerModel
 from fedcore.sim.timing import TimingModel
+from fedcore.training.models import logistic_regression, mlp, mnist_cnn, seeded
 
 __all__ = ["SimulationConfig", "SimulationResult", "run"]
 

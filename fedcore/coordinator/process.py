@@ -16,13 +16,13 @@ import grpc
 import numpy as np
 
 from fedcore.config import ConfigError, CoordinatorConfig, ServerPlan, TLSConfig
+from fedcore.coordinator.metrics import CoordinatorMetrics
 from fedcore.engine import RoundEngine, RoundRecord
 from fedcore.engine.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.engine.plan import build_run
-from fedcore.history import HistoryWriter
-from fedcore.metrics import CoordinatorMetrics
-from fedcore.params import Array
-from fedcore.store import RunStore
+from fedcore.protocol.params import Array
+from fedcore.report.history import HistoryWriter
+from fedcore.storage.run_store import RunStore
 from fedcore.transport.grpc.observer import Observers
 from fedcore.transport.grpc.server import CoordinatorServer
 from fedcore.transport.grpc.tls import server_credentials

@@ -1,0 +1,1 @@
+"""What a run leaves behind for people: history files (`history`) and plots (`plot`)."""
