@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedcore.cli import _privacy_floor as floor_from_args
+from fedcore.cli.commands import privacy_floor as floor_from_args
 from fedcore.cli import build_parser, main
 from fedcore.client import ClientOptions, DeclineTask, FitResult, PrivacyFloor, TaskHandler
 from fedcore.client.floor import round_epsilon

@@ -1,0 +1,214 @@
+"""What each `fedcore` subcommand does once its flags are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def privacy_floor(args: argparse.Namespace) -> Any:
+    if args.no_privacy_floor:
+        return None
+    from fedcore.client.floor import PrivacyFloor
+
+    return PrivacyFloor(
+        min_noise_multiplier=args.min_noise_multiplier, max_epsilon=args.max_epsilon,
+        max_delta=args.max_delta, require_secure_aggregation=args.require_secure_aggregation,
+        require_signed=args.require_signed,
+    )
+
+
+def secagg_identity(args: argparse.Namespace) -> Any:
+    if args.secagg_key is None and args.secagg_roster is None:
+        return None
+    if args.secagg_key is None or args.secagg_roster is None or not args.client_id:
+        raise ValueError("--secagg-key, --secagg-roster and --client-id go together")
+    from fedcore.secagg.roster import SecAggIdentity
+
+    return SecAggIdentity.load(args.client_id, args.secagg_key, args.secagg_roster)
+
+
+def demo(args: argparse.Namespace) -> int:
+    if args.clients < 2 or args.rounds < 1:
+        raise ValueError("--clients must be >= 2 and --rounds >= 1")
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+    from fedcore.demo.run import DemoConfig, run_demo
+
+    run_demo(
+        DemoConfig(
+            clients=args.clients, rounds=args.rounds, out_dir=args.out, seed=args.seed,
+            alpha=args.alpha, device=args.device,
+            dp_epsilon=args.epsilon if args.dp else 0.0,
+            secagg=args.secagg, signed=args.signed,
+        )
+    )
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from fedcore.sim.config import load_simulation_config
+    from fedcore.sim.progress import run_with_progress
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "rounds.num_rounds": args.rounds, "simulation.clients": args.clients,
+            "simulation.backend": args.backend, "simulation.device": args.device,
+            "simulation.seed": args.seed, "simulation.out_dir": args.out,
+        }.items()
+        if value is not None
+    }
+    run_with_progress(load_simulation_config(args.config, overrides))
+    return 0
+
+
+def server(args: argparse.Namespace) -> int:
+    from fedcore.config import load_config
+    from fedcore.coordinator.process import run_coordinator
+    from fedcore.report.plot import plot_history
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "server.address": args.address,
+            "server.out_dir": args.out,
+            "server.initial_model": args.initial_model,
+            "server.auth_token_file": args.auth_token_file,
+            "server.metrics_port": args.metrics_port,
+            "tls.cert": args.tls_cert,
+            "tls.key": args.tls_key,
+            "tls.client_ca": args.tls_client_ca,
+            "rounds.num_rounds": args.rounds,
+            "rounds.clients_per_round": args.clients_per_round,
+            "rounds.min_available": args.min_clients,
+            "rounds.min_results": args.min_results,
+            "rounds.round_timeout_s": args.round_timeout,
+        }.items()
+        if value is not None
+    }
+    plan = load_config(args.config, overrides)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # e.g. `docker stop`
+    with _round_progress(args.progress, plan.run.engine.num_rounds) as on_round:
+        records = run_coordinator(plan, resume=args.resume, stop=stop, on_round=on_round)
+    if records:
+        out = Path(plan.config.server.out_dir)
+        plot_history([r.to_dict() for r in records], out / "training.png")
+    return 0
+
+
+@contextlib.contextmanager
+def _round_progress(enabled: bool, total: int) -> Iterator[Callable[[Any], None] | None]:
+    """A rich progress bar of completed rounds, or nothing."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"))
+    task = progress.add_task("", total=total)
+
+    def advance(record: Any) -> None:
+        acc = "" if record.accuracy is None else f"accuracy {record.accuracy:.3f}"
+        progress.update(task, completed=record.round, description=acc)
+
+    with progress:
+        yield advance
+
+
+def client(args: argparse.Namespace) -> int:
+    import torch
+
+    from fedcore.client import run_client
+    from fedcore.demo.digits_app import DigitsSetup, make_app
+
+    torch.set_num_threads(1)  # a small model: threads would only contend with other clients
+    identity = secagg_identity(args)  # fail on a bad key or roster before loading data
+    floor = privacy_floor(args)
+    if floor is not None and floor.require_signed and identity is None:
+        raise ValueError("--require-signed needs --secagg-key, --secagg-roster and --client-id")
+
+    partition = args.partition
+    if partition == "auto":
+        from fedcore.data.claim import claim_partition
+
+        owner = args.client_id or os.environ.get("HOSTNAME") or socket.gethostname()
+        partition = claim_partition(args.partition_dir, args.num_partitions, owner)
+        logging.getLogger("fedcore").info("claimed partition %d of %d", partition, args.num_partitions)
+    app = make_app(
+        DigitsSetup(num_clients=args.num_partitions, alpha=args.alpha, seed=args.seed),
+        partition,
+        device=args.device,
+        privacy_dir=args.state_dir,
+        secure_rng=args.secure_rng,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # leave cleanly on `docker stop`
+    summary = run_client(
+        app, args.server, client_id=args.client_id, stop=stop,
+        auth_token=_read_token(args.auth_token_file), credentials=_channel_credentials(args),
+        secagg_identity=identity, privacy_floor=floor, secure_rng=args.secure_rng,
+    )
+    logging.getLogger("fedcore").info(
+        "client %s done: %d tasks, %d refused, %d reconnects",
+        summary.client_id, summary.tasks_completed, summary.tasks_refused, summary.reconnects,
+    )
+    return 0
+
+
+def certs(args: argparse.Namespace) -> int:
+    from fedcore.transport.certs import generate_pki
+
+    written = generate_pki(
+        args.out, clients=args.clients, hosts=tuple(args.hosts), token=args.token, force=args.force
+    )
+    print(f"wrote {len(written)} files to {args.out}" if written
+          else f"{args.out}/ca.pem exists: kept (use --force to replace)")
+    return 0
+
+
+def identity(args: argparse.Namespace) -> int:
+    import base64
+
+    from fedcore.secagg.roster import enrol
+
+    public = enrol(args.client_id, args.key, args.roster)
+    print(f"{args.client_id}: public key {base64.b64encode(public).decode()} is on {args.roster}")
+    return 0
+
+
+def health(args: argparse.Namespace) -> int:
+    import grpc
+
+    from fedcore.transport.grpc.health import check_health
+
+    try:
+        status = check_health(args.server, credentials=_channel_credentials(args),
+                              timeout_s=args.timeout)
+    except grpc.RpcError as err:
+        print(f"{args.server}: unreachable: {err.code().name}", file=sys.stderr)
+        return 1
+    print(f"{args.server}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
+def _channel_credentials(args: argparse.Namespace) -> Any:
+    if not (args.tls_ca or args.tls_cert):
+        return None
+    from fedcore.transport.grpc.tls import channel_credentials
+
+    return channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+def _read_token(path: Path | None) -> str:
+    return path.read_text().strip() if path else ""
