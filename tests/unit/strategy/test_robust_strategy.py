@@ -1,0 +1,40 @@
+"""RobustAggregation: its aggregator is the chosen rule; training and apply are FedAvg's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcore.aggregate.clip import Clip
+from fedcore.aggregate.mean import WeightedMean
+from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, TrimmedMean
+from fedcore.strategy import FedAvg
+from fedcore.strategy.robust import Defence, RobustAggregation
+from fedcore.strategy.server_opt import FedAvgM
+
+
+@pytest.mark.parametrize(("defence", "kind"), [
+    (Defence.MEAN, WeightedMean), (Defence.MEDIAN, CoordinateMedian),
+    (Defence.TRIMMED_MEAN, TrimmedMean), (Defence.KRUM, MultiKrum), (Defence.NORM_BOUND, Clip)])
+def test_each_defence_builds_its_aggregator(defence: Defence, kind: type) -> None:
+    assert isinstance(RobustAggregation(defence=defence).aggregator(1), kind)
+
+
+def test_bad_settings_fail_at_construction() -> None:
+    with pytest.raises(ValueError, match="trim_fraction"):
+        RobustAggregation(defence=Defence.TRIMMED_MEAN, trim_fraction=0.6)
+    with pytest.raises(ValueError, match="clip_norm"):
+        RobustAggregation(defence=Defence.NORM_BOUND, norm_bound=0.0)
+
+
+def test_a_server_optimizer_steps_on_the_robust_aggregate() -> None:
+    inner = RobustAggregation(defence=Defence.MEDIAN, inner=FedAvg(learning_rate=0.1))
+    strategy = FedAvgM(momentum=0.5, inner=inner)
+    agg = strategy.aggregator(1)
+    for value in (1.0, 2.0, 1e6):
+        agg.add({"w": np.array([value])}, 1.0)
+
+    new = strategy.apply({"w": np.array([0.0])}, agg.result())
+
+    assert strategy.train_config(1).learning_rate == 0.1
+    np.testing.assert_array_equal(new["w"], [2.0])
