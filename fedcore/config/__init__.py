@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
+from fedcore.config.strategies import OptimizerSection, RobustSection, with_server_side
 from fedcore.config.tables import MOVED as MOVED
 from fedcore.config.tables import SWITCH as SWITCH
 from fedcore.config.tables import SWITCHED as SWITCHED
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 class StrategyName(enum.Enum):
     FEDAVG = "fedavg"
     FEDPROX = "fedprox"
+    FEDADAGRAD = "fedadagrad"
+    FEDADAM = "fedadam"
+    FEDYOGI = "fedyogi"
+    FEDAVGM = "fedavgm"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +88,8 @@ class StrategyConfig:
     learning_rate: float = default_of(FedAvg, "learning_rate")
     proximal_mu: float = default_of(FedAvg, "proximal_mu")
     server_lr: float = default_of(FedAvg, "server_lr")
+    optimizer: OptimizerSection = field(default_factory=OptimizerSection)
+    robust: RobustSection = field(default_factory=RobustSection)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,8 +189,9 @@ class UserDPSection:
         if rounds.clients_per_round < 1:
             raise ConfigError("[privacy.user] needs rounds.clients_per_round (the fixed "
                               "denominator)")
-        if s.name is not StrategyName.FEDAVG:
-            raise ConfigError(f"[privacy.user] runs FedAvg; strategy.name is {s.name.value}")
+        if s.name is StrategyName.FEDPROX:
+            raise ConfigError("[privacy.user] runs FedAvg (or a server optimizer on its "
+                              "aggregate); strategy.name is fedprox")
         m = rounds.clients_per_round
         try:
             adaptive = AdaptiveClipping(
@@ -296,6 +304,13 @@ def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfi
 
 
 def _strategy(sections: RunSections) -> Strategy:
+    s = sections.strategy
+    return with_server_side(_base_strategy(sections), name=s.name.value, server_lr=s.server_lr,
+                            optimizer=s.optimizer, robust=s.robust,
+                            secure=sections.secagg is not None)
+
+
+def _base_strategy(sections: RunSections) -> Strategy:
     s = sections.strategy
     user, local = sections.privacy.user, sections.privacy.local
     if user is not None:
