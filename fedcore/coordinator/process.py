@@ -18,10 +18,10 @@ import numpy as np
 from fedcore.config import ConfigError, CoordinatorConfig, ServerPlan, TLSConfig
 from fedcore.coordinator.metrics import CoordinatorMetrics
 from fedcore.engine import RoundEngine, RoundRecord
-from fedcore.engine.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.engine.plan import build_run
 from fedcore.protocol.params import Array
 from fedcore.report.history import HistoryWriter
+from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.storage.run_store import RunStore
 from fedcore.transport.grpc.observer import Observers
 from fedcore.transport.grpc.server import CoordinatorServer

@@ -1,11 +1,11 @@
-"""Checkpoints on disk: one file per run, replaced atomically after every completed round.
+"""A run's checkpoint as bytes: the engine's snapshot encoded and decoded, without I/O.
 
-Layout of `checkpoint.fcp`: the magic line `FEDCORE-CHECKPOINT 1\n`, an 8-byte little-endian
+`fedcore.storage.checkpoints` keeps it in one file per run, replaced atomically after every
+completed round. Layout: the magic line `FEDCORE-CHECKPOINT 1\n`, an 8-byte little-endian
 header length, a JSON header (round counter, task sequence, records, tensor specs, the
 distributed-DP ledger: each round's noise setting, so ε is never re-priced), then the
 raw little-endian bytes of the model and of the strategy state (fedcore's wire encoding).
-Nothing is pickled: loading a checkpoint never executes code. The file is written to a
-temporary name, fsynced and renamed over the old one, so a crash leaves the old or the new.
+Nothing is pickled: decoding a checkpoint never executes code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,16 +24,14 @@ from fedcore.dp.distributed_accountant import (
     steps_from_json,
     steps_to_json,
 )
-from fedcore.engine.records import RoundRecord
+from fedcore.engine.records import RoundRecord, RoundStatus
 from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.errors import FedcoreError
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import ModelSpec, TensorSpec, spec_of
-from fedcore.storage.atomic import write_atomic
 from fedcore.wire.tensor import decode, encode
 
-FILENAME = "checkpoint.fcp"
 MAGIC = b"FEDCORE-CHECKPOINT 1\n"
 _LEN = struct.Struct("<Q")
 MAX_HEADER_BYTES = 64 << 20
@@ -44,8 +41,8 @@ class CheckpointError(FedcoreError, ValueError):
     """A checkpoint file is damaged or not a fedcore checkpoint; the message names the file."""
 
 
-def save_checkpoint(out_dir: Path, snapshot: EngineSnapshot) -> Path:
-    """Write `snapshot` to `out_dir/checkpoint.fcp` atomically; returns the path."""
+def checkpoint_to_bytes(snapshot: EngineSnapshot) -> bytes:
+    """`snapshot` in the checkpoint layout."""
     model_spec, state_spec = spec_of(snapshot.params), spec_of(snapshot.strategy_state)
     header = {
         "round": snapshot.round,
@@ -56,28 +53,21 @@ def save_checkpoint(out_dir: Path, snapshot: EngineSnapshot) -> Path:
         "distributed_dp": steps_to_json(snapshot.distributed_dp),
     }
     head = json.dumps(header).encode()
-    path = Path(out_dir) / FILENAME
-    data = b"".join(
+    return b"".join(
         (MAGIC, _LEN.pack(len(head)), head, encode(snapshot.params), encode(snapshot.strategy_state))
     )
-    write_atomic(path, data, mode=0o600)
-    return path
 
 
-def load_checkpoint(out_dir: Path) -> EngineSnapshot | None:
-    """The snapshot in `out_dir`, or None when there is no checkpoint there.
+def checkpoint_from_bytes(data: bytes) -> EngineSnapshot:
+    """The snapshot `data` holds.
 
     Raises:
-        CheckpointError: the file exists but cannot be read back.
+        CheckpointError: `data` is not a whole fedcore checkpoint.
     """
-    path = Path(out_dir) / FILENAME
-    if not path.exists():
-        return None
-    data = path.read_bytes()
     try:
         return _parse(data)
     except (KeyError, TypeError, ValueError, WireError, struct.error) as err:
-        raise CheckpointError(f"checkpoint {path} is damaged: {err}") from err
+        raise CheckpointError(f"damaged: {err}") from err
 
 
 def _parse(data: bytes) -> EngineSnapshot:
@@ -141,4 +131,5 @@ def _record_to_json(record: RoundRecord) -> dict[str, Any]:
 
 
 def _record_from_json(row: dict[str, Any]) -> RoundRecord:
-    return RoundRecord(**{**row, "metrics": {str(k): float(v) for k, v in row["metrics"].items()}})
+    return RoundRecord(**{**row, "status": RoundStatus(row["status"]),
+                          "metrics": {str(k): float(v) for k, v in row["metrics"].items()}})

@@ -22,7 +22,7 @@ from fedcore.engine.collect import Collector, PlainCollector, RoundFailed
 from fedcore.engine.config import EngineConfig, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
-from fedcore.engine.records import RecordDraft, RoundRecord
+from fedcore.engine.records import RecordDraft, RoundRecord, RoundStatus
 from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
@@ -40,6 +40,7 @@ from fedcore.protocol.messages import (
     TrainConfig,
     Wait,
 )
+from fedcore.protocol.metric_keys import Metric
 from fedcore.protocol.params import Array, Params
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
 from fedcore.strategy.base import SampledStrategy, Sampling, Strategy
@@ -326,7 +327,7 @@ class RoundEngine:
             raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
 
     def _track_epsilon(self, task: TaskRound, header: ResultHeader) -> None:
-        spent = header.metrics.get("epsilon")
+        spent = header.metrics.get(Metric.EPSILON)
         if spent is not None:  # privacy is reported as the worst case over clients
             task.max_epsilon = max(spent, task.max_epsilon or 0.0)
 
@@ -430,14 +431,14 @@ class RoundEngine:
     def _close_train(self, state: RoundOpen, now: float) -> None:
         task, draft = state.task, state.draft
         draft.results_received = len(task.received)
-        draft.train_loss = task.metrics.result().get("loss")
+        draft.train_loss = task.metrics.result().get(Metric.LOSS)
         if task.max_epsilon is not None:
-            draft.metrics["epsilon"] = task.max_epsilon
+            draft.metrics[Metric.EPSILON] = task.max_epsilon
         self._account_distributed(task, draft)
         try:
             aggregate = task.collector.aggregate()
         except RoundFailed as failure:
-            draft.status = "failed"
+            draft.status = RoundStatus.FAILED
             draft.reason = str(failure)
             self._finish_round(draft, now)
             return
@@ -486,9 +487,7 @@ class RoundEngine:
     def _close_evaluate(self, state: RoundOpen, now: float) -> None:
         task, draft = state.task, state.draft
         if task.succeeded:
-            metrics = task.metrics.result()
-            draft.metrics.update(metrics)
-            draft.metrics["eval_clients"] = float(len(task.received))
+            draft.evaluated(task.metrics.result(), len(task.received))
         else:
             draft.reason = f"evaluation failed: {len(task.received)} results"
         self._finish_round(draft, now)

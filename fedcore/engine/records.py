@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fedcore.protocol.metric_keys import Metric
+
 
 class PrivacyMechanism(enum.Enum):
     """The DP mechanisms whose ε a round reports; each value is its key in the round's metrics.
@@ -17,10 +19,19 @@ class PrivacyMechanism(enum.Enum):
     (`fedcore.dp.distributed_accountant`; DISTRIBUTED_APPROX when only approximated).
     """
 
-    LOCAL = "epsilon"
+    LOCAL = Metric.EPSILON.value
     USER = "user_epsilon"
     DISTRIBUTED = "distributed_epsilon"
     DISTRIBUTED_APPROX = "distributed_epsilon_approx"
+
+
+class RoundStatus(enum.StrEnum):
+    """How a round ended. A string enum: it compares, stores and prints as its value."""
+
+    OK = "ok"
+    """The round aggregated and updated the model (its evaluation may have been skipped)."""
+    FAILED = "failed"
+    """The round changed nothing; `RoundRecord.reason` says why."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,7 +43,7 @@ class RoundRecord:
     """
 
     round: int
-    status: str
+    status: RoundStatus
     clients_selected: int
     results_received: int
     train_loss: float | None
@@ -50,6 +61,7 @@ class RoundRecord:
     def to_dict(self) -> dict[str, Any]:
         """A flat JSON-ready mapping; extra metrics appear as top-level keys."""
         row = asdict(self)
+        row["status"] = str(self.status)
         extra = row.pop("metrics")
         row.update({k: v for k, v in extra.items() if k not in row})
         return row
@@ -64,16 +76,25 @@ class RecordDraft:
     clients_selected: int = 0
     results_received: int = 0
     train_loss: float | None = None
-    status: str = "ok"
+    loss: float | None = None
+    accuracy: float | None = None
+    eval_clients: int = 0
+    status: RoundStatus = RoundStatus.OK
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def evaluated(self, metrics: dict[str, float], clients: int) -> None:
+        """Take a federated evaluation's metrics: loss and accuracy become fields."""
+        rest = dict(metrics)
+        self.loss = rest.pop(Metric.LOSS, None)
+        self.accuracy = rest.pop(Metric.ACCURACY, None)
+        self.eval_clients = clients
+        self.metrics.update(rest)
+
     def finish(self, now: float) -> RoundRecord:
-        """The final record; evaluation's `loss`, `accuracy` and client count become fields."""
-        metrics = dict(self.metrics)
-        loss = metrics.pop("loss", None)
-        accuracy = metrics.pop("accuracy", None)
-        eval_clients = int(metrics.pop("eval_clients", 0))
+        """The final record; non-finite extra metrics are dropped."""
+        metrics = self.metrics
+        loss, accuracy, eval_clients = self.loss, self.accuracy, self.eval_clients
         return RoundRecord(
             round=self.round,
             status=self.status,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedcore.engine.checkpoint import load_checkpoint
+from fedcore.storage.checkpoints import load_checkpoint
 from fedcore.storage.run_store import RunStore
 from fedcore.transport.certs import generate_pki
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedcore.engine.checkpoint import load_checkpoint
+from fedcore.storage.checkpoints import load_checkpoint
 from fedcore.storage.run_store import RunStore
 
 from .conftest import free_port, summary_of, wait_until
@@ -106,7 +106,7 @@ def test_sigkill_mid_round_then_resume_ends_like_an_uninterrupted_run(
 def test_existing_checkpoint_without_resume_is_refused(
     processes, initial_model: Path, tmp_path: Path
 ) -> None:
-    from fedcore.engine.checkpoint import save_checkpoint
+    from fedcore.storage.checkpoints import save_checkpoint
     from fedcore.engine.snapshot import EngineSnapshot
 
     save_checkpoint(tmp_path, EngineSnapshot(round=1, task_seq=1, params={"w": np.zeros(4)}))

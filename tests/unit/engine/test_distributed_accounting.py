@@ -16,13 +16,8 @@ from fedcore.dp.distributed import SKELLAM_ORDERS, IntegerNoise, skellam_epsilon
 from fedcore.dp.distributed_accountant import DistributedAccountant, DistributedStep
 from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
-from fedcore.engine.checkpoint import (
-    FILENAME,
-    MAGIC,
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from fedcore.engine.checkpoint import MAGIC, CheckpointError
+from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot

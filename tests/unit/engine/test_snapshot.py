@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from fedcore.engine import Phase, RoundEngine, SelectionConfig
-from fedcore.engine.checkpoint import (
-    FILENAME,
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from fedcore.engine.checkpoint import CheckpointError
+from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.strategy import FedAvg
 

@@ -15,7 +15,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from fedcore.engine import RoundEngine, SelectionConfig
-from fedcore.engine.checkpoint import load_checkpoint, save_checkpoint
+from fedcore.storage.checkpoints import load_checkpoint, save_checkpoint
 from fedcore.engine.records import RoundRecord
 from fedcore.strategy.dp_fedavg import DPFedAvg
 

@@ -7,7 +7,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
-from fedcore.engine.checkpoint import load_checkpoint, save_checkpoint
+from fedcore.storage.checkpoints import load_checkpoint, save_checkpoint
 from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
 from fedcore.protocol.params import Array, global_norm
 from fedcore.strategy.base import SampledStrategy, Sampling
