@@ -26,13 +26,13 @@ OPTIMIZERS = {rule.value: rule for rule in Rule}
 class OptimizerSection:
     """[strategy.optimizer]: the server optimizer's hyper-parameters (`ServerOptimizer`).
 
-    FedAdagrad, FedAdam and FedYogi use eta, beta1, beta2 and tau; FedAvgM uses `momentum` and
+    FedAdagrad, FedAdam and FedYogi use eta, beta_1 (β1), beta_2 (β2) and tau; FedAvgM uses `momentum` and
     steps with strategy.server_lr.
     """
 
     eta: float = 1e-2
-    beta1: float = 0.9
-    beta2: float = 0.99
+    beta_1: float = 0.9
+    beta_2: float = 0.99
     tau: float = 1e-3
     momentum: float = 0.9
 
@@ -79,8 +79,8 @@ def with_server_side(
     try:
         if rule is Rule.MOMENTUM:
             return ServerOptimizer(rule, inner=strategy, eta=server_lr, beta1=optimizer.momentum)
-        return ServerOptimizer(rule, inner=strategy, eta=optimizer.eta, beta1=optimizer.beta1,
-                               beta2=optimizer.beta2, tau=optimizer.tau)
+        return ServerOptimizer(rule, inner=strategy, eta=optimizer.eta, beta1=optimizer.beta_1,
+                               beta2=optimizer.beta_2, tau=optimizer.tau)
     except ValueError as err:
         raise ConfigError(f"[strategy.optimizer]: {err}") from err
 

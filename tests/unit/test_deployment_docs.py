@@ -15,7 +15,7 @@ from fedcore.secagg.roster import Roster
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 ROW = re.compile(
-    r"^\| `(?P<key>[a-z_]+(?:\.[a-z_]+)+)` \| [^|]+ \| `(?P<default>[^`]*)` \|", re.MULTILINE
+    r"^\| `(?P<key>[a-z_]+(?:\.[a-z0-9_]+)+)` \| [^|]+ \| `(?P<default>[^`]*)` \|", re.MULTILINE
 )
 REQUIRED = "required"
 

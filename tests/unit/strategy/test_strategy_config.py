@@ -61,7 +61,7 @@ def test_a_server_optimizer_steps_on_dp_fedavgs_aggregate(tmp_path: Path) -> Non
      '[privacy.user]\nnoise_multiplier = 1.0\npopulation = 100\n'), r"\[privacy.user\]"),
     ('[strategy.robust]\naggregator = "trimmed_mean"\ntrim_fraction = 0.7\n',
      r"\[strategy.robust\].*trim_fraction"),
-    ('[strategy]\nname = "fedadam"\n[strategy.optimizer]\nbeta2 = 1.0\n',
+    ('[strategy]\nname = "fedadam"\n[strategy.optimizer]\nbeta_2 = 1.0\n',
      r"\[strategy.optimizer\].*beta2"),
     ('[strategy.robust]\naggregator = "bulyan"\n', "strategy.robust.aggregator must be one of"),
     ('[strategy.optimizer]\nlr = 1.0\n', "strategy.optimizer.lr"),
