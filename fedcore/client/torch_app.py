@@ -22,6 +22,7 @@ from fedcore.dp.opacus import (
 )
 from fedcore.protocol.messages import LocalDPConfig, TrainConfig
 from fedcore.protocol.params import Array, Params
+from fedcore.storage.accountant_file import open_accountant
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -142,7 +143,7 @@ class TorchApp:
         """This client's privacy accountant (opened from `privacy_dir` on first use)."""
         if self._accountant is None:
             self._accountant = (
-                PrivacyAccountant.open(self.privacy_dir) if self.privacy_dir is not None
+                open_accountant(self.privacy_dir) if self.privacy_dir is not None
                 else PrivacyAccountant()
             )
         return self._accountant

@@ -1,59 +1,38 @@
 """A privacy accountant that outlives rounds and process restarts.
 
-The history is Opacus' `(noise_multiplier, sample_rate, steps)` list, kept as JSON in the
-client's state directory (never pickle). Every `record` rewrites the file atomically (temp
-file, fsync, `os.replace`, mode 0600), so a restarted client continues its history instead of
-starting from zero and under-reporting ε. ε itself always comes from `fedcore.dp.opacus`.
+The history is Opacus' `(noise_multiplier, sample_rate, steps)` list with a JSON form (never
+pickle). `fedcore.storage.accountant_file` keeps it in the client's state directory and
+rewrites it on every `record` (the `on_record` hook), so a restarted client continues its
+history instead of starting from zero and under-reporting ε. ε itself always comes from
+`fedcore.dp.opacus`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon
-from fedcore.storage.atomic import write_atomic
 
-FILE_NAME = "privacy_accountant.json"
 _FORMAT_VERSION = 1
 
 
 class PrivacyAccountant:
-    """Opacus-compatible history of DP steps, optionally persisted to `path` on every change."""
+    """Opacus-compatible history of DP steps; `on_record` is called after every change."""
 
     def __init__(
         self,
         *,
         mechanism: Mechanism = Mechanism.RDP,
         history: Iterable[HistoryEntry] = (),
-        path: Path | None = None,
+        on_record: Callable[[PrivacyAccountant], None] | None = None,
     ) -> None:
         self.mechanism = mechanism
-        self.path = path
+        self.on_record = on_record
         self._history: list[HistoryEntry] = []
         for entry in history:
             _append_merged(self._history, entry)
-
-    @classmethod
-    def open(cls, state_dir: Path, *, mechanism: Mechanism = Mechanism.RDP) -> PrivacyAccountant:
-        """Load the accountant kept in `state_dir`, or start an empty one that will be kept there.
-
-        Raises:
-            ValueError: the stored file is unreadable or uses another mechanism.
-        """
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path = state_dir / FILE_NAME
-        if not path.exists():
-            return cls(mechanism=mechanism, path=path)
-        stored = accountant_from_json(path.read_text(encoding="utf-8"), path=path)
-        if stored.mechanism is not mechanism:
-            raise ValueError(
-                f"{path} holds a {stored.mechanism.value} history, not {mechanism.value}; "
-                "open it with the mechanism it was written with"
-            )
-        return stored
 
     @property
     def history(self) -> tuple[HistoryEntry, ...]:
@@ -66,12 +45,12 @@ class PrivacyAccountant:
         return sum(entry.steps for entry in self._history)
 
     def record(self, entry: HistoryEntry) -> None:
-        """Append `entry` and persist when this accountant has a path."""
+        """Append `entry`, then call `on_record` (which persists a stored accountant)."""
         if entry.steps == 0:
             return
         _append_merged(self._history, entry)
-        if self.path is not None:
-            write_atomic(self.path, accountant_to_json(self).encode(), mode=0o600)
+        if self.on_record is not None:
+            self.on_record(self)
 
     def epsilon(self, delta: float) -> float:
         """ε spent so far at `delta`."""
@@ -100,7 +79,7 @@ def accountant_to_json(accountant: PrivacyAccountant) -> str:
     )
 
 
-def accountant_from_json(text: str, *, path: Path | None = None) -> PrivacyAccountant:
+def accountant_from_json(text: str, *, where: str = "") -> PrivacyAccountant:
     """Parse `accountant_to_json`'s output.
 
     Raises:
@@ -113,12 +92,11 @@ def accountant_from_json(text: str, *, path: Path | None = None) -> PrivacyAccou
         mechanism = Mechanism(doc["mechanism"])
         history = [_entry_from_json(item) for item in doc["history"]]
     except (ValueError, KeyError, TypeError) as err:
-        where = f" in {path}" if path else ""
         raise ValueError(
-            f"unreadable privacy accountant{where}: {err}; restore it from a backup — deleting it "
+            f"unreadable privacy accountant{f' in {where}' if where else ''}: {err}; restore it from a backup — deleting it "
             "would reset the ε this client reports"
         ) from err
-    return PrivacyAccountant(mechanism=mechanism, history=history, path=path)
+    return PrivacyAccountant(mechanism=mechanism, history=history)
 
 
 def _entry_from_json(item: Any) -> HistoryEntry:

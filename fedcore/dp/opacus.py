@@ -37,7 +37,7 @@ import secrets
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -51,9 +51,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fedcore.training.proximal import proximal_gradient
-
-if TYPE_CHECKING:
-    from fedcore.dp.accountant import PrivacyAccountant
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 # (outputs, labels) -> the batch's mean loss: a module such as nn.CrossEntropyLoss() or a function.
@@ -87,6 +84,23 @@ class HistoryEntry:
             raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+
+class StepLedger(Protocol):
+    """Where `train_private` records its steps (`fedcore.dp.accountant.PrivacyAccountant`)."""
+
+    @property
+    def mechanism(self) -> Mechanism:
+        """The accountant that turns the history into ε."""
+        ...
+
+    def record(self, entry: HistoryEntry) -> None:
+        """Append `entry` to the history."""
+        ...
+
+    def epsilon(self, delta: float) -> float:
+        """ε of the whole history at `delta`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +198,7 @@ def train_private(
     noise_multiplier: float,
     max_grad_norm: float,
     epochs: int,
-    accountant: PrivacyAccountant,
+    accountant: StepLedger,
     delta: float,
     device: str | torch.device = "cpu",
     criterion: Criterion | None = None,

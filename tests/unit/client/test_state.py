@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fedcore.client import ResumeInfo, StateDir, StateError
-from fedcore.dp.accountant import FILE_NAME, PrivacyAccountant
+from fedcore.dp.opacus import HistoryEntry
+from fedcore.storage.accountant_file import FILE_NAME, open_accountant
 
 
 def mode(path: Path) -> int:
@@ -127,6 +128,7 @@ def test_closed_directory_refuses_writes(tmp_path: Path) -> None:
 
 def test_the_privacy_accountant_lives_at_path_for(tmp_path: Path) -> None:
     with StateDir.open(tmp_path / "s") as state:
-        accountant = PrivacyAccountant.open(state.path)
+        accountant = open_accountant(state.path)
+        accountant.record(HistoryEntry(noise_multiplier=1.0, sample_rate=0.1, steps=3))
 
-        assert accountant.path == state.path_for(FILE_NAME)
+        assert state.path_for(FILE_NAME).exists()

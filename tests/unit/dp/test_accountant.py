@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opacus.accountants import PRVAccountant, RDPAccountant
 
-from fedcore.dp.accountant import FILE_NAME, PrivacyAccountant, accountant_from_json
+from fedcore.dp.accountant import PrivacyAccountant, accountant_from_json
+from fedcore.storage.accountant_file import FILE_NAME, open_accountant
 from fedcore.dp.opacus import HistoryEntry, Mechanism
 
 DELTA = 1e-5
@@ -47,7 +48,7 @@ def test_empty_history_has_spent_nothing():
 
 
 def test_record_persists_atomically_with_owner_only_permissions(tmp_path: Path):
-    accountant = PrivacyAccountant.open(tmp_path)
+    accountant = open_accountant(tmp_path)
 
     accountant.record(_entry())
 
@@ -59,21 +60,21 @@ def test_record_persists_atomically_with_owner_only_permissions(tmp_path: Path):
 
 
 def test_reopened_accountant_has_the_same_history_and_epsilon(tmp_path: Path):
-    first = PrivacyAccountant.open(tmp_path)
+    first = open_accountant(tmp_path)
     first.record(_entry(z=1.1, q=1 / 7))
     first.record(_entry(z=0.9))
 
-    second = PrivacyAccountant.open(tmp_path)
+    second = open_accountant(tmp_path)
 
     assert second.history == first.history
     assert second.epsilon(DELTA) == first.epsilon(DELTA)
 
 
 def test_opening_with_another_mechanism_is_refused(tmp_path: Path):
-    PrivacyAccountant.open(tmp_path).record(_entry())
+    open_accountant(tmp_path).record(_entry())
 
     with pytest.raises(ValueError, match="rdp history"):
-        PrivacyAccountant.open(tmp_path, mechanism=Mechanism.PRV)
+        open_accountant(tmp_path, mechanism=Mechanism.PRV)
 
 
 @pytest.mark.parametrize("text", ["{", "[]", '{"version": 1}', '{"version": 9, "mechanism": "rdp",'
@@ -83,7 +84,7 @@ def test_corrupt_file_is_an_error_not_a_reset(tmp_path: Path, text: str):
     (tmp_path / FILE_NAME).write_text(text)
 
     with pytest.raises(ValueError, match="unreadable privacy accountant"):
-        PrivacyAccountant.open(tmp_path)
+        open_accountant(tmp_path)
 
 
 def test_epsilon_after_leaves_the_history_unchanged():

@@ -10,6 +10,7 @@ from opacus.accountants import RDPAccountant
 from torch import nn
 
 from fedcore.dp.accountant import PrivacyAccountant
+from fedcore.storage.accountant_file import open_accountant
 from fedcore.dp.opacus import (
     HistoryEntry,
     Mechanism,
@@ -61,7 +62,7 @@ def test_strip_wrapper_names_removes_only_the_prefix():
 
 def test_epsilon_equals_opacus_across_rounds(tmp_path: Path, make_model, make_loader, sgd):
     model, loader = make_model(), make_loader()
-    accountant = PrivacyAccountant.open(tmp_path)
+    accountant = open_accountant(tmp_path)
     sample_rate = 1 / len(loader)
 
     for round_index in range(1, 4):
@@ -74,11 +75,11 @@ def test_epsilon_equals_opacus_across_rounds(tmp_path: Path, make_model, make_lo
 
 def test_epsilon_continues_after_restart(tmp_path: Path, make_model, make_loader, sgd):
     loader = make_loader()
-    first = PrivacyAccountant.open(tmp_path)
+    first = open_accountant(tmp_path)
     _train(make_model(), loader, sgd, first)
     _train(make_model(), loader, sgd, first)
 
-    restarted = PrivacyAccountant.open(tmp_path)  # a new process would do exactly this
+    restarted = open_accountant(tmp_path)  # a new process would do exactly this
     result = _train(make_model(), loader, sgd, restarted)
 
     expected = _opacus_epsilon(1.1, 1 / len(loader), 3 * len(loader))
