@@ -390,3 +390,19 @@ def test_round_proto_encodings_carry_the_listed_fields(vectors: dict[str, Any]) 
             assert list(body.dropped) == entry["fields"]["dropped"]
         elif entry["type"] == "ConsistencySignature":
             assert body.signature.hex() == entry["fields"]["signature"]
+
+
+def test_section_8_names_every_secagg_proto_field_and_enum_value() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## 8. Secure aggregation"):text.index("\n## 9.")]
+    spans = set(re.findall(r"`([^`\n]+)`", re.sub(r"^```.*?^```", "", section,
+                                                 flags=re.DOTALL | re.MULTILINE)))
+    words = {w for span in spans for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", span)}
+    missing = [f"{m.name}.{f.name}" for m in secagg_pb2.DESCRIPTOR.message_types_by_name.values()
+               for f in m.fields if f.name not in words]
+    missing += [m.name for m in secagg_pb2.DESCRIPTOR.message_types_by_name.values()
+                if m.name not in words]
+    missing += [v.name for e in secagg_pb2.DESCRIPTOR.enum_types_by_name.values()
+                for v in e.values if not v.name.endswith("UNSPECIFIED") and v.name not in words]
+
+    assert not missing, f"docs/protocol.md section 8 does not mention {missing}"
