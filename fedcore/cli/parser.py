@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--tls-key", help="PEM private key of --tls-cert [tls.key]")
     server.add_argument("--tls-client-ca", help="PEM CA: require client certs (mTLS) [tls.client_ca]")
     server.add_argument("--metrics-port", type=int, help="Prometheus port, 0: off [server.metrics_port]")
+    server.add_argument("--status-port", type=int,
+                        help="serve a live status page (rounds, clients, plots) on this port of "
+                        "127.0.0.1, 0: off [server.status_port]")
     server.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     server.add_argument("--progress", action="store_true", help="show a progress bar of rounds")
 

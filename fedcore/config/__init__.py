@@ -104,6 +104,8 @@ class ServerConfig:
     auth_token_file: str = ""
     metrics_port: int = 0
     metrics_address: str = "0.0.0.0"
+    status_port: int = 0
+    status_address: str = "127.0.0.1"
     run_store: str = "runs.sqlite"
     checkpoint: bool = True
 
@@ -111,6 +113,11 @@ class ServerConfig:
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
                 f"server.metrics_port must be in 0..65535 (0: off), got {self.metrics_port}"
+            )
+        if not 0 <= self.status_port <= 65535:
+            raise ConfigError(
+                f"server.status_port (--status-port) must be in 0..65535 (0: off), "
+                f"got {self.status_port}"
             )
 
 

@@ -1,7 +1,8 @@
 """A coordinator process: the gRPC server plus what operations need around it.
 
 Wires TLS, token authentication, the SQLite run store, per-round checkpoints, `--resume`,
-Prometheus metrics and the history files around a `RoundEngine` and `CoordinatorServer`.
+Prometheus metrics, the live status page and the history files around a `RoundEngine` and
+`CoordinatorServer`.
 Installs no signal handler: the caller (the CLI) sets `stop` to end the run.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from fedcore.config import ConfigError, CoordinatorConfig, ServerPlan, TLSConfig
 from fedcore.coordinator.metrics import CoordinatorMetrics
+from fedcore.coordinator.status_page import StatusBoard, StatusPage
 from fedcore.engine import RoundEngine, RoundRecord
 from fedcore.engine.plan import build_run
 from fedcore.protocol.params import Array
@@ -58,6 +60,7 @@ def run_coordinator(
     history.rows = [r.to_dict() for r in engine.records]
     store = RunStore(out / config.server.run_store) if config.server.run_store else None
     metrics = CoordinatorMetrics() if config.server.metrics_port else None
+    status = _status_page(plan, engine)
 
     def round_done(record: RoundRecord) -> None:
         history.append(record)
@@ -74,7 +77,8 @@ def run_coordinator(
         credentials=build_credentials(config.tls),
         auth_token=read_token(config.server.auth_token_file),
         long_poll_s=config.server.long_poll_s,
-        observer=Observers(*(o for o in (metrics, store) if o is not None)),
+        observer=Observers(*(o for o in (metrics, store, status and status.board)
+                             if o is not None)),
     )
     try:
         server.start()
@@ -85,6 +89,8 @@ def run_coordinator(
             "coordinator serving on %s (%s), writing %s", config.server.address,
             _security(config), out,
         )
+        if status is not None:
+            status.serve(config.server.status_port, config.server.status_address)
         if on_start is not None:
             on_start(server, metrics_port)
         _wait(server, stop or threading.Event())
@@ -92,6 +98,8 @@ def run_coordinator(
         server.stop()
         if metrics is not None:
             metrics.close()
+        if status is not None:
+            status.close()
         if store is not None:
             store.close()
     return engine.records
@@ -114,6 +122,17 @@ def build_engine(plan: ServerPlan, *, resume: bool) -> RoundEngine:
         log.info("no checkpoint in %s: starting a new run", out)
     initial = load_npz(Path(config.server.initial_model)) if config.server.initial_model else None
     return build_run(plan.run, initial_params=initial)
+
+
+def _status_page(plan: ServerPlan, engine: RoundEngine) -> StatusPage | None:
+    """The live status page `server.status_port` asks for (not yet serving), or None."""
+    if not plan.config.server.status_port:
+        return None
+    board = StatusBoard(
+        num_rounds=plan.run.engine.num_rounds, min_clients=plan.run.engine.train.min_available,
+        phase=lambda: engine.phase.value, records=engine.records,
+    )
+    return StatusPage(board)
 
 
 def build_credentials(tls: TLSConfig) -> grpc.ServerCredentials | None:
