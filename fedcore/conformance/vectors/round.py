@@ -25,11 +25,14 @@ from fedcore.secagg.client import SecAggClient
 from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
 from fedcore.secagg.graph import Graph
 from fedcore.secagg.messages import (
+    AdvertiseKeys,
     ClientMessage,
+    ConsistencySignature,
     EncryptedShares,
     GraphReveal,
     MaskedInput,
     ServerMessage,
+    UnmaskShares,
 )
 from fedcore.secagg.quantize import Quantizer, append_weight, split_weight
 from fedcore.secagg.server import Phase as ServerPhase
@@ -68,7 +71,7 @@ class RoundPlan:
     config: SecAggConfig
     num_clients: int
     signed: bool = False
-    drops: dict[int, type[ClientMessage]] = field(default_factory=dict)
+    drops: dict[int, tuple[type[ClientMessage], ...]] = field(default_factory=dict)
     round_id: int = 11
 
 
@@ -121,7 +124,7 @@ class _Recorder:
         self.transcript.append({"direction": "event", "type": text, **details})
 
     def to_server(self, msg: ClientMessage) -> list[ServerMessage]:
-        if self.plan.drops.get(msg.sender) is type(msg):
+        if type(msg) in self.plan.drops.get(msg.sender, ()):
             self.alive.discard(msg.sender)
             self.event("drop", client=msg.sender, instead_of=type(msg).__name__)
             return []
@@ -214,11 +217,19 @@ class _Recorder:
             round_id=self.spec.round_id, graph_seed=self.graph_seed(), sender=c,
             receiver=s.receiver).hex() for s in sent.shares}
 
-    def summary(self) -> Group:
+    def outcome(self) -> dict[str, Any]:
+        """The unmasked sum and mean, or why the round aborted."""
+        if self.server.abort_reason is not None:
+            return {"aborted": self.server.abort_reason}
         result = self.server.result()
         quantizer = Quantizer.from_config(self.spec.config)
         total = quantizer.dequantize_sum(result.total, len(result.survivors))
         weighted, weight = split_weight(total, clip=self.spec.config.clip)
+        return {"survivors": list(result.survivors), "total": [int(v) for v in result.total],
+                "weighted_sum": weighted.tolist(), "total_weight": weight,
+                "mean_update": (weighted / weight).tolist()}
+
+    def summary(self) -> Group:
         config = self.spec.config
         graph = Graph(self.spec, self.graph_seed())
         return {
@@ -237,14 +248,11 @@ class _Recorder:
             "inputs": {str(c): v for c, v in self.inputs.items()},
             "clients": self.derived(),
             "transcript": self.transcript,
-            "result": {"survivors": list(result.survivors),
-                       "total": [int(v) for v in result.total],
-                       "weighted_sum": weighted.tolist(), "total_weight": weight,
-                       "mean_update": (weighted / weight).tolist()},
+            "result": self.outcome(),
         }
 
     def describe(self) -> str:
-        drops = ", ".join(f"client {c} vanishes instead of sending {t.__name__}"
+        drops = ", ".join(f"client {c} vanishes instead of sending {t[0].__name__}"
                           for c, t in sorted(self.plan.drops.items()))
         kind = "signed" if self.plan.signed else "unsigned"
         graph = ("committed-graph " if self.spec.committed_graph else "")
@@ -257,20 +265,24 @@ class _Recorder:
 
 
 def plans() -> list[RoundPlan]:
-    """The scripted rounds: a dropout before the masked input, at the key advertisement, and
-    after the masked input (at the consistency check)."""
-    from fedcore.secagg.messages import AdvertiseKeys, ConsistencySignature
-
+    """The scripted rounds: dropouts at every phase (advertisement, shares, masked input,
+    consistency check, unmasking) and a committed-graph round that aborts on a missing reveal."""
     full = SecAggConfig(threshold=3, max_clients=8, clip=1.0, bit_width=24)
+    sparse = SecAggConfig(threshold=4, max_clients=8, clip=1.0, bit_width=32,
+                          mode=Mode.SECAGG_PLUS, degree=4)
     return [
         RoundPlan(name="unsigned-full-4", config=full, num_clients=4,
-                  drops={4: MaskedInput}),
+                  drops={4: (MaskedInput,)}),
         RoundPlan(name="signed-full-4", config=full, num_clients=4, signed=True,
-                  drops={2: AdvertiseKeys}, round_id=12),
-        RoundPlan(name="signed-committed-graph-7", num_clients=7, signed=True,
-                  config=SecAggConfig(threshold=4, max_clients=8, clip=1.0, bit_width=32,
+                  drops={2: (AdvertiseKeys,)}, round_id=12),
+        RoundPlan(name="signed-committed-graph-7", num_clients=7, signed=True, config=sparse,
+                  drops={3: (ConsistencySignature,)}, round_id=13),
+        RoundPlan(name="unsigned-secaggplus-6", num_clients=6, round_id=14,
+                  config=SecAggConfig(threshold=3, max_clients=6, clip=0.5, bit_width=20,
                                       mode=Mode.SECAGG_PLUS, degree=4),
-                  drops={3: ConsistencySignature}, round_id=13),
+                  drops={2: (EncryptedShares,), 5: (UnmaskShares,)}),
+        RoundPlan(name="signed-committed-graph-7-abort", num_clients=7, signed=True,
+                  config=sparse, drops={6: (GraphReveal,)}, round_id=15),
     ]
 
 

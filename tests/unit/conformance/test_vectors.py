@@ -307,7 +307,28 @@ def test_tensor_vectors(vectors: dict[str, Any]) -> None:
 # whole rounds, re-derived -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["unsigned-full-4", "signed-full-4", "signed-committed-graph-7"])
+COMPLETED = ["unsigned-full-4", "signed-full-4", "signed-committed-graph-7", "unsigned-secaggplus-6"]
+
+
+def test_the_rounds_drop_clients_at_every_phase(vectors: dict[str, Any]) -> None:
+    dropped_instead_of = {e["instead_of"] for r in vectors["rounds"].values()
+                          for e in r["transcript"] if e["type"] == "drop"}
+
+    assert dropped_instead_of == {"AdvertiseKeys", "GraphReveal", "EncryptedShares",
+                                  "MaskedInput", "ConsistencySignature", "UnmaskShares"}
+    assert sorted(vectors["rounds"]) == sorted([*COMPLETED, "signed-committed-graph-7-abort"])
+
+
+def test_a_missing_reveal_aborts_before_any_key_list(vectors: dict[str, Any]) -> None:
+    rnd = vectors["rounds"]["signed-committed-graph-7-abort"]
+    sent = [e["type"] for e in rnd["transcript"] if e["direction"] != "event"]
+
+    assert "aborted" in rnd["result"]
+    assert "KeyList" not in sent and "EncryptedShares" not in sent
+    assert sent.count("GraphReveal") == 6
+
+
+@pytest.mark.parametrize("name", COMPLETED)
 def test_round_masked_inputs_and_sum_follow_from_the_listed_secrets(
     vectors: dict[str, Any], name: str
 ) -> None:
@@ -337,7 +358,8 @@ def test_round_masked_inputs_and_sum_follow_from_the_listed_secrets(
     assert total == rnd["result"]["total"]
 
 
-@pytest.mark.parametrize("name", ["unsigned-full-4", "signed-committed-graph-7"])
+@pytest.mark.parametrize("name", ["unsigned-full-4", "signed-committed-graph-7",
+                                  "unsigned-secaggplus-6"])
 def test_round_shares_open_and_recombine(vectors: dict[str, Any], name: str) -> None:
     rnd = vectors["rounds"][name]
     setup = rnd["setup"]
