@@ -184,9 +184,7 @@ class _Recorder:
             if self.plan.signed:
                 entry["identity_private"] = take(f"{self.plan.name}/identity/{c}", 32).hex()
             pairs = {}
-            for d in self.spec.clients:
-                if d == c or len(draws[d]) < 3:
-                    continue
+            for d in sorted(self.graph().neighbours(c)) if self.graph_known() else ():
                 d_cipher = keys.public_bytes(X25519PrivateKey.from_private_bytes(draws[d][0]))
                 d_mask = keys.public_bytes(X25519PrivateKey.from_private_bytes(draws[d][1]))
                 share_shared = keys.agree(X25519PrivateKey.from_private_bytes(cipher_sk), d_cipher)
@@ -200,6 +198,15 @@ class _Recorder:
             entry["share_plaintexts"] = self.plaintexts(c, pairs)
             out[str(c)] = entry
         return out
+
+    def graph_known(self) -> bool:
+        """Whether the round got as far as drawing its graph (committed rounds: every reveal)."""
+        return not self.spec.committed_graph or any(
+            e["type"] == "KeyList" for e in self.transcript)
+
+    def graph(self) -> Graph:
+        """The round's neighbour relation."""
+        return Graph(self.spec, self.graph_seed())
 
     def graph_seed(self) -> bytes:
         """The seed the graph is drawn from: the setup's, or the committed nonces' digest."""
@@ -231,7 +238,6 @@ class _Recorder:
 
     def summary(self) -> Group:
         config = self.spec.config
-        graph = Graph(self.spec, self.graph_seed())
         return {
             "description": self.describe(),
             "setup": {"round_id": self.spec.round_id, "num_clients": self.spec.num_clients,
@@ -243,8 +249,9 @@ class _Recorder:
                       "identities": [k.hex() for k in self.spec.identities or ()],
                       "participants": [f"client-{c}" for c in self.spec.clients]
                       if self.plan.signed else []},
-            "graph_seed_used": self.graph_seed().hex(),
-            "neighbours": {str(c): sorted(graph.neighbours(c)) for c in self.spec.clients},
+            "graph_seed_used": self.graph_seed().hex() if self.graph_known() else None,
+            "neighbours": {str(c): sorted(self.graph().neighbours(c)) for c in self.spec.clients}
+            if self.graph_known() else None,
             "inputs": {str(c): v for c, v in self.inputs.items()},
             "clients": self.derived(),
             "transcript": self.transcript,
