@@ -24,7 +24,6 @@ else:  # pragma: no cover
 
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.secagg.roster import Roster, RosterError
-from fedcore.storage.identity_files import load_roster
 
 T = TypeVar("T")
 
@@ -181,7 +180,7 @@ def _roster(value: Any, key: str) -> Roster | None:
         return None
     section, _, name = key.rpartition(".")
     try:
-        return load_roster(value)
+        return Roster.load(value)
     except RosterError as err:
         raise ConfigError(f"[{section}] {name}: {err}") from err
 
