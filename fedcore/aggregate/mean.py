@@ -1,70 +1,86 @@
-"""Weighted mean as a running sum: FedAvg's aggregation in O(model) memory."""
+"""Weighted mean as an exact running sum: FedAvg's aggregation in O(model) memory.
+
+The arithmetic is defined (docs/protocol.md, section 5.3) so that any arrival order gives
+identical bytes. For each element, with client i's update value u_i (read as float64; integer
+updates as two's-complement signed, see `fedcore.protocol.update`) and weight w_i:
+
+    term_i = RNE64(w_i * u_i)                 one rounding, a function of client i alone
+    S      = sum_i term_i                     exact (`ExactSum`), hence order-independent
+    W      = RNE64(sum_i w_i)                 exact sum of the weights, rounded once
+    mean   = RNE64(RNE64(S) / W)              float64
+
+RNE64 is IEEE 754 rounding to the nearest float64, ties to even. The mean is returned as
+float64; the strategy rounds the next model once to each tensor's dtype
+(`fedcore.protocol.update.apply_mean`).
+"""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
+from fedcore.aggregate.exact import ExactSum
 from fedcore.protocol.params import Array
 
 
 class WeightedMean:
-    """Running weighted sum of updates, divided by the total weight at the end.
+    """Running exact weighted sum of updates, divided by the total weight at the end.
 
-    The sum is kept in float64 for float64 inputs and float32 otherwise; each update is
-    scaled in place (the caller hands over ownership), so folding allocates nothing.
+    Memory: two float64 arrays per tensor (the exact sum as a hi/lo pair; the mean reuses the
+    first), whatever the number of clients; updates are read block by block, never copied whole.
     """
 
     def __init__(self) -> None:
-        self._sum: dict[str, Array] | None = None
-        self._total_weight = 0.0
+        self._sums: dict[str, ExactSum] | None = None
+        self._total_weight = Fraction(0)
         self._count = 0
         self._result: AggregateResult | None = None
 
     def add(self, update: dict[str, Array], weight: float) -> None:
-        """Fold `weight * update` into the running sum."""
+        """Fold `weight * update` into the running sum; a refusal changes nothing."""
         if self._result is not None:
             raise ValueError("the mean was already taken; start a new WeightedMean per round")
         if not np.isfinite(weight) or weight <= 0:
             raise ValueError(f"weight must be a positive finite number, got {weight}")
-        if self._sum is None:  # the first update becomes the running sum where it can
-            self._sum = {name: _first_term(value, weight) for name, value in update.items()}
-            self._total_weight, self._count = float(weight), 1
-            return
-        if list(update) != list(self._sum):
+        if self._sums is None:
+            self._sums = {name: ExactSum(np.shape(value)) for name, value in update.items()}
+        if list(update) != list(self._sums):
             raise ValueError("update names differ from the first update's")
-        for name, value in update.items():  # check all before folding any: a refusal changes nothing
-            expected = self._sum[name].shape
-            if value.shape != expected:
-                raise ValueError(f"shape of {name!r} is {value.shape}, expected {expected}")
+        for name, value in update.items():  # check all before folding any
+            expected = self._sums[name].shape
+            if np.shape(value) != expected:
+                raise ValueError(f"shape of {name!r} is {np.shape(value)}, expected {expected}")
+            _check_term_finite(name, value, weight)
         for name, value in update.items():
-            acc = self._sum[name]
-            if value.dtype == acc.dtype and value.flags.writeable:
-                np.multiply(value, weight, out=value)
-                np.add(acc, value, out=acc)
-            else:
-                np.add(acc, np.multiply(np.asarray(value, dtype=acc.dtype), weight), out=acc)
-        self._total_weight += float(weight)
+            self._sums[name].add(value, weight)
+        self._total_weight += Fraction(weight)
         self._count += 1
 
     def result(self) -> AggregateResult:
-        """The weighted mean of everything added so far."""
-        if self._sum is None:
+        """The weighted mean (float64 tensors) of everything added so far."""
+        if self._sums is None or self._count == 0:
             raise ValueError("no updates were added; a mean of nothing is undefined")
-        if self._result is None:  # divide the running sum in place: no second model-size copy
-            for acc in self._sum.values():
-                np.divide(acc, self._total_weight, out=acc)
+        if self._result is None:
+            total = float(self._total_weight)
+            update: dict[str, Array] = {}
+            inexact = 0
+            for name, acc in self._sums.items():
+                inexact += acc.inexact_steps
+                update[name] = acc.divide_into_mean(total)
+            self._sums = {}
             self._result = AggregateResult(
-                update=self._sum, count=self._count, total_weight=self._total_weight
+                update=update, count=self._count, total_weight=total,
+                measurements={"inexact_sum_steps": float(inexact)} if inexact else {},
             )
         return self._result
 
 
-def _first_term(value: Array, weight: float) -> Array:
-    """`weight * value` in the accumulator dtype, reusing `value`'s memory when it may."""
-    dtype = np.float64 if value.dtype == np.float64 else np.float32
-    if value.dtype == dtype and value.flags.writeable and value.flags.c_contiguous:
-        np.multiply(value, weight, out=value)
-        return value
-    scaled: Array = np.multiply(np.asarray(value, dtype=dtype), weight)
-    return scaled
+def _check_term_finite(name: str, value: Array, weight: float) -> None:
+    """Raise `ValueError` if RNE64(weight * v) overflows for some value v of `value`."""
+    if value.size == 0 or not np.issubdtype(value.dtype, np.floating):
+        return  # integers and halves/singles times a weight <= 2**40 stay far below 2**1024
+    largest = max(abs(float(np.max(value))), abs(float(np.min(value))))
+    if not np.isfinite(largest * weight):
+        raise ValueError(f"update {name!r} times weight {weight} is not finite in float64")

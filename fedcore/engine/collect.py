@@ -10,10 +10,12 @@ engine has one path for both.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
+from fedcore.compression.codec import UPLOAD_BYTES, check_layout, decode_update, is_compressed
 from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
@@ -22,6 +24,7 @@ from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import ResultHeader, SecAggServerStep, TaskKind, TaskResult
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches
+from fedcore.protocol.update import check_representable
 
 MAX_EXAMPLES = 1 << 40
 
@@ -70,6 +73,10 @@ class Collector(Protocol):
         """Let time pass (inner deadlines)."""
         ...
 
+    def drop(self, client_id: str, now: float) -> None:
+        """The client declined or left: it sends nothing more, and nothing waits for it."""
+        ...
+
     def settled(self, *, received: int, outstanding: int) -> bool:
         """Whether nothing more is worth waiting for (the round deadline aside), given how many
         clients completed and how many are still open."""
@@ -112,6 +119,7 @@ class PlainCollector:
         self._min_results = min_results
         self._max_payload_bytes = max_payload_bytes
         self.received = 0
+        self.upload_bytes = 0  # the accepted results' payloads
         self.initial: dict[str, Array] | None = None  # an INITIALIZE task's result
 
     def expected_spec(self, task_id: str, header: ResultHeader) -> ModelSpec:
@@ -142,23 +150,53 @@ class PlainCollector:
                 return announced
         if self._model is None:
             raise WireError("this task has no model")
+        if is_compressed(announced):  # decoded against the model's layout in `accept`
+            check_layout(announced, self._model.spec)
+            return announced
         check_matches(announced, self._model.spec)
         return self._model.spec
 
     def accept(self, client_id: str, result: TaskResult, now: float) -> Accepted:
         weight = float(result.header.num_examples)
+        result = self._decoded(result)
         if self._aggregator is not None:
+            self._check_representable(result.tensors)
             self._aggregator.add(result.tensors, weight)
         elif self.kind is TaskKind.INITIALIZE:
             self.initial = result.tensors
+        self.upload_bytes += result.header.spec.nbytes
         self.received += 1
         return Accepted(metrics_weight=weight, complete=True)
+
+    def _decoded(self, result: TaskResult) -> TaskResult:
+        """A compressed update decoded to the model's layout (`fedcore.compression`); a
+        malformed one is refused and changes nothing."""
+        if self._model is None or not is_compressed(result.header.spec):
+            return result
+        try:
+            tensors = decode_update(result.tensors, self._model.spec)
+        except WireError as err:
+            raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
+        return dataclasses.replace(result, tensors=tensors)
+
+    def _check_representable(self, tensors: dict[str, Array]) -> None:
+        """Refuse an integer update whose implied local value leaves its dtype's range."""
+        if self._model is None:
+            return
+        for name, value in tensors.items():
+            try:
+                check_representable(name, value, self._model.params[name])
+            except WireError as err:
+                raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
 
     def next_step(self, client_id: str) -> Step | None:
         return Step(self.kind)
 
     def on_time(self, now: float) -> None:
         return None
+
+    def drop(self, client_id: str, now: float) -> None:
+        return None  # `settled` counts the clients still open
 
     def settled(self, *, received: int, outstanding: int) -> bool:
         return received >= self._target or outstanding == 0
@@ -175,11 +213,13 @@ class PlainCollector:
     def aggregate(self) -> AggregateResult:
         if self.received < self._min_results:
             raise RoundFailed(
-                f"{self.received} results by the deadline, {self._min_results} needed"
+                f"{self.received} results, {self._min_results} needed"
             )
         if self.initial is not None:  # an INITIALIZE task: its result is the model
             return AggregateResult(update=self.initial, count=self.received,
                                    total_weight=float(self.received))
         if self._aggregator is None:
             raise RoundFailed(f"a {self.kind.value} task has no aggregate")
-        return self._aggregator.result()
+        result = self._aggregator.result()
+        return dataclasses.replace(result, measurements={
+            **result.measurements, UPLOAD_BYTES: float(self.upload_bytes)})

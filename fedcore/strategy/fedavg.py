@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.aggregate.mean import WeightedMean
 from fedcore.protocol.messages import LocalDPConfig, TrainConfig
 from fedcore.protocol.params import Array, Params
+from fedcore.protocol.update import apply_mean
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,15 +48,12 @@ class FedAvg:
         return WeightedMean()
 
     def apply(self, params: Params, result: AggregateResult) -> dict[str, Array]:
-        """`params + server_lr * mean_update`, in each tensor's own dtype."""
-        out: dict[str, Array] = {}
-        for name, value in params.items():
-            step = result.update[name]
-            if self.server_lr != 1.0:
-                step = np.multiply(step, self.server_lr)
-            total = np.add(value, step, dtype=np.result_type(value, step))
-            out[name] = total.astype(value.dtype, copy=False)
-        return out
+        """`params + server_lr * mean_update`, rounded once to each tensor's own dtype
+        (integers saturate, BOOL flips by weighted majority: `fedcore.protocol.update`)."""
+        return {
+            name: apply_mean(value, result.update[name], self.server_lr)
+            for name, value in params.items()
+        }
 
 
 def FedProx(mu: float, **kwargs: Any) -> FedAvg:

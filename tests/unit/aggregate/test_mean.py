@@ -1,4 +1,4 @@
-"""WeightedMean: a streaming weighted mean equal to the batch one."""
+"""WeightedMean: a streaming weighted mean equal to the batch one (arithmetic: test_exact.py)."""
 
 from __future__ import annotations
 
@@ -42,10 +42,11 @@ def test_hand_computed_mean() -> None:
     assert (result.count, result.total_weight) == (2, 4.0)
 
 
-def test_float32_updates_give_a_float32_mean() -> None:
-    result = fold([{"w": np.ones(2, np.float32)}], [2.0]).result()
+def test_the_mean_is_float64_whatever_the_update_dtype() -> None:
+    result = fold([{"w": np.ones(2, np.float32), "n": np.ones(2, np.int8)}], [2.0]).result()
 
-    assert result.update["w"].dtype == np.float32
+    assert result.update["w"].dtype == np.float64
+    assert result.update["n"].dtype == np.float64
 
 
 def test_float64_updates_accumulate_in_float64() -> None:

@@ -1,0 +1,124 @@
+"""Exact, order-independent summation of float64 arrays, element-wise, in O(size) memory.
+
+`ExactSum` keeps each element's running sum S as an unevaluated pair `hi + lo` of float64s
+(Knuth's TwoSum makes every step exact), so S is the exact mathematical sum of the terms added,
+whatever their order. An element whose pair cannot hold S exactly (terms whose bits span more
+than about 106 binary digits, or a sum beyond the float64 range) moves its exact value into a
+Python integer in units of 2^-1074 (every float64 is a whole multiple of that unit); such
+elements are rare in practice and cost a dictionary entry each. So that memory stays O(size)
+whatever clients send, at most max(4096, size / 64) elements may spill; beyond that an
+inexact step rounds (to nearest, in float64 pairs) and is counted in `inexact_steps`: only
+then can the result depend on arrival order.
+
+`divide_into_mean(W)` returns RNE64(RNE64(S) / W) element-wise, where RNE64(S) is the float64
+nearest to the exact sum (ties to even): a function of the multiset of terms alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from fedcore.protocol.params import Array
+from fedcore.protocol.update import update_values
+
+F64 = npt.NDArray[np.float64]
+
+_UNIT_EXP = 1074  # every finite float64 is an integer multiple of 2**-1074
+_BLOCK = 1 << 15  # elements folded at a time: temporaries stay small whatever the model size
+MIN_SPILL = 4096
+SPILL_FRACTION = 64  # at most max(MIN_SPILL, size / SPILL_FRACTION) elements spill
+
+
+class ExactSum:
+    """The exact running sum of float64 arrays of one shape."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        size = int(np.prod(shape, dtype=np.int64))
+        self._hi: F64 = np.zeros(size, np.float64)
+        self._lo: F64 = np.zeros(size, np.float64)
+        self._spill: dict[int, int] = {}  # flat index -> exact extra value in units of 2**-1074
+        self._max_spill = max(MIN_SPILL, size // SPILL_FRACTION)
+        self.inexact_steps = 0  # element steps that had to round because the spill was full
+
+    def add(self, values: Array, weight: float = 1.0) -> None:
+        """Add the terms RNE64(weight * v) for the values v of `values` (any numeric dtype of
+        `shape`; unsigned integers read as two's complement), exactly, block by block."""
+        flat = np.asarray(values).reshape(-1)
+        if flat.size != self._hi.size:
+            raise ValueError(f"term has {flat.size} elements, the sum {self._hi.size}")
+        for start in range(0, flat.size, _BLOCK):
+            stop = min(start + _BLOCK, flat.size)
+            term = np.multiply(update_values(flat[start:stop]), weight)  # a new block
+            self._add_block(start, stop, term)
+
+    def _add_block(self, start: int, stop: int, t: F64) -> None:
+        hi, lo = self._hi[start:stop], self._lo[start:stop]
+        with np.errstate(over="ignore", invalid="ignore"):
+            s, e = _two_sum(hi, t)  # s + e == hi + t
+            low, f = _two_sum(lo, e)  # low + f == lo + e
+            inexact = ~np.isfinite(s) | ~np.isfinite(low) | (f != 0)
+            if inexact.any():
+                self._move_to_spill(start, np.flatnonzero(inexact), hi, lo, t, s, low)
+            new_hi, new_lo = _two_sum(s, low)  # new_hi == RNE64(s + low), |new_lo| <= ulp / 2
+            overflowed = ~np.isfinite(new_hi)
+            if overflowed.any():
+                idx = np.flatnonzero(overflowed)
+                for i in idx.tolist():
+                    self._spill[start + i] = self._spill.get(start + i, 0) + _units(s[i]) + _units(low[i])
+                new_hi[idx] = 0.0
+                new_lo[idx] = 0.0
+        hi[...] = new_hi
+        lo[...] = new_lo
+
+    def divide_into_mean(self, total: float) -> F64:
+        """RNE64(RNE64(S) / total), computed in place: the sum is consumed."""
+        out = self._hi
+        for index, extra in self._spill.items():
+            out[index] = _units_to_float(extra + _units(out[index]) + _units(self._lo[index]))
+        self._lo = np.zeros(0, np.float64)
+        self._spill = {}
+        np.divide(out, total, out=out)
+        return out.reshape(self.shape)
+
+    @property
+    def spilled(self) -> int:
+        """How many elements hold part of their sum as an exact integer."""
+        return len(self._spill)
+
+    def _move_to_spill(
+        self, start: int, indices: npt.NDArray[np.intp], hi: F64, lo: F64, t: F64, s: F64,
+        low: F64,
+    ) -> None:
+        """Elements whose step was not exact: their old value plus the term go to the spill."""
+        if len(self._spill) + indices.size > self._max_spill:  # memory stays bounded:
+            self.inexact_steps += indices.size  # these steps round (documented limit)
+            return
+        for i in indices.tolist():
+            moved = _units(hi[i]) + _units(lo[i]) + _units(t[i])
+            self._spill[start + i] = self._spill.get(start + i, 0) + moved
+        s[indices] = 0.0
+        low[indices] = 0.0
+
+
+def _two_sum(a: F64, b: F64) -> tuple[F64, F64]:
+    """Knuth's TwoSum: s = RNE64(a + b) and the exact error e, so that s + e == a + b."""
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    return s, e
+
+
+def _units(value: float | np.floating) -> int:
+    """`value` (a finite float64) as an integer number of 2**-1074 units."""
+    numerator, denominator = float(value).as_integer_ratio()
+    return numerator * ((1 << _UNIT_EXP) // denominator)
+
+
+def _units_to_float(units: int) -> float:
+    """The float64 nearest to `units * 2**-1074` (ties to even; ±inf beyond the range)."""
+    try:
+        return units / (1 << _UNIT_EXP)  # Python's int division is correctly rounded
+    except OverflowError:
+        return float("inf") if units > 0 else float("-inf")
