@@ -14,8 +14,8 @@ signed round needs is `fedcore.secagg.safety.least_signed_threshold` (t > 2n/3 w
 client neighbours every other, as in Bonawitz et al. 2017, section 6; 2t > 3k/2 + 1 for a
 SecAgg+ graph of degree k); `SecAggClient` itself refuses a lower one.
 
-The roster file is JSON: `{"format": 1, "clients": {"<client id>": "<base64 raw public key>"}}`.
-An identity key is a PKCS#8 PEM file, owner-only.
+The roster is JSON: `{"format": 1, "clients": {"<client id>": "<base64 raw public key>"}}`;
+an identity key is a PKCS#8 PEM file, owner-only (`fedcore.storage.identity_files` reads both).
 """
 
 from __future__ import annotations
@@ -23,17 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.errors import SecAggError
-from fedcore.storage.atomic import write_atomic
 
 _FORMAT = 1
 
@@ -102,72 +98,6 @@ class Roster:
             raise RosterError(f"not a fedcore roster: a key is not base64: {err}") from err
         return cls(keys)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Roster:
-        """Read a roster file.
-
-        Raises:
-            RosterError: the file cannot be read or is not a roster.
-        """
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise RosterError(f"cannot read the roster {path}: {err}") from err
-        try:
-            return cls.from_json(text)
-        except RosterError as err:
-            raise RosterError(f"{path}: {err}") from err
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the roster file atomically (public keys only: readable by all)."""
-        write_atomic(Path(path), self.to_json().encode("utf-8"), mode=0o644)
-
-
-def new_identity_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """Create an Ed25519 identity key at `path` (PKCS#8 PEM, mode 0600); refuses to overwrite.
-
-    Raises:
-        RosterError: `path` exists already.
-    """
-    target = Path(path)
-    if target.exists():
-        raise RosterError(f"{target} exists; an identity key is never overwritten")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    write_atomic(target, pem, mode=0o600)
-    return key
-
-
-def load_identity_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """Read an identity key written by `new_identity_key`.
-
-    Raises:
-        RosterError: unreadable, or not an Ed25519 private key.
-    """
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as err:
-        raise RosterError(f"cannot read the identity key {path}: {err}") from err
-    if not isinstance(key, Ed25519PrivateKey):
-        raise RosterError(f"{path} is not an Ed25519 private key")
-    return key
-
-
-def enrol(client_id: str, key_path: str | os.PathLike[str],
-          roster_path: str | os.PathLike[str]) -> bytes:
-    """Give `client_id` an identity key (created at `key_path` unless it exists) and put its
-    public key on the roster at `roster_path` (created unless it exists); returns the key.
-
-    Raises:
-        RosterError: the key or the roster file is unreadable.
-    """
-    key = (load_identity_key(key_path) if Path(key_path).exists()
-           else new_identity_key(key_path))
-    roster = Roster.load(roster_path) if Path(roster_path).exists() else Roster({})
-    roster.with_client(client_id, public_key(key)).save(roster_path)
-    return public_key(key)
-
 
 def public_key(key: Ed25519PrivateKey) -> bytes:
     """The raw 32-byte public key, as the roster stores it."""
@@ -188,12 +118,6 @@ class SecAggIdentity:
                 f"the roster's key for {self.client_id!r} is not this identity key's public key: "
                 "add it with `fedcore identity` or use the right key file"
             )
-
-    @classmethod
-    def load(cls, client_id: str, key_path: str | os.PathLike[str],
-             roster_path: str | os.PathLike[str]) -> SecAggIdentity:
-        """Read the key and the roster (see the module docstring for the formats)."""
-        return cls(client_id, load_identity_key(key_path), Roster.load(roster_path))
 
     def signed_spec(self, spec: RoundSpec, *, client: int, participants: tuple[str, ...]) -> RoundSpec:
         """`spec` with the participants' identity keys from this client's roster.

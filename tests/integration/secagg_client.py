@@ -21,7 +21,7 @@ import numpy as np
 from fedcore.client import EvalResult, FitResult, run_client
 from fedcore.client.events import Callbacks, Selected
 from fedcore.protocol.messages import TaskKind
-from fedcore.secagg.roster import SecAggIdentity
+from fedcore.storage.identity_files import load_identity
 
 
 class AddConstant:
@@ -49,7 +49,7 @@ def main() -> int:
     p.add_argument("--secagg-key")
     p.add_argument("--secagg-roster")
     args = p.parse_args()
-    identity = (SecAggIdentity.load(args.client_id, args.secagg_key, args.secagg_roster)
+    identity = (load_identity(args.client_id, args.secagg_key, args.secagg_roster)
                 if args.secagg_key else None)
     steps = 0
 

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from fedcore.demo.run import DemoConfig, run_demo
-from fedcore.secagg.roster import Roster
+from fedcore.storage.identity_files import load_roster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,6 +27,6 @@ def test_the_signed_demo_enrols_its_clients_and_trains(tmp_path: Path) -> None:
     assert all(r.metrics["secagg_survivors"] == 3 for r in records)
     assert records[0].loss is not None and records[-1].loss is not None
     assert records[-1].loss < records[0].loss  # it learns
-    roster = Roster.load(cfg.identities / "roster.json")
+    roster = load_roster(cfg.identities / "roster.json")
     assert set(roster.keys) == {"demo-client-0", "demo-client-1", "demo-client-2"}
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in cfg.identities.glob("*.pem"))

@@ -13,7 +13,7 @@ import pytest
 from fedcore.cli import main
 from fedcore.engine import EngineConfig, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
-from fedcore.secagg.roster import Roster
+from fedcore.storage.identity_files import load_roster
 
 pytestmark = pytest.mark.timeout(180)
 SCRIPT = Path(__file__).with_name("secagg_client.py")
@@ -32,7 +32,7 @@ def test_signed_rounds_over_grpc_give_the_exact_mean_and_keep_strangers_out(
         num_rounds=2, train=SelectionConfig(fraction=1.0, min_available=N, min_results=4),
         evaluate=None, round_timeout_s=120.0,
         secagg=SecureAggregationConfig(max_clients=N, phase_timeout_s=10.0, clip=1.0,
-                                       roster=Roster.load(roster_path)),
+                                       roster=load_roster(roster_path)),
     )
     server = start_coordinator(config, {"w": np.zeros((3, 4), np.float32)})
     adds = {i: 0.01 * (i + 1) for i in range(N)}

@@ -9,7 +9,8 @@ import pytest
 
 from fedcore.cli import main
 from fedcore.config import ConfigError, load_config
-from fedcore.secagg.roster import Roster, load_identity_key, public_key
+from fedcore.secagg.roster import public_key
+from fedcore.storage.identity_files import load_identity_key, load_roster
 
 
 def test_identity_enrols_clients_and_keeps_an_existing_key(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -17,14 +18,14 @@ def test_identity_enrols_clients_and_keeps_an_existing_key(tmp_path: Path, capsy
     for cid in ("site-a", "site-b"):
         assert main(["identity", "--client-id", cid, "--key", str(tmp_path / f"{cid}.pem"),
                      "--roster", str(roster)]) == 0
-    first = Roster.load(roster).key_of("site-a")
+    first = load_roster(roster).key_of("site-a")
 
     # enrolling again with the same key file keeps the key
     assert main(["identity", "--client-id", "site-a", "--key", str(tmp_path / "site-a.pem"),
                  "--roster", str(roster)]) == 0
 
     out = capsys.readouterr().out
-    loaded = Roster.load(roster)
+    loaded = load_roster(roster)
     assert set(loaded.keys) == {"site-a", "site-b"}
     assert loaded.key_of("site-a") == first == public_key(load_identity_key(tmp_path / "site-a.pem"))
     assert base64.b64encode(first).decode() in out and "PRIVATE" not in out

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fedcore.secagg.roster import (
-    Roster,
-    RosterError,
-    SecAggIdentity,
+from fedcore.secagg.roster import Roster, RosterError, SecAggIdentity, public_key
+from fedcore.storage.identity_files import (
     load_identity_key,
+    load_roster,
     new_identity_key,
-    public_key,
+    save_roster,
 )
 
 from .conftest import make_spec
@@ -28,9 +27,9 @@ def _identities(n: int) -> tuple[list[Ed25519PrivateKey], Roster]:
 
 def test_roster_file_round_trips(tmp_path: Path) -> None:
     _, roster = _identities(3)
-    roster.save(tmp_path / "roster.json")
+    save_roster(roster, tmp_path / "roster.json")
 
-    loaded = Roster.load(tmp_path / "roster.json")
+    loaded = load_roster(tmp_path / "roster.json")
 
     assert loaded.keys == roster.keys and len(loaded) == 3 and "c1" in loaded
 
@@ -42,7 +41,7 @@ def test_roster_file_round_trips(tmp_path: Path) -> None:
 def test_a_malformed_roster_is_a_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "r.json").write_text(text)
     with pytest.raises(RosterError, match="r.json"):
-        Roster.load(tmp_path / "r.json")
+        load_roster(tmp_path / "r.json")
 
 
 def test_identity_key_is_owner_only_and_never_overwritten(tmp_path: Path) -> None:
