@@ -32,9 +32,9 @@ def secagg_identity(args: argparse.Namespace) -> Any:
         return None
     if args.secagg_key is None or args.secagg_roster is None or not args.client_id:
         raise ValueError("--secagg-key, --secagg-roster and --client-id go together")
-    from fedcore.secagg.roster import SecAggIdentity
+    from fedcore.storage.identity_files import load_identity
 
-    return SecAggIdentity.load(args.client_id, args.secagg_key, args.secagg_roster)
+    return load_identity(args.client_id, args.secagg_key, args.secagg_roster)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -181,7 +181,7 @@ def certs(args: argparse.Namespace) -> int:
 def identity(args: argparse.Namespace) -> int:
     import base64
 
-    from fedcore.secagg.roster import enrol
+    from fedcore.storage.identity_files import enrol
 
     public = enrol(args.client_id, args.key, args.roster)
     print(f"{args.client_id}: public key {base64.b64encode(public).decode()} is on {args.roster}")

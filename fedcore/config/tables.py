@@ -24,6 +24,7 @@ else:  # pragma: no cover
 
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.secagg.roster import Roster, RosterError
+from fedcore.storage.identity_files import load_roster
 
 T = TypeVar("T")
 
@@ -180,7 +181,7 @@ def _roster(value: Any, key: str) -> Roster | None:
         return None
     section, _, name = key.rpartition(".")
     try:
-        return Roster.load(value)
+        return load_roster(value)
     except RosterError as err:
         raise ConfigError(f"[{section}] {name}: {err}") from err
 

@@ -28,7 +28,7 @@ from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.plan import build_run
 from fedcore.report.history import HistoryWriter
 from fedcore.report.plot import plot_history
-from fedcore.secagg.roster import Roster, enrol
+from fedcore.storage.identity_files import enrol, load_roster
 from fedcore.transport.grpc.server import CoordinatorServer
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class DemoConfig:
             ) if self.dp_epsilon > 0 else None),
             secagg=SecureAggregationConfig(
                 max_clients=self.clients, clip=2.0, weight_cap=500.0,
-                roster=Roster.load(self.identities / "roster.json") if self.signed else None,
+                roster=load_roster(self.identities / "roster.json") if self.signed else None,
             ) if self.secagg or self.signed else None,
         )
 
