@@ -21,11 +21,13 @@ PARAMS = 50_000_000
 MODEL_BYTES = PARAMS * 4
 CONSTANT = 1.0
 # The coordinator's peak may be at most this many model sizes above its baseline (interpreter,
-# fedcore, gRPC, before the model exists). Measured at about 3.2x: when the round closes it holds
-# the global model, the running sum (the first update's own buffer, reused), the last received
-# update, and FedAvg.apply's new model. Downloads stream from the model itself (no encoded copy).
-# More than this means copies crept into the transport or the engine.
-MAX_MODEL_COPIES = 5
+# fedcore, gRPC, before the model exists). Measured at about 6.2x: while it folds an update it
+# holds the global model (1x), the exact running sum (a float64 pair per element: 4x a float32
+# model, the price of order-independent averaging, docs/protocol.md 5.3) and the received
+# update (1x); at the close the mean reuses the sum's first half, so FedAvg.apply's new model
+# adds nothing to the peak. Downloads stream from the model itself (no encoded copy). More than
+# this means copies crept into the transport or the engine.
+MAX_MODEL_COPIES = 7
 
 COORDINATOR = """
 import json, resource, sys
