@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedcore.conformance.vectors.drbg import Stream, take
 from fedcore.conformance.vectors.encoding import quantize_case
+from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
 from fedcore.protocol.messages import SecAggSetup
 from fedcore.secagg import keys
 from fedcore.secagg.client import Phase as ClientPhase
@@ -63,8 +64,9 @@ class RoundPlan:
         config: the protocol configuration.
         num_clients: n.
         signed: whether clients have identities (participants named "client-<id>").
-        drops: client -> the message type it never sends (it vanishes instead).
+        drops: client -> the message types it never sends (it vanishes at the first).
         round_id: the round id.
+        distributed_dp: clients encode with distributed-DP noise instead of weights.
     """
 
     name: str
@@ -73,6 +75,7 @@ class RoundPlan:
     signed: bool = False
     drops: dict[int, tuple[type[ClientMessage], ...]] = field(default_factory=dict)
     round_id: int = 11
+    distributed_dp: DistributedDPConfig | None = None
 
 
 class _Recorder:
@@ -102,8 +105,14 @@ class _Recorder:
 
     def _encode_inputs(self) -> None:
         quantizer = Quantizer.from_config(self.spec.config)
+        dp = self.plan.distributed_dp
+        self.encoding = NoisyEncoding.for_round(dp, self.spec.config, self.dim) if dp else None
         for c in self.spec.clients:
             update = np.array([0.25 * c, -0.1 * c, 0.5 - 0.3 * c])
+            if self.encoding is not None:
+                self.inputs[c] = self._noisy_input(self.encoding, c, update)
+                self.words[c] = np.array(self.inputs[c]["words"], dtype=np.uint64)
+                continue
             num_examples = 20 * c + 3
             weight = min(num_examples / WEIGHT_CAP, 1.0)
             vector = append_weight(update * weight, weight, clip=self.spec.config.clip)
@@ -111,6 +120,19 @@ class _Recorder:
             case.update(quantize_case(quantizer, vector, seed=100 * self.spec.round_id + c))
             self.inputs[c] = case
             self.words[c] = np.array(case["words"], dtype=np.uint64)
+
+    def _noisy_input(self, encoding: NoisyEncoding, c: int, update: np.ndarray) -> dict[str, Any]:
+        """A client's distributed-DP words and the numpy draws behind them."""
+        seed = 100 * self.spec.round_id + c
+        rng = np.random.default_rng(seed)
+        uniforms = rng.random(self.dim)
+        noise = encoding.sample_noise(rng)
+        words = encoding.encode(update, np.random.default_rng(seed))
+        norm, bound = float(np.linalg.norm(update)), encoding.config.clip_norm
+        clipped = update * (bound / norm * (1 - 1e-9)) if norm > bound else update
+        return {"update": update.tolist(), "clipped": clipped.tolist(), "numpy_seed": seed,
+                "uniforms": uniforms.tolist(), "noise": [int(n) for n in noise],
+                "words": [int(w) for w in words]}
 
     def record(self, direction: str, party: int, msg: object, proto: bytes) -> None:
         entry = {"direction": direction, "client": party, "type": type(msg).__name__,
@@ -148,6 +170,7 @@ class _Recorder:
         participants = tuple(f"client-{c}" for c in self.spec.clients) if self.plan.signed else ()
         for c in self.spec.clients:
             setup = SecAggSetup(client=c, spec=self.spec, weight_cap=WEIGHT_CAP,
+                                distributed_dp=self.plan.distributed_dp,
                                 participants=participants)
             self.transcript.append({
                 "direction": "server->client", "client": c, "type": "SecAggSetup",
@@ -229,6 +252,10 @@ class _Recorder:
         if self.server.abort_reason is not None:
             return {"aborted": self.server.abort_reason}
         result = self.server.result()
+        if self.encoding is not None:
+            mean = self.encoding.decode_mean(result.total, len(result.survivors))
+            return {"survivors": list(result.survivors), "total": [int(v) for v in result.total],
+                    "mean_update": mean.tolist()}
         quantizer = Quantizer.from_config(self.spec.config)
         total = quantizer.dequantize_sum(result.total, len(result.survivors))
         weighted, weight = split_weight(total, clip=self.spec.config.clip)
@@ -246,6 +273,14 @@ class _Recorder:
                       "mode": config.mode.name, "degree": config.degree, "dim": self.dim,
                       "graph_seed": self.spec.graph_seed.hex(), "weight_cap": WEIGHT_CAP,
                       "levels": config.levels,
+                      "distributed_dp": None if self.encoding is None else {
+                          "noise_multiplier": self.encoding.config.noise_multiplier,
+                          "clip_norm": self.encoding.config.clip_norm,
+                          "kind": self.encoding.config.kind.value,
+                          "delta": self.encoding.config.delta,
+                          "levels": self.encoding.quantizer.levels,
+                          "offset": self.encoding.offset,
+                          "client_variance": self.encoding.noise.client_variance},
                       "identities": [k.hex() for k in self.spec.identities or ()],
                       "participants": [f"client-{c}" for c in self.spec.clients]
                       if self.plan.signed else []},
@@ -263,7 +298,11 @@ class _Recorder:
                           for c, t in sorted(self.plan.drops.items()))
         kind = "signed" if self.plan.signed else "unsigned"
         graph = ("committed-graph " if self.spec.committed_graph else "")
-        return (f"A {kind} {graph}{self.spec.config.mode.name} round of "
+        dp = (" with distributed DP (inputs: numpy_seed draws the uniforms, then the noise; "
+              "words = quantized + noise + offset, docs/protocol.md 8.10)"
+              if self.encoding is not None else "")
+        article = "An" if kind == "unsigned" else "A"
+        return (f"{article} {kind} {graph}{self.spec.config.mode.name} round{dp} of "
                 f"{self.spec.num_clients} clients, threshold {self.spec.config.threshold}; "
                 f"{drops or 'no dropouts'}. transcript lists every message in the order the "
                 "reference machines exchange them; entries with direction 'event' mark a "
@@ -275,6 +314,7 @@ def plans() -> list[RoundPlan]:
     """The scripted rounds: dropouts at every phase (advertisement, shares, masked input,
     consistency check, unmasking) and a committed-graph round that aborts on a missing reveal."""
     full = SecAggConfig(threshold=3, max_clients=8, clip=1.0, bit_width=24)
+    full_dp = SecAggConfig(threshold=3, max_clients=8, clip=1.0, bit_width=32)
     sparse = SecAggConfig(threshold=4, max_clients=8, clip=1.0, bit_width=32,
                           mode=Mode.SECAGG_PLUS, degree=4)
     return [
@@ -288,6 +328,9 @@ def plans() -> list[RoundPlan]:
                   config=SecAggConfig(threshold=3, max_clients=6, clip=0.5, bit_width=20,
                                       mode=Mode.SECAGG_PLUS, degree=4),
                   drops={2: (EncryptedShares,), 5: (UnmaskShares,)}),
+        RoundPlan(name="unsigned-full-4-distributed-dp", config=full_dp, num_clients=4,
+                  round_id=16, drops={2: (MaskedInput,)},
+                  distributed_dp=DistributedDPConfig(noise_multiplier=1.0, clip_norm=1.0)),
         RoundPlan(name="signed-committed-graph-7-abort", num_clients=7, signed=True,
                   config=sparse, drops={6: (GraphReveal,)}, round_id=15),
     ]

@@ -312,7 +312,8 @@ def test_tensor_vectors(vectors: dict[str, Any]) -> None:
 # whole rounds, re-derived -----------------------------------------------------------------
 
 
-COMPLETED = ["unsigned-full-4", "signed-full-4", "signed-committed-graph-7", "unsigned-secaggplus-6"]
+COMPLETED = ["unsigned-full-4", "signed-full-4", "signed-committed-graph-7", "unsigned-secaggplus-6",
+             "unsigned-full-4-distributed-dp"]
 
 
 def test_the_rounds_drop_clients_at_every_phase(vectors: dict[str, Any]) -> None:
@@ -361,6 +362,25 @@ def test_round_masked_inputs_and_sum_follow_from_the_listed_secrets(
              for i in range(dim)]
     assert survivors == sorted(masked)
     assert total == rnd["result"]["total"]
+
+
+def test_distributed_dp_round_inputs(vectors: dict[str, Any]) -> None:
+    rnd = vectors["rounds"]["unsigned-full-4-distributed-dp"]
+    setup, dp = rnd["setup"], rnd["setup"]["distributed_dp"]
+    for case in rnd["inputs"].values():
+        update, bound = case["update"], dp["clip_norm"]
+        norm = math.sqrt(sum(x * x for x in update))
+        clipped = [x * (bound / norm * (1 - 1e-9)) for x in update] if norm > bound else update
+        assert clipped == pytest.approx(case["clipped"], rel=1e-15)  # norms may differ by an ulp
+        quantized = quantize([*case["clipped"], setup["clip"]], case["uniforms"], setup["clip"],
+                             dp["levels"])
+        assert case["words"] == [q + n + dp["offset"]
+                                 for q, n in zip(quantized, case["noise"], strict=True)]
+    k = len(rnd["result"]["survivors"])
+    scale = dp["levels"] / (2 * setup["clip"])
+    mean = [((s - k * dp["offset"]) / scale - k * setup["clip"]) / k
+            for s in rnd["result"]["total"][:-1]]
+    assert mean == pytest.approx(rnd["result"]["mean_update"], rel=1e-12, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", ["unsigned-full-4", "signed-committed-graph-7",
