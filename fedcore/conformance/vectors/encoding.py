@@ -137,7 +137,7 @@ def distributed_dp_group() -> Group:
             "quantized": [int(q) for q in quantized], "noise": [int(n) for n in noise],
             "words": [int(w) for w in words],
         })
-    return {"description": "See docs/protocol.md 8.9. levels, offset (T), l2_sensitivity and "
+    return {"description": "See docs/protocol.md 8.10. levels, offset (T), l2_sensitivity and "
             "client_variance are deterministic functions of the setup and MUST match exactly. "
             "words = quantized + noise + offset. uniforms and noise come from one numpy PCG64 "
             "Generator(numpy_seed): first dim uniforms for rounding, then the noise draws; they "
