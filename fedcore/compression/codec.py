@@ -33,6 +33,7 @@ from fedcore.wire.tensor import decode, encode
 log = logging.getLogger(__name__)
 
 SEP = "#"
+UPLOAD_BYTES = "upload_bytes"  # a round's measurement: bytes of the plain results it accepted
 RESIDUAL_NAME = "topk_residual"
 _LEN = struct.Struct("<Q")
 _U8, _F64, _I64 = np.dtype(np.uint8), np.dtype(np.float64), np.dtype(np.int64)
