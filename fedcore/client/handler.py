@@ -25,8 +25,13 @@ from fedcore.dp.secure_random import secure_generator
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
 from fedcore.protocol.params import Array, Metrics, Params
-from fedcore.protocol.specs import EMPTY_SPEC, check_matches, spec_of
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
+from fedcore.protocol.update import check_representable, update_of
 from fedcore.secagg.roster import SecAggIdentity
+
+
+class ModelMismatch(ClientAppError):
+    """This client's model does not have the run's layout: it cannot take part in the run."""
 
 
 class TaskHandler:
@@ -68,6 +73,30 @@ class TaskHandler:
         self.secure_rng = secure_rng
         self.compressor = compressor
         self._secure: tuple[str, SecureSession] | None = None  # (task id, session)
+        self._matched: ModelSpec | None = None  # the run's layout, once checked against the app's
+
+    def check_model(self, task: Task) -> None:
+        """Fail fast when the run's model layout (`task.model_spec`) is not the app's own (its
+        `get_parameters()`); checked once per layout. An app whose `get_parameters` raises is
+        taken on trust.
+
+        Raises:
+            ModelMismatch: names the first difference.
+        """
+        spec = task.model_spec
+        if not spec.tensors or spec == self._matched:
+            return
+        try:
+            own = spec_of({k: np.asarray(v) for k, v in self.app.get_parameters().items()})
+        except Exception:  # noqa: BLE001 - e.g. an app that holds no parameters of its own
+            return
+        try:
+            check_matches(own, spec)
+        except WireError as err:
+            raise ModelMismatch(f"this client's model does not match the run's ({task.task_id}"
+                                f"): {err}; run a client built for this federation's model"
+                                ) from err
+        self._matched = spec
 
     def handle(self, task: Task, params: Params | None) -> TaskResult:
         """The result of `task`; `params` is the downloaded global model (None for INITIALIZE).
@@ -125,10 +154,12 @@ class TaskHandler:
             check_matches(spec_of(new), task.model_spec)
         except WireError as err:
             raise ClientAppError(f"fit() returned parameters that do not match the model: {err}")
-        delta = {
-            name: np.subtract(new[name], params[name]).astype(params[name].dtype, copy=False)
-            for name in new
-        }
+        delta = {name: update_of(new[name], params[name]) for name in new}
+        for name, value in delta.items():  # an integer change too large for its width
+            try:
+                check_representable(name, value, params[name])
+            except WireError as err:
+                raise DeclineTask(str(err)) from err
         if isinstance(task.secagg, SecAggSetup):  # the update is masked, never sent as is
             session, result = start_secure(
                 task, self.client_id, delta, fit.num_examples, fit.metrics, self.identity,

@@ -24,6 +24,7 @@ from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import ResultHeader, SecAggServerStep, TaskKind, TaskResult
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches
+from fedcore.protocol.update import check_representable
 
 MAX_EXAMPLES = 1 << 40
 
@@ -70,6 +71,10 @@ class Collector(Protocol):
 
     def on_time(self, now: float) -> None:
         """Let time pass (inner deadlines)."""
+        ...
+
+    def drop(self, client_id: str, now: float) -> None:
+        """The client declined or left: it sends nothing more, and nothing waits for it."""
         ...
 
     def settled(self, *, received: int, outstanding: int) -> bool:
@@ -155,6 +160,7 @@ class PlainCollector:
         weight = float(result.header.num_examples)
         result = self._decoded(result)
         if self._aggregator is not None:
+            self._check_representable(result.tensors)
             self._aggregator.add(result.tensors, weight)
         elif self.kind is TaskKind.INITIALIZE:
             self.initial = result.tensors
@@ -173,11 +179,24 @@ class PlainCollector:
             raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
         return dataclasses.replace(result, tensors=tensors)
 
+    def _check_representable(self, tensors: dict[str, Array]) -> None:
+        """Refuse an integer update whose implied local value leaves its dtype's range."""
+        if self._model is None:
+            return
+        for name, value in tensors.items():
+            try:
+                check_representable(name, value, self._model.params[name])
+            except WireError as err:
+                raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
+
     def next_step(self, client_id: str) -> Step | None:
         return Step(self.kind)
 
     def on_time(self, now: float) -> None:
         return None
+
+    def drop(self, client_id: str, now: float) -> None:
+        return None  # `settled` counts the clients still open
 
     def settled(self, *, received: int, outstanding: int) -> bool:
         return received >= self._target or outstanding == 0
@@ -194,7 +213,7 @@ class PlainCollector:
     def aggregate(self) -> AggregateResult:
         if self.received < self._min_results:
             raise RoundFailed(
-                f"{self.received} results by the deadline, {self._min_results} needed"
+                f"{self.received} results, {self._min_results} needed"
             )
         if self.initial is not None:  # an INITIALIZE task: its result is the model
             return AggregateResult(update=self.initial, count=self.received,
