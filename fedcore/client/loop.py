@@ -33,6 +33,7 @@ from fedcore.client.events import (
 from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import TaskHandler, limit_train_time
 from fedcore.client.state import ResumeInfo, StateDir
+from fedcore.compression.codec import Compression, Compressor, Kind
 from fedcore.errors import FedcoreError
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
@@ -104,6 +105,9 @@ class ClientOptions:
             values and why: `fedcore.client.floor.PrivacyFloor`. None trusts the coordinator.
         secure_rng: draw secure-aggregation rounding and noise from a CSPRNG (give a
             `TorchApp` `secure_rng=True` as well, for its DP-SGD).
+        compression: compress plain rounds' uploads (`fedcore.compression`): stochastic
+            quantisation, or top-k with error feedback (its residual lives in the state
+            directory, which top-k therefore needs). None sends updates dense.
     """
 
     eligible: Callable[[], bool] | None = None
@@ -116,6 +120,7 @@ class ClientOptions:
     secagg_identity: SecAggIdentity | None = None
     privacy_floor: PrivacyFloor | None = field(default_factory=PrivacyFloor)
     secure_rng: bool = False
+    compression: Compression | None = None
 
     def __post_init__(self) -> None:
         for name in ("eligibility_check_s", "max_reconnect_s"):
@@ -159,6 +164,15 @@ class Backoff:
         self._attempt = 0
 
 
+def _compressor(compression: Compression | None, state: StateDir | None) -> Compressor | None:
+    if compression is None:
+        return None
+    if compression.kind is Kind.TOPK and state is None:
+        raise ValueError("top-k compression keeps its error-feedback residual in the client's "
+                         "state directory: pass state_dir")
+    return Compressor(compression, store=state)
+
+
 class ClientLoop:
     """Serves one coordinator through `conn` until the run ends or `stop` is set."""
 
@@ -173,7 +187,8 @@ class ClientLoop:
     ) -> None:
         self._conn = conn
         self._handler = TaskHandler(app, conn.client_id, identity=options.secagg_identity,
-                                    floor=options.privacy_floor, secure_rng=options.secure_rng)
+                                    floor=options.privacy_floor, secure_rng=options.secure_rng,
+                                    compressor=_compressor(options.compression, state))
         self._stop = stop
         self._opts = options
         self._state = state
