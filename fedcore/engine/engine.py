@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import random
 import secrets
 from collections.abc import Callable
 
@@ -67,8 +68,26 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
+NO_INITIAL_MODEL = (
+    "no initial model: pass the operator's initial parameters (initial_params), or opt in to "
+    "taking them from a joined client (initial_from_client=True)"
+)
+INIT_BACKOFF_MAX_S = 60.0  # the longest a client that failed an INITIALIZE task waits for another
+
+
 class RoundEngine:
-    """Runs `config.num_rounds` rounds of train (+ evaluate) over the clients that join."""
+    """Runs `config.num_rounds` rounds of train (+ evaluate) over the clients that join.
+
+    The first global model is the operator's `initial_params`; only with `initial_from_client`
+    (the operator's opt-in) is one joined client asked for it, and a client that declines or
+    fails that task is not asked again before a backoff (`config.retry_after_s`, doubling up to
+    `INIT_BACKOFF_MAX_S`). `model_spec` pins the model's layout: initial parameters of any
+    other layout are refused.
+
+    Raises:
+        ValueError: neither or both of `initial_params` and `initial_from_client`, or
+            `initial_params` that do not match `model_spec`.
+    """
 
     def __init__(
         self,
@@ -76,10 +95,24 @@ class RoundEngine:
         strategy: Strategy,
         *,
         initial_params: Params | None = None,
+        initial_from_client: bool = False,
+        model_spec: ModelSpec | None = None,
         token_source: Callable[[int], bytes] | None = None,
         registry: ClientRegistry | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
+        if (initial_params is None) != initial_from_client:
+            raise ValueError(NO_INITIAL_MODEL if initial_params is None else
+                             "initial_params and initial_from_client exclude each other: the "
+                             "first model is the operator's or a client's")
+        if model_spec is not None and initial_params is not None:
+            try:
+                check_matches(spec_of(initial_params), model_spec)
+            except WireError as err:
+                raise ValueError(f"the initial parameters do not match the model spec: {err}"
+                                 ) from err
+        self._model_spec = model_spec
+        self._init_backoff: dict[str, tuple[int, float]] = {}  # client -> (failures, not before)
         self.config = config
         self._random_bytes = random_bytes  # graph seeds of unsigned SecAgg+ rounds: a CSPRNG
         self.strategy = strategy
@@ -108,16 +141,21 @@ class RoundEngine:
         strategy: Strategy,
         snapshot: EngineSnapshot,
         *,
+        model_spec: ModelSpec | None = None,
         token_source: Callable[[int], bytes] | None = None,
         registry: ClientRegistry | None = None,
     ) -> RoundEngine:
-        """An engine that goes on from `snapshot` (a round boundary); clients must join again."""
+        """An engine that goes on from `snapshot` (a round boundary); clients must join again.
+
+        Raises:
+            ValueError: the snapshot is past `config.num_rounds` or does not match `model_spec`.
+        """
         if snapshot.round > config.num_rounds:
             raise ValueError(
                 f"snapshot is at round {snapshot.round}, past num_rounds ({config.num_rounds})"
             )
-        engine = cls(config, strategy, initial_params=snapshot.params, token_source=token_source,
-                     registry=registry)
+        engine = cls(config, strategy, initial_params=snapshot.params, model_spec=model_spec,
+                     token_source=token_source, registry=registry)
         if isinstance(strategy, StatefulStrategy):
             strategy.load_state_arrays(snapshot.strategy_state)
         engine._round, engine._task_seq = snapshot.round, snapshot.task_seq
@@ -237,7 +275,7 @@ class RoundEngine:
             kind=step.kind,
             train=task.train_config,
             time_left_s=max(0.0, task.deadline - now),
-            model_spec=task.model.spec if task.model else EMPTY_SPEC,
+            model_spec=task.model.spec if task.model else self._model_spec or EMPTY_SPEC,
             secagg=step.secagg,
         )
 
@@ -264,6 +302,7 @@ class RoundEngine:
         task, expected = self._checked(header)
         if header.declined_reason:
             task.gone[header.client_id] = f"declined: {header.declined_reason}"
+            task.collector.drop(header.client_id, now)
             if header.permanent:
                 self._registry.exclude(header.client_id, header.declined_reason)
         else:
@@ -277,9 +316,10 @@ class RoundEngine:
         self._settle(now)
 
     def leave(self, client_id: str, *, now: float) -> None:
-        """The client leaves; an open task of its counts as dropped."""
+        """The client leaves; an open task of its counts as dropped at once, in any phase."""
         if self._task is not None and self._task.is_open_for(client_id):
             self._task.gone[client_id] = "left"
+            self._task.collector.drop(client_id, now)
         self._registry.remove(client_id)
         self._settle(now)
 
@@ -301,7 +341,14 @@ class RoundEngine:
         task = self._open_task(header.client_id, header.task_id)
         if header.declined_reason:
             return task, EMPTY_SPEC
-        return task, task.collector.expected_spec(task.task_id, header)
+        expected = task.collector.expected_spec(task.task_id, header)
+        if task.kind is TaskKind.INITIALIZE and self._model_spec is not None:
+            try:
+                check_matches(expected, self._model_spec)
+            except WireError as err:
+                raise EngineError(Reason.INVALID, f"initial parameters rejected: they do not "
+                                  f"match the run's model spec: {err}") from err
+        return task, expected
 
     def _open_task(self, client_id: str, task_id: str) -> TaskRound:
         task = self._task
@@ -342,7 +389,7 @@ class RoundEngine:
                 self._closed.popitem(last=False)
             match state:
                 case Initializing():
-                    self._close_initialize(task)
+                    self._close_initialize(task, now)
                 case RoundOpen() if task.kind is TaskKind.TRAIN:
                     self._close_train(state, now)
                 case RoundOpen():
@@ -353,7 +400,7 @@ class RoundEngine:
     def _try_start(self, now: float) -> None:
         available = self._registry.count_available(now)
         if self._model is None:
-            if available:
+            if self._initializer(now) is not None:
                 task = self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
                 self._state = Initializing(task)
                 self._enter(Phase.INITIALIZING)
@@ -376,7 +423,11 @@ class RoundEngine:
         count = sel.to_select(available)
         if secure is not None:
             count = min(count, secure.max_clients)
-        selected = self._registry.select(count, rng, now)
+        if kind is TaskKind.INITIALIZE:
+            first = self._initializer(now, rng)
+            selected = [first] if first is not None else []
+        else:
+            selected = self._registry.select(count, rng, now)
         timeout = self.config.eval_timeout_s if kind is TaskKind.EVALUATE else self.config.round_timeout_s
         model = self._model if kind is not TaskKind.INITIALIZE else None
         return TaskRound(
@@ -420,12 +471,28 @@ class RoundEngine:
             max_payload_bytes=self.config.max_payload_bytes,
         )
 
-    def _close_initialize(self, task: TaskRound) -> None:
-        """The first result becomes the model; without one the engine waits and asks again."""
+    def _initializer(self, now: float, rng: random.Random | None = None) -> str | None:
+        """A client to ask for the initial parameters: one not backing off (random with `rng`,
+        else the first in order), or None."""
+        ready = sorted(c for c in self._registry.available(now)
+                       if self._init_backoff.get(c, (0, now))[1] <= now)
+        if not ready:
+            return None
+        return rng.choice(ready) if rng is not None else ready[0]
+
+    def _close_initialize(self, task: TaskRound, now: float) -> None:
+        """The first result becomes the model; without one the engine waits, and does not ask
+        the client that failed the task again before its backoff passed."""
         try:
             self._model = RoundModel.of(task.collector.aggregate().update, owned=True)
+            self._init_backoff.clear()
         except RoundFailed:
-            pass
+            stale = now - INIT_BACKOFF_MAX_S  # long past: forgotten (memory stays bounded)
+            self._init_backoff = {c: b for c, b in self._init_backoff.items() if b[1] > stale}
+            for client in task.selected:
+                failures = self._init_backoff.get(client, (0, now))[0] + 1
+                delay = min(INIT_BACKOFF_MAX_S, self.config.retry_after_s * 2 ** (failures - 1))
+                self._init_backoff[client] = (failures, now + delay)
         self._enter(Phase.WAITING)
 
     def _close_train(self, state: RoundOpen, now: float) -> None:
@@ -514,6 +581,8 @@ class RoundEngine:
 
     def _wait_reason(self, client_id: str) -> str:
         match self._phase:
+            case Phase.WAITING if self._model is None and client_id in self._init_backoff:
+                return "waiting: the initial model is asked of other clients first"
             case Phase.WAITING:
                 return "waiting for clients to join"
             case _:
