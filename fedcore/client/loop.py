@@ -31,7 +31,7 @@ from fedcore.client.events import (
     Trained,
 )
 from fedcore.client.floor import PrivacyFloor
-from fedcore.client.handler import TaskHandler, limit_train_time
+from fedcore.client.handler import ModelMismatch, TaskHandler, limit_train_time
 from fedcore.client.state import ResumeInfo, StateDir
 from fedcore.compression.codec import Compression, Compressor, Kind
 from fedcore.errors import FedcoreError
@@ -218,7 +218,8 @@ class ClientLoop:
         """Serve until the run ends or `stop` is set; always leaves and waits for the app.
 
         Raises:
-            ClientError: the coordinator refused this client for good, or stayed unreachable.
+            ClientError: the coordinator refused this client for good, or stayed unreachable,
+                or this client's model does not match the run's (`TaskHandler.check_model`).
         """
         ok = False
         try:
@@ -271,6 +272,12 @@ class ClientLoop:
             self._decline(task, "not eligible now")
             return
         self._save_resume(interrupted_task_id=task.task_id)
+        try:
+            self._handler.check_model(task)
+        except ModelMismatch as err:
+            self._decline(task, str(err))  # the coordinator drops it at once
+            self._save_resume(interrupted_task_id="")
+            raise ClientError(str(err)) from err
         try:
             self._run_task(task, received)
         except TaskRefused as err:

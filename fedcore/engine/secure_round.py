@@ -68,6 +68,7 @@ class SecureRound:
         dp = config.distributed_dp
         self.encoding = NoisyEncoding.for_round(dp, self.spec.config, self.spec.dim) if dp else None
         self.advertised: set[str] = set()
+        self.dropped: set[int] = set()  # protocol ids of clients that declined or left
         self.outbox: dict[str, ServerMessage] = {}
         self.phase_deadline = now + config.phase_timeout_s
 
@@ -97,7 +98,7 @@ class SecureRound:
                                    bit_width=self.spec.config.bit_width)
 
     def settled(self, *, received: int, outstanding: int) -> bool:
-        """Done or aborted (clients who leave are noticed by the protocol's phase deadlines)."""
+        """Done or aborted (a phase ends early once only dropped clients are pending: `drop`)."""
         return self.finished
 
     def inner_deadline(self) -> float | None:
@@ -145,6 +146,16 @@ class SecureRound:
             self.advertised.add(client_id)
         self.outbox.pop(client_id, None)
         self._deliver(replies, before, now)
+        self._close_if_only_dropped(now)
+
+    def drop(self, client_id: str, now: float) -> None:
+        """The client declined or left: it counts as dropped at once, in whatever phase (the
+        phase closes now if it waits for dropped clients only, not at its deadline)."""
+        if client_id not in self.ids or self.finished:
+            return
+        self.dropped.add(self.ids[client_id])
+        self.outbox.pop(client_id, None)
+        self._close_if_only_dropped(now)
 
     def on_time(self, now: float) -> None:
         """Close the current phase at its deadline, or the key phase once `target` advertised."""
@@ -152,6 +163,13 @@ class SecureRound:
             return
         early = self.server.phase is ServerPhase.COLLECT_KEYS and len(self.advertised) >= self.target
         if early or now >= self.phase_deadline:
+            before = self.server.phase
+            self._deliver(self.server.end_phase(), before, now)
+        self._close_if_only_dropped(now)
+
+    def _close_if_only_dropped(self, now: float) -> None:
+        """End phases whose pending clients all dropped (each end moves to a later phase)."""
+        while not self.finished and self.server.pending <= self.dropped:
             before = self.server.phase
             self._deliver(self.server.end_phase(), before, now)
 

@@ -27,7 +27,8 @@ def start_coordinator() -> Iterator[Callable[..., CoordinatorServer]]:
 
     def start(config: EngineConfig, initial: dict[str, np.ndarray] | None = None,
               **kwargs: object) -> CoordinatorServer:
-        engine = RoundEngine(config, FedAvg(), initial_params=initial)
+        engine = RoundEngine(config, FedAvg(), initial_params=initial,
+                             initial_from_client=initial is None)
         server = CoordinatorServer(engine, long_poll_s=1.0, linger_s=1.0, **kwargs)  # type: ignore[arg-type]
         server.start()
         servers.append(server)

@@ -55,6 +55,7 @@ class Harness:
             config,
             strategy or FedAvg(),
             initial_params=initial,
+            initial_from_client=initial is None,
             token_source=lambda n: next(counter).to_bytes(n, "big"),
         )
         self.now = 0.0
