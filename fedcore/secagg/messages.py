@@ -100,10 +100,11 @@ class ShareRelay:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MaskedInput:
-    """Phase 3: the masked, packed vector."""
+    """Phase 3: the masked, packed vector (the coordinator reads it in place from the received
+    payload, hence a `memoryview` is accepted as well as `bytes`)."""
 
     sender: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

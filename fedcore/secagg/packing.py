@@ -46,7 +46,7 @@ def pack(words: Words, bit_width: int) -> bytes:
     return np.packbits(bits, bitorder="little").tobytes()
 
 
-def unpack(data: bytes, bit_width: int, dim: int) -> Words:
+def unpack(data: bytes | memoryview, bit_width: int, dim: int) -> Words:
     """Inverse of `pack`, into the word dtype of `bit_width`.
 
     Raises:

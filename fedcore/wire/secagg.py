@@ -216,7 +216,7 @@ def with_payload(msg: ClientMessage, payload: Mapping[str, Array]) -> ClientMess
     masked = payload.get(MASKED_TENSOR)
     if masked is None:
         raise WireError(f"a masked input comes with a {MASKED_TENSOR!r} payload")
-    return MaskedInput(sender=msg.sender, data=masked.tobytes())
+    return MaskedInput(sender=msg.sender, data=masked.data)  # read in place: no copy
 
 
 def _advert_to_proto(k: AdvertiseKeys) -> spb.AdvertiseKeys:
