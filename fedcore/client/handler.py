@@ -139,6 +139,8 @@ class TaskHandler:
 
     def _initialize(self, task: Task) -> TaskResult:
         params = {k: np.asarray(v) for k, v in self.app.get_parameters().items()}
+        if not params:  # docs/protocol.md 4.2: decline, so the coordinator asks another client
+            raise DeclineTask("this client has no initial parameters to offer")
         return self._result(task, num_examples=1, metrics={}, tensors=params)
 
     def _train(self, task: Task, params: Params) -> TaskResult:

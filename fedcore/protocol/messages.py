@@ -128,6 +128,39 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinatorLimits:
+    """Limits a coordinator states when a client joins; 0 means "not stated"."""
+
+    max_message_bytes: int = 0
+    max_payload_bytes: int = 0
+    chunk_bytes: int = 0
+    min_chunk_bytes: int = 0
+    max_metrics: int = 0
+    max_metric_key_chars: int = 0
+    max_client_id_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinReply:
+    """A joined client's session and what the coordinator tells it about itself.
+
+    `long_poll_s` is the longest a `GetTask` is held (0: not stated, an older coordinator).
+    """
+
+    session: bytes
+    client_timeout_s: float
+    long_poll_s: float = 0.0
+    limits: CoordinatorLimits = field(default_factory=CoordinatorLimits)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitReply:
+    """A result was taken (or a decline noted): call `GetTask` again after `retry_after_s`."""
+
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Wait:
     """No work now; poll again after `retry_after_s`."""
 

@@ -10,9 +10,12 @@ from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import tensor_pb2 as tpb
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import (
+    CoordinatorLimits,
     Done,
+    JoinReply,
     LocalDPConfig,
     ResultHeader,
+    SubmitReply,
     Task,
     TaskKind,
     TaskReply,
@@ -30,6 +33,7 @@ from fedcore.wire.secagg import (
 MAX_TENSORS = 100_000
 MAX_METRICS = 256
 MAX_NAME_LEN = 1024
+MAX_RETRY_AFTER_S = 3600.0  # a client waits at most this long on any coordinator's hint
 
 _DTYPES: dict[int, np.dtype[np.generic]] = {
     tpb.FLOAT32: np.dtype("float32"),
@@ -157,10 +161,67 @@ def task_reply_from_proto(msg: pb.TaskReply) -> TaskReply:
             secagg=server_step_from_proto(t.secagg) if t.HasField("secagg") else None,
         )
     if which == "wait":
-        return Wait(retry_after_s=max(0.0, msg.wait.retry_after_s), reason=msg.wait.reason)
+        return Wait(retry_after_s=retry_hint(msg.wait.retry_after_s), reason=msg.wait.reason)
     if which == "done":
         return Done(reason=msg.done.reason)
     raise WireError("task reply carries neither task, wait nor done")
+
+
+def join_reply_to_proto(reply: JoinReply) -> pb.JoinReply:
+    lim = reply.limits
+    return pb.JoinReply(
+        session=reply.session,
+        client_timeout_s=reply.client_timeout_s,
+        long_poll_s=reply.long_poll_s,
+        limits=pb.Limits(
+            max_message_bytes=lim.max_message_bytes,
+            max_payload_bytes=lim.max_payload_bytes,
+            chunk_bytes=lim.chunk_bytes,
+            min_chunk_bytes=lim.min_chunk_bytes,
+            max_metrics=lim.max_metrics,
+            max_metric_key_chars=lim.max_metric_key_chars,
+            max_client_id_bytes=lim.max_client_id_bytes,
+        ),
+    )
+
+
+def join_reply_from_proto(msg: pb.JoinReply) -> JoinReply:
+    """A join reply; fields an older coordinator leaves out read as 0 ("not stated")."""
+    if not msg.session:
+        raise WireError("join reply carries no session")
+    for name in ("client_timeout_s", "long_poll_s"):
+        value = getattr(msg, name)
+        if not math.isfinite(value) or value < 0:
+            raise WireError(f"join reply's {name} must be a finite number >= 0, got {value}")
+    lim = msg.limits
+    return JoinReply(
+        session=msg.session,
+        client_timeout_s=msg.client_timeout_s,
+        long_poll_s=msg.long_poll_s,
+        limits=CoordinatorLimits(
+            max_message_bytes=lim.max_message_bytes,
+            max_payload_bytes=lim.max_payload_bytes,
+            chunk_bytes=lim.chunk_bytes,
+            min_chunk_bytes=lim.min_chunk_bytes,
+            max_metrics=lim.max_metrics,
+            max_metric_key_chars=lim.max_metric_key_chars,
+            max_client_id_bytes=lim.max_client_id_bytes,
+        ),
+    )
+
+
+def submit_reply_to_proto(reply: SubmitReply) -> pb.SubmitReply:
+    return pb.SubmitReply(message="accepted", retry_after_s=reply.retry_after_s)
+
+
+def submit_reply_from_proto(msg: pb.SubmitReply) -> SubmitReply:
+    """The reply's retry hint (`retry_hint`: a hint, never a reason to hang)."""
+    return SubmitReply(retry_after_s=retry_hint(msg.retry_after_s))
+
+
+def retry_hint(seconds: float) -> float:
+    """A coordinator's retry hint made safe: NaN and negatives read 0, at most an hour."""
+    return 0.0 if math.isnan(seconds) else min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def result_header_to_proto(h: ResultHeader, session: bytes) -> pb.ResultHeader:

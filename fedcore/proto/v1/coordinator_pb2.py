@@ -26,7 +26,7 @@ from fedcore.proto.v1 import secagg_pb2 as fedcore_dot_proto_dot_v1_dot_secagg__
 from fedcore.proto.v1 import tensor_pb2 as fedcore_dot_proto_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fedcore/proto/v1/coordinator.proto\x12\nfedcore.v1\x1a\x1d\x66\x65\x64\x63ore/proto/v1/secagg.proto\x1a\x1d\x66\x65\x64\x63ore/proto/v1/tensor.proto\"1\n\x0b\x43redentials\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\x0c\"\xbe\x01\n\x0bJoinRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x12\n\nauth_token\x18\x03 \x01(\t\x12;\n\nproperties\x18\x04 \x03(\x0b\x32\'.fedcore.v1.JoinRequest.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\tJoinReply\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\x18\n\x10\x63lient_timeout_s\x18\x02 \x01(\x01\";\n\x0bTaskRequest\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\"\xa5\x01\n\x0bTrainConfig\x12\x14\n\x0clocal_epochs\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x13\n\x0bproximal_mu\x18\x04 \x01(\x01\x12\x13\n\x0bmax_train_s\x18\x05 \x01(\x01\x12%\n\x08local_dp\x18\n \x01(\x0b\x32\x13.fedcore.v1.LocalDPJ\x04\x08\x0b\x10\x14\"y\n\x07LocalDP\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x15\n\rmax_grad_norm\x18\x02 \x01(\x01\x12\x16\n\x0etarget_epsilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\x12\x16\n\x0eplanned_rounds\x18\x05 \x01(\r\"\xe9\x01\n\x04Task\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.fedcore.v1.TaskKind\x12&\n\x05train\x18\x04 \x01(\x0b\x32\x17.fedcore.v1.TrainConfig\x12\x13\n\x0btime_left_s\x18\x05 \x01(\x01\x12)\n\nmodel_spec\x18\x06 \x01(\x0b\x32\x15.fedcore.v1.ModelSpec\x12/\n\x06secagg\x18\x14 \x01(\x0b\x32\x1f.fedcore.v1.SecAggServerMessageJ\x04\x08\x15\x10\x1e\"-\n\x04Wait\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x16\n\x04\x44one\x12\x0e\n\x06reason\x18\x01 \x01(\t\"z\n\tTaskReply\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x10.fedcore.v1.TaskH\x00\x12 \n\x04wait\x18\x02 \x01(\x0b\x32\x10.fedcore.v1.WaitH\x00\x12 \n\x04\x64one\x18\x03 \x01(\x0b\x32\x10.fedcore.v1.DoneH\x00\x42\x07\n\x05reply\"P\n\x0f\x44ownloadRequest\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"S\n\nModelChunk\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.fedcore.v1.ModelSpec\x12 \n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.fedcore.v1.Chunk\"\xcd\x02\n\x0cResultHeader\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x14\n\x0cnum_examples\x18\x03 \x01(\x04\x12\x36\n\x07metrics\x18\x04 \x03(\x0b\x32%.fedcore.v1.ResultHeader.MetricsEntry\x12#\n\x04spec\x18\x05 \x01(\x0b\x32\x15.fedcore.v1.ModelSpec\x12\x17\n\x0f\x64\x65\x63lined_reason\x18\x06 \x01(\t\x12\x11\n\tpermanent\x18\x07 \x01(\x08\x12/\n\x06secagg\x18\x08 \x01(\x0b\x32\x1f.fedcore.v1.SecAggClientMessage\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"e\n\x0bResultChunk\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.fedcore.v1.ResultHeaderH\x00\x12\"\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.fedcore.v1.ChunkH\x00\x42\x06\n\x04part\"\x1e\n\x0bSubmitReply\x12\x0f\n\x07message\x18\x01 \x01(\t\"<\n\x0cLeaveRequest\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\"\x0c\n\nLeaveReply*Z\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05TRAIN\x10\x01\x12\x0c\n\x08\x45VALUATE\x10\x02\x12\x0e\n\nINITIALIZE\x10\x03\x12\n\n\x06SECAGG\x10\x04\x32\xc7\x02\n\x0b\x43oordinator\x12\x36\n\x04Join\x12\x17.fedcore.v1.JoinRequest\x1a\x15.fedcore.v1.JoinReply\x12\x39\n\x07GetTask\x12\x17.fedcore.v1.TaskRequest\x1a\x15.fedcore.v1.TaskReply\x12\x46\n\rDownloadModel\x12\x1b.fedcore.v1.DownloadRequest\x1a\x16.fedcore.v1.ModelChunk0\x01\x12\x42\n\x0cSubmitResult\x12\x17.fedcore.v1.ResultChunk\x1a\x17.fedcore.v1.SubmitReply(\x01\x12\x39\n\x05Leave\x12\x18.fedcore.v1.LeaveRequest\x1a\x16.fedcore.v1.LeaveReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fedcore/proto/v1/coordinator.proto\x12\nfedcore.v1\x1a\x1d\x66\x65\x64\x63ore/proto/v1/secagg.proto\x1a\x1d\x66\x65\x64\x63ore/proto/v1/tensor.proto\"1\n\x0b\x43redentials\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\x0c\"\xbe\x01\n\x0bJoinRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x12\n\nauth_token\x18\x03 \x01(\t\x12;\n\nproperties\x18\x04 \x03(\x0b\x32\'.fedcore.v1.JoinRequest.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\tJoinReply\x12\x0f\n\x07session\x18\x01 \x01(\x0c\x12\x18\n\x10\x63lient_timeout_s\x18\x02 \x01(\x01\x12\x13\n\x0blong_poll_s\x18\x03 \x01(\x01\x12\"\n\x06limits\x18\x04 \x01(\x0b\x32\x12.fedcore.v1.Limits\"\xbc\x01\n\x06Limits\x12\x19\n\x11max_message_bytes\x18\x01 \x01(\x04\x12\x19\n\x11max_payload_bytes\x18\x02 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fmin_chunk_bytes\x18\x04 \x01(\x04\x12\x13\n\x0bmax_metrics\x18\x05 \x01(\r\x12\x1c\n\x14max_metric_key_chars\x18\x06 \x01(\r\x12\x1b\n\x13max_client_id_bytes\x18\x07 \x01(\r\";\n\x0bTaskRequest\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\"\xa5\x01\n\x0bTrainConfig\x12\x14\n\x0clocal_epochs\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x13\n\x0bproximal_mu\x18\x04 \x01(\x01\x12\x13\n\x0bmax_train_s\x18\x05 \x01(\x01\x12%\n\x08local_dp\x18\n \x01(\x0b\x32\x13.fedcore.v1.LocalDPJ\x04\x08\x0b\x10\x14\"y\n\x07LocalDP\x12\x18\n\x10noise_multiplier\x18\x01 \x01(\x01\x12\x15\n\rmax_grad_norm\x18\x02 \x01(\x01\x12\x16\n\x0etarget_epsilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01\x12\x16\n\x0eplanned_rounds\x18\x05 \x01(\r\"\xe9\x01\n\x04Task\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.fedcore.v1.TaskKind\x12&\n\x05train\x18\x04 \x01(\x0b\x32\x17.fedcore.v1.TrainConfig\x12\x13\n\x0btime_left_s\x18\x05 \x01(\x01\x12)\n\nmodel_spec\x18\x06 \x01(\x0b\x32\x15.fedcore.v1.ModelSpec\x12/\n\x06secagg\x18\x14 \x01(\x0b\x32\x1f.fedcore.v1.SecAggServerMessageJ\x04\x08\x15\x10\x1e\"-\n\x04Wait\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x16\n\x04\x44one\x12\x0e\n\x06reason\x18\x01 \x01(\t\"z\n\tTaskReply\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x10.fedcore.v1.TaskH\x00\x12 \n\x04wait\x18\x02 \x01(\x0b\x32\x10.fedcore.v1.WaitH\x00\x12 \n\x04\x64one\x18\x03 \x01(\x0b\x32\x10.fedcore.v1.DoneH\x00\x42\x07\n\x05reply\"P\n\x0f\x44ownloadRequest\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"S\n\nModelChunk\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.fedcore.v1.ModelSpec\x12 \n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.fedcore.v1.Chunk\"\xcd\x02\n\x0cResultHeader\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x14\n\x0cnum_examples\x18\x03 \x01(\x04\x12\x36\n\x07metrics\x18\x04 \x03(\x0b\x32%.fedcore.v1.ResultHeader.MetricsEntry\x12#\n\x04spec\x18\x05 \x01(\x0b\x32\x15.fedcore.v1.ModelSpec\x12\x17\n\x0f\x64\x65\x63lined_reason\x18\x06 \x01(\t\x12\x11\n\tpermanent\x18\x07 \x01(\x08\x12/\n\x06secagg\x18\x08 \x01(\x0b\x32\x1f.fedcore.v1.SecAggClientMessage\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"e\n\x0bResultChunk\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.fedcore.v1.ResultHeaderH\x00\x12\"\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.fedcore.v1.ChunkH\x00\x42\x06\n\x04part\"5\n\x0bSubmitReply\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x15\n\rretry_after_s\x18\x02 \x01(\x01\"<\n\x0cLeaveRequest\x12,\n\x0b\x63redentials\x18\x01 \x01(\x0b\x32\x17.fedcore.v1.Credentials\"\x0c\n\nLeaveReply*Z\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05TRAIN\x10\x01\x12\x0c\n\x08\x45VALUATE\x10\x02\x12\x0e\n\nINITIALIZE\x10\x03\x12\n\n\x06SECAGG\x10\x04\x32\xc7\x02\n\x0b\x43oordinator\x12\x36\n\x04Join\x12\x17.fedcore.v1.JoinRequest\x1a\x15.fedcore.v1.JoinReply\x12\x39\n\x07GetTask\x12\x17.fedcore.v1.TaskRequest\x1a\x15.fedcore.v1.TaskReply\x12\x46\n\rDownloadModel\x12\x1b.fedcore.v1.DownloadRequest\x1a\x16.fedcore.v1.ModelChunk0\x01\x12\x42\n\x0cSubmitResult\x12\x17.fedcore.v1.ResultChunk\x1a\x17.fedcore.v1.SubmitReply(\x01\x12\x39\n\x05Leave\x12\x18.fedcore.v1.LeaveRequest\x1a\x16.fedcore.v1.LeaveReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINREQUEST_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_RESULTHEADER_METRICSENTRY']._loaded_options = None
   _globals['_RESULTHEADER_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKKIND']._serialized_start=1909
-  _globals['_TASKKIND']._serialized_end=1999
+  _globals['_TASKKIND']._serialized_start=2180
+  _globals['_TASKKIND']._serialized_end=2270
   _globals['_CREDENTIALS']._serialized_start=112
   _globals['_CREDENTIALS']._serialized_end=161
   _globals['_JOINREQUEST']._serialized_start=164
@@ -46,37 +46,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINREQUEST_PROPERTIESENTRY']._serialized_start=305
   _globals['_JOINREQUEST_PROPERTIESENTRY']._serialized_end=354
   _globals['_JOINREPLY']._serialized_start=356
-  _globals['_JOINREPLY']._serialized_end=410
-  _globals['_TASKREQUEST']._serialized_start=412
-  _globals['_TASKREQUEST']._serialized_end=471
-  _globals['_TRAINCONFIG']._serialized_start=474
-  _globals['_TRAINCONFIG']._serialized_end=639
-  _globals['_LOCALDP']._serialized_start=641
-  _globals['_LOCALDP']._serialized_end=762
-  _globals['_TASK']._serialized_start=765
-  _globals['_TASK']._serialized_end=998
-  _globals['_WAIT']._serialized_start=1000
-  _globals['_WAIT']._serialized_end=1045
-  _globals['_DONE']._serialized_start=1047
-  _globals['_DONE']._serialized_end=1069
-  _globals['_TASKREPLY']._serialized_start=1071
-  _globals['_TASKREPLY']._serialized_end=1193
-  _globals['_DOWNLOADREQUEST']._serialized_start=1195
-  _globals['_DOWNLOADREQUEST']._serialized_end=1275
-  _globals['_MODELCHUNK']._serialized_start=1277
-  _globals['_MODELCHUNK']._serialized_end=1360
-  _globals['_RESULTHEADER']._serialized_start=1363
-  _globals['_RESULTHEADER']._serialized_end=1696
-  _globals['_RESULTHEADER_METRICSENTRY']._serialized_start=1650
-  _globals['_RESULTHEADER_METRICSENTRY']._serialized_end=1696
-  _globals['_RESULTCHUNK']._serialized_start=1698
-  _globals['_RESULTCHUNK']._serialized_end=1799
-  _globals['_SUBMITREPLY']._serialized_start=1801
-  _globals['_SUBMITREPLY']._serialized_end=1831
-  _globals['_LEAVEREQUEST']._serialized_start=1833
-  _globals['_LEAVEREQUEST']._serialized_end=1893
-  _globals['_LEAVEREPLY']._serialized_start=1895
-  _globals['_LEAVEREPLY']._serialized_end=1907
-  _globals['_COORDINATOR']._serialized_start=2002
-  _globals['_COORDINATOR']._serialized_end=2329
+  _globals['_JOINREPLY']._serialized_end=467
+  _globals['_LIMITS']._serialized_start=470
+  _globals['_LIMITS']._serialized_end=658
+  _globals['_TASKREQUEST']._serialized_start=660
+  _globals['_TASKREQUEST']._serialized_end=719
+  _globals['_TRAINCONFIG']._serialized_start=722
+  _globals['_TRAINCONFIG']._serialized_end=887
+  _globals['_LOCALDP']._serialized_start=889
+  _globals['_LOCALDP']._serialized_end=1010
+  _globals['_TASK']._serialized_start=1013
+  _globals['_TASK']._serialized_end=1246
+  _globals['_WAIT']._serialized_start=1248
+  _globals['_WAIT']._serialized_end=1293
+  _globals['_DONE']._serialized_start=1295
+  _globals['_DONE']._serialized_end=1317
+  _globals['_TASKREPLY']._serialized_start=1319
+  _globals['_TASKREPLY']._serialized_end=1441
+  _globals['_DOWNLOADREQUEST']._serialized_start=1443
+  _globals['_DOWNLOADREQUEST']._serialized_end=1523
+  _globals['_MODELCHUNK']._serialized_start=1525
+  _globals['_MODELCHUNK']._serialized_end=1608
+  _globals['_RESULTHEADER']._serialized_start=1611
+  _globals['_RESULTHEADER']._serialized_end=1944
+  _globals['_RESULTHEADER_METRICSENTRY']._serialized_start=1898
+  _globals['_RESULTHEADER_METRICSENTRY']._serialized_end=1944
+  _globals['_RESULTCHUNK']._serialized_start=1946
+  _globals['_RESULTCHUNK']._serialized_end=2047
+  _globals['_SUBMITREPLY']._serialized_start=2049
+  _globals['_SUBMITREPLY']._serialized_end=2102
+  _globals['_LEAVEREQUEST']._serialized_start=2104
+  _globals['_LEAVEREQUEST']._serialized_end=2164
+  _globals['_LEAVEREPLY']._serialized_start=2166
+  _globals['_LEAVEREPLY']._serialized_end=2178
+  _globals['_COORDINATOR']._serialized_start=2273
+  _globals['_COORDINATOR']._serialized_end=2600
 # @@protoc_insertion_point(module_scope)

@@ -50,12 +50,34 @@ class JoinRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., protocol_version: _Optional[int] = ..., auth_token: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("session", "client_timeout_s")
+    __slots__ = ("session", "client_timeout_s", "long_poll_s", "limits")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    LONG_POLL_S_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     session: bytes
     client_timeout_s: float
-    def __init__(self, session: _Optional[bytes] = ..., client_timeout_s: _Optional[float] = ...) -> None: ...
+    long_poll_s: float
+    limits: Limits
+    def __init__(self, session: _Optional[bytes] = ..., client_timeout_s: _Optional[float] = ..., long_poll_s: _Optional[float] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("max_message_bytes", "max_payload_bytes", "chunk_bytes", "min_chunk_bytes", "max_metrics", "max_metric_key_chars", "max_client_id_bytes")
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MIN_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_METRICS_FIELD_NUMBER: _ClassVar[int]
+    MAX_METRIC_KEY_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLIENT_ID_BYTES_FIELD_NUMBER: _ClassVar[int]
+    max_message_bytes: int
+    max_payload_bytes: int
+    chunk_bytes: int
+    min_chunk_bytes: int
+    max_metrics: int
+    max_metric_key_chars: int
+    max_client_id_bytes: int
+    def __init__(self, max_message_bytes: _Optional[int] = ..., max_payload_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., min_chunk_bytes: _Optional[int] = ..., max_metrics: _Optional[int] = ..., max_metric_key_chars: _Optional[int] = ..., max_client_id_bytes: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
     __slots__ = ("credentials",)
@@ -187,10 +209,12 @@ class ResultChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[ResultHeader, _Mapping]] = ..., chunk: _Optional[_Union[_tensor_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("message",)
+    __slots__ = ("message", "retry_after_s")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     message: str
-    def __init__(self, message: _Optional[str] = ...) -> None: ...
+    retry_after_s: float
+    def __init__(self, message: _Optional[str] = ..., retry_after_s: _Optional[float] = ...) -> None: ...
 
 class LeaveRequest(_message.Message):
     __slots__ = ("credentials",)

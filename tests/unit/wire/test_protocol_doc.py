@@ -15,7 +15,8 @@ DOC = Path(__file__).parents[3] / "docs" / "protocol.md"
 MESSAGES = [
     coordinator_pb2.JoinRequest, coordinator_pb2.JoinReply, coordinator_pb2.Task,
     coordinator_pb2.TrainConfig, coordinator_pb2.LocalDP, coordinator_pb2.ResultHeader,
-    coordinator_pb2.Wait, coordinator_pb2.Done, secagg_pb2.SecAggServerMessage,
+    coordinator_pb2.Wait, coordinator_pb2.Done, coordinator_pb2.Limits, coordinator_pb2.SubmitReply,
+    secagg_pb2.SecAggServerMessage,
     secagg_pb2.SecAggClientMessage,
 ]
 ENUMS = [coordinator_pb2.TaskKind]
