@@ -27,6 +27,7 @@ from fedcore.config.tables import load_toml as load_toml
 from fedcore.config.tables import toml_fields as toml_fields
 from fedcore.engine.config import (
     EngineConfig,
+    Limits,
     SecureAggregationConfig,
     SelectionConfig,
 )
@@ -253,10 +254,12 @@ class RunSections:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinatorConfig(RunSections):
-    """The whole coordinator configuration file: [server], [tls] and the run's sections."""
+    """The whole coordinator configuration file: [server], [tls], [limits] (the engine's own
+    `Limits` on what untrusted clients may send) and the run's sections."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,13 +270,15 @@ class ServerPlan:
     run: RunPlan
 
 
-def plan_run(sections: RunSections, *, max_payload_bytes: int = 4 << 30) -> RunPlan:
+def plan_run(
+    sections: RunSections, *, max_payload_bytes: int = 4 << 30, limits: Limits | None = None
+) -> RunPlan:
     """The engine settings and strategy that `sections` describe (reads the roster, if any).
 
     Raises:
         ConfigError: a value is invalid or settings conflict; the message names the key.
     """
-    return RunPlan(engine=_engine_config(sections, max_payload_bytes),
+    return RunPlan(engine=_engine_config(sections, max_payload_bytes, limits or Limits()),
                    strategy=_strategy(sections))
 
 
@@ -282,10 +287,11 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
     run it describes, so every bad value fails here, at start."""
     config = build(CoordinatorConfig, load_toml(path, overrides), "")
     max_payload = int(config.server.max_payload_mb * (1 << 20))
-    return ServerPlan(config=config, run=plan_run(config, max_payload_bytes=max_payload))
+    return ServerPlan(config=config,
+                      run=plan_run(config, max_payload_bytes=max_payload, limits=config.limits))
 
 
-def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfig:
+def _engine_config(sections: RunSections, max_payload_bytes: int, limits: Limits) -> EngineConfig:
     r = sections.rounds
     try:
         train = SelectionConfig(
@@ -304,7 +310,7 @@ def _engine_config(sections: RunSections, max_payload_bytes: int) -> EngineConfi
             num_rounds=r.num_rounds, train=train, evaluate=evaluate, eval_every=r.eval_every,
             round_timeout_s=r.round_timeout_s, eval_timeout_s=r.eval_timeout_s,
             client_timeout_s=r.client_timeout_s, seed=r.seed,
-            max_payload_bytes=max_payload_bytes, secagg=sections.secagg,
+            max_payload_bytes=max_payload_bytes, secagg=sections.secagg, limits=limits,
         )
     except ValueError as err:
         raise ConfigError(f"[rounds]: {err}") from err

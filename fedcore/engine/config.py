@@ -62,6 +62,53 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Bounds on everything an untrusted client controls (docs/reliability.md).
+
+    Join: `max_client_id_chars`, and at most `max_properties` properties of at most
+    `max_properties_bytes` (UTF-8 keys and values together); at most `max_clients` registered
+    at once, and a client not heard from for `client_evict_s` (and at least the engine's
+    `client_timeout_s`) is forgotten: it must join again.
+    Results: at most `max_metrics` metrics with keys of at most `max_metric_key_chars`; an upload
+    of n bytes comes in at most 1 + n // `min_chunk_bytes` chunks, none empty; the bytes of all
+    uploads in progress together stay within `upload_budget_mb` (beyond it: RESOURCE_EXHAUSTED);
+    an upload that sends nothing for `upload_idle_s` is aborted.
+    """
+
+    max_client_id_chars: int = 256
+    max_properties: int = 32
+    max_properties_bytes: int = 4096
+    max_clients: int = 10_000
+    client_evict_s: float = 3600.0
+    max_metrics: int = 64
+    max_metric_key_chars: int = 64
+    min_chunk_bytes: int = 4096
+    upload_budget_mb: float = 1024.0
+    upload_idle_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_client_id_chars", "max_properties_bytes", "max_clients",
+                     "max_metric_key_chars", "min_chunk_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_properties", "max_metrics"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("client_evict_s", "upload_budget_mb", "upload_idle_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def upload_budget_bytes(self) -> int:
+        """`upload_budget_mb` in bytes."""
+        return int(self.upload_budget_mb * (1 << 20))
+
+    def max_chunks(self, nbytes: int) -> int:
+        """The most chunks an upload of `nbytes` may come in."""
+        return 1 + nbytes // self.min_chunk_bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """Everything the round engine needs to know; times are in seconds."""
 
@@ -77,6 +124,7 @@ class EngineConfig:
     max_payload_bytes: int = 4 << 30
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     secagg: SecureAggregationConfig | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.num_rounds < 1:

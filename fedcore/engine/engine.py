@@ -120,9 +120,9 @@ class RoundEngine:
         if registry is not None:
             self._registry = registry
         elif token_source is not None:
-            self._registry = Registry(config.client_timeout_s, token_source)
+            self._registry = Registry(config.client_timeout_s, token_source, limits=config.limits)
         else:
-            self._registry = Registry(config.client_timeout_s)
+            self._registry = Registry(config.client_timeout_s, limits=config.limits)
         self._model = RoundModel.of(initial_params) if initial_params is not None else None
         self._phase = Phase.WAITING
         self._round = 0
@@ -256,7 +256,7 @@ class RoundEngine:
 
     def authenticate(self, client_id: str, session: bytes, *, now: float) -> None:
         """Check a request's credentials and note that the client is alive."""
-        self._registry.authenticate(client_id, session)
+        self._registry.authenticate(client_id, session, now)
         self._registry.touch(client_id, now)
 
     def poll(self, client_id: str, *, now: float) -> TaskReply:

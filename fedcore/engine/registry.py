@@ -1,4 +1,10 @@
-"""Who is connected: client ids, their sessions, and when each was last heard from."""
+"""Who is connected: client ids, their sessions, and when each was last heard from.
+
+Joining is open to strangers (without a token), so what a join leaves behind is bounded
+(`Limits`): the id and properties are checked before anything is stored, the number of
+registered clients is capped, and a client not heard from for `Limits.client_evict_s` is
+forgotten (swept on joins, and on its own next request).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fedcore.engine.config import Limits
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.selection import select_clients
 
@@ -18,7 +25,7 @@ class ClientRegistry(Protocol):
 
     def join(self, client_id: str, *, now: float, properties: dict[str, str]) -> bytes: ...
 
-    def authenticate(self, client_id: str, session: bytes) -> object: ...
+    def authenticate(self, client_id: str, session: bytes, now: float | None = None) -> object: ...
 
     def touch(self, client_id: str, now: float) -> None: ...
 
@@ -45,26 +52,54 @@ class ClientEntry:
 
 
 class Registry:
-    """Registered clients. A client idle for longer than `timeout_s` counts as gone."""
+    """Registered clients. A client idle for longer than `timeout_s` counts as gone, and one
+    idle for `limits.client_evict_s` (and at least `timeout_s`) is forgotten."""
 
-    def __init__(self, timeout_s: float, token_source: Callable[[int], bytes] = secrets.token_bytes):
+    def __init__(
+        self,
+        timeout_s: float,
+        token_source: Callable[[int], bytes] = secrets.token_bytes,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
         self._timeout_s = timeout_s
         self._token_source = token_source
+        self._limits = limits or Limits()
+        self._evict_s = max(self._limits.client_evict_s, timeout_s)  # never before it is gone
         self._clients: dict[str, ClientEntry] = {}
+        self._next_sweep = float("-inf")
 
     def join(self, client_id: str, *, now: float, properties: dict[str, str]) -> bytes:
-        """Register `client_id` (again) and return a fresh session; an older one stops working."""
-        if not client_id or len(client_id) > 256 or not client_id.isprintable():
-            raise EngineError(Reason.INVALID, "client_id must be 1..256 printable characters")
-        session = self._token_source(16)
+        """Register `client_id` (again) and return a fresh session; an older one stops working.
+
+        Raises:
+            EngineError: INVALID for an id or properties beyond `Limits`, TOO_LARGE when
+                `Limits.max_clients` are registered; nothing is stored then.
+        """
+        check_join(client_id, properties, self._limits)
+        self._sweep(now)
         previous = self._clients.get(client_id)
+        if previous is None and len(self._clients) >= self._limits.max_clients:
+            raise EngineError(
+                Reason.TOO_LARGE,
+                f"{len(self._clients)} clients are registered, the most this coordinator takes "
+                "(limits.max_clients): try again later",
+            )
+        session = self._token_source(16)
         excluded = previous.excluded_reason if previous else ""
-        self._clients[client_id] = ClientEntry(client_id, session, now, properties, excluded)
+        self._clients[client_id] = ClientEntry(client_id, session, now, dict(properties), excluded)
         return session
 
-    def authenticate(self, client_id: str, session: bytes) -> ClientEntry:
-        """The entry for `client_id` if `session` is its current one; raises otherwise."""
+    def authenticate(self, client_id: str, session: bytes, now: float | None = None) -> ClientEntry:
+        """The entry for `client_id` if `session` is its current one; raises otherwise (also
+        for a client evicted by `now`, which is forgotten then)."""
+        if not client_id or not session:
+            raise EngineError(Reason.UNAUTHENTICATED,
+                              "the request carries no credentials: call Join and send its session")
         entry = self._clients.get(client_id)
+        if entry is not None and now is not None and self._evictable(entry, now):
+            del self._clients[client_id]
+            entry = None
         if entry is None:
             raise EngineError(Reason.UNKNOWN_CLIENT, f"unknown client {client_id!r}: call Join first")
         if not hmac.compare_digest(entry.session, session):
@@ -108,5 +143,43 @@ class Registry:
         """`count` available clients, uniformly at random."""
         return select_clients(self.available(now), count, rng)
 
+    def evict(self, now: float) -> int:
+        """Forget every client not heard from for the eviction time; returns how many."""
+        stale = [c.client_id for c in self._clients.values() if self._evictable(c, now)]
+        for client_id in stale:
+            del self._clients[client_id]
+        return len(stale)
+
+    def _evictable(self, entry: ClientEntry, now: float) -> bool:
+        return now - entry.last_seen > self._evict_s
+
+    def _sweep(self, now: float) -> None:
+        """`evict`, at most once per tenth of the eviction time (joins stay O(1) amortised)."""
+        if now >= self._next_sweep:
+            self.evict(now)
+            self._next_sweep = now + self._evict_s / 10
+
     def __len__(self) -> int:
         return len(self._clients)
+
+
+def check_join(client_id: str, properties: dict[str, str], limits: Limits) -> None:
+    """Raise `EngineError` (INVALID) when a join's id or properties exceed `limits`."""
+    if not client_id or len(client_id) > limits.max_client_id_chars or not client_id.isprintable():
+        raise EngineError(
+            Reason.INVALID,
+            f"client_id must be 1..{limits.max_client_id_chars} printable characters",
+        )
+    if len(properties) > limits.max_properties:
+        raise EngineError(
+            Reason.INVALID,
+            f"{len(properties)} properties, at most {limits.max_properties} allowed "
+            "(limits.max_properties)",
+        )
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in properties.items())
+    if size > limits.max_properties_bytes:
+        raise EngineError(
+            Reason.INVALID,
+            f"properties take {size} bytes, at most {limits.max_properties_bytes} allowed "
+            "(limits.max_properties_bytes)",
+        )

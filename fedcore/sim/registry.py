@@ -24,7 +24,7 @@ class VirtualRegistry:
         self._index(client_id)
         return b""
 
-    def authenticate(self, client_id: str, session: bytes) -> object:
+    def authenticate(self, client_id: str, session: bytes, now: float | None = None) -> object:
         """Accepts any member of the population."""
         return self._index(client_id)
 

@@ -1,6 +1,10 @@
 """The Coordinator gRPC service: translate protos, call the round engine, map refusals.
 
 Runs on one asyncio event loop, which serialises every engine call: the engine needs no lock.
+Clients are untrusted (docs/reliability.md): bytes that do not decode are refused with
+INVALID_ARGUMENT (`malformed`), uploads are bounded by `fedcore.engine.config.Limits`
+(`uploads`: one per client and task, a global byte budget, an idle deadline, buffers dropped
+the moment an upload ends), and refusals a client can repeat at will are logged rate-limited.
 """
 
 from __future__ import annotations
@@ -9,32 +13,45 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import NoReturn, TypeVar
 
 import grpc
 
+from fedcore.engine.config import Limits
 from fedcore.engine.engine import RoundEngine
 from fedcore.engine.errors import EngineError
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.protocol.errors import PayloadTooLarge, WireError
-from fedcore.protocol.messages import TaskResult, Wait
+from fedcore.protocol.messages import ResultHeader, TaskResult, Wait
+from fedcore.protocol.params import Array
 from fedcore.transport.grpc.chunks import (
     ResultPart,
     as_result_part,
     encode_chunk_message,
     read_result_chunk,
 )
+from fedcore.transport.grpc.malformed import Malformed, RateLimitedLog, tolerant
 from fedcore.transport.grpc.status import CODES
+from fedcore.transport.grpc.uploads import Upload, UploadBook, UploadBusy
 from fedcore.wire import convert
-from fedcore.wire.tensor import PayloadAssembler, iter_chunk_views
+from fedcore.wire.tensor import iter_chunk_views
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "fedcore.v1.Coordinator"
 
 Clock = Callable[[], float]
+
+
+class Refused(Exception):
+    """An upload refused with `code`; raised inside `SubmitResult`, answered outside it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
@@ -61,6 +78,18 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self._changed = asyncio.Event()
         self._state = self._snapshot()
         self._raw_chunks = False  # set by `add_to_server`: DownloadModel's serialiser passes bytes
+        self._uploads = UploadBook(engine.config.limits)
+        self._refusals = RateLimitedLog(log, clock)
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds on what clients send (the engine's)."""
+        return self.engine.config.limits
+
+    @property
+    def uploads(self) -> UploadBook:
+        """The uploads in progress."""
+        return self._uploads
 
     def _out(self, chunk: bytes) -> bytes | pb.ModelChunk:
         return chunk if self._raw_chunks else pb.ModelChunk.FromString(chunk)
@@ -70,7 +99,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if self._auth_token and not hmac.compare_digest(
             request.auth_token.encode(), self._auth_token.encode()
         ):
-            log.warning("join refused for %r: bad auth token", request.client_id)
+            self._refusals.report("join refused", "bad auth token from %s", context.peer())
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing auth token")
         try:
             session = self.engine.join(
@@ -80,6 +109,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 properties=dict(request.properties),
             )
         except EngineError as err:
+            self._refusals.report("join refused", "%s from %s", err, context.peer())
             await _abort(context, err)
         log.info("client %s joined", request.client_id)
         self.notify()
@@ -124,57 +154,144 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def SubmitResult(
         self,
-        request_iterator: AsyncIterator[ResultPart | pb.ResultChunk],
+        request_iterator: AsyncIterator[ResultPart | pb.ResultChunk | Malformed],
         context: grpc.aio.ServicerContext,
     ) -> pb.SubmitReply:
         """A `ResultChunk` stream, read by `chunks.read_result_chunk` (payload as views) when
-        registered through `add_to_server`."""
-        messages = (as_result_part(msg) async for msg in request_iterator)
-        first = await anext(messages, None)
-        if first is None or first.header is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be a header")
-            raise AssertionError("unreachable: abort raises")  # pragma: no cover
-        client_id = await self._authenticate(first.header.credentials, context)
-        self.tick()
+        registered through `add_to_server`. Bounded by `limits` (see `uploads`)."""
         try:
-            header = convert.result_header_from_proto(first.header)
-            expected = self.engine.check_result(header, now=self.clock())
-            assembler = PayloadAssembler(expected, max_bytes=self.engine.config.max_payload_bytes)
-            async for msg in messages:
-                if msg.data is None:
-                    raise WireError("only chunks may follow the header")
-                assembler.add(msg.offset, msg.data)
-            tensors = assembler.finish()
-            self.engine.submit(TaskResult(header=header, tensors=tensors), now=self.clock())
+            await self._receive(aiter(request_iterator))
+        except Refused as err:
+            code, details = err.code, err.details  # not the exception: it would hold this frame
+        else:
+            self.notify()
+            return pb.SubmitReply(message="accepted")
+        await context.abort(code, details)
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+    async def _receive(self, messages: AsyncIterator[ResultPart | pb.ResultChunk | Malformed]) -> None:
+        """Read, check and submit one result; raises `Refused`. Holds the payload buffer only
+        while it runs: it is dropped on every way out, and the refusal is raised outside the
+        `except` clause, so it carries no traceback of frames that saw the buffer."""
+        idle_s = self.limits.upload_idle_s
+        upload: Upload | None = None
+        tensors: dict[str, Array] | None = None
+        refused: Refused | None = None
+        try:
+            async with asyncio.timeout(idle_s) as deadline:
+                header, client_id = self._header(await self._next(messages, deadline, idle_s))
+                expected = self.engine.check_result(header, now=self.clock())
+                if expected.nbytes > self.engine.config.max_payload_bytes:
+                    raise PayloadTooLarge(
+                        f"payload of {expected.nbytes} bytes exceeds max_payload_bytes "
+                        f"({self.engine.config.max_payload_bytes})")
+                upload = self._uploads.open(client_id, header.task_id, expected, deadline)
+                while (part := await self._next(messages, deadline, idle_s)) is not None:
+                    if part.data is None:
+                        raise WireError("only chunks may follow the header")
+                    upload.add(part.offset, part.data)
+                    del part  # a view of the message: hold no received bytes while waiting
+                tensors = upload.finish()
+                self.engine.submit(TaskResult(header=header, tensors=tensors), now=self.clock())
+        except Refused as err:
+            refused = Refused(err.code, err.details)
+        except TimeoutError:
+            refused = self._timed_out(upload, idle_s)
         except EngineError as err:
-            log.info("result from %s refused: %s", client_id, err)
-            await _abort(context, err)
+            self._refusals.report("result refused", "%s", err)
+            refused = Refused(CODES[err.reason], str(err))
+        except UploadBusy as err:
+            refused = Refused(grpc.StatusCode.ALREADY_EXISTS, str(err))
         except PayloadTooLarge as err:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+            self._refusals.report("upload refused", "%s", err)
+            refused = Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
         except WireError as err:
-            log.info("malformed result from %s: %s", client_id, err)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        self.notify()
-        return pb.SubmitReply(message="accepted")
+            self._refusals.report("malformed result", "%s", err)
+            refused = Refused(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        finally:
+            if upload is not None:
+                self._uploads.close(upload)
+            upload = tensors = None
+        if refused is not None:
+            raise refused
+
+    async def _next(
+        self,
+        messages: AsyncIterator[ResultPart | pb.ResultChunk | Malformed],
+        deadline: asyncio.Timeout,
+        idle_s: float,
+    ) -> ResultPart | None:
+        """The stream's next message (None at its end), within `idle_s` of the previous one."""
+        msg = await anext(messages, None)
+        if isinstance(msg, Malformed):
+            self._refusals.report("malformed request", "SubmitResult: %d bytes that do not "
+                                   "decode (%s)", msg.size, msg.error)
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the request is not a valid SubmitResult message: {msg.error}")
+        deadline.reschedule(asyncio.get_running_loop().time() + idle_s)
+        return None if msg is None else as_result_part(msg)
+
+    def _header(self, first: ResultPart | None) -> tuple[ResultHeader, str]:
+        """The upload's header, checked: credentials, then limits on metrics."""
+        if first is None or first.header is None:
+            raise WireError("first message must be a header")
+        credentials = first.header.credentials
+        try:
+            self.engine.authenticate(credentials.client_id, credentials.session, now=self.clock())
+        except EngineError as err:
+            raise Refused(CODES[err.reason], str(err)) from None
+        self.tick()
+        header = convert.result_header_from_proto(first.header)
+        limits = self.limits
+        if len(header.metrics) > limits.max_metrics:
+            raise WireError(f"{len(header.metrics)} metrics, at most {limits.max_metrics} "
+                            "allowed (limits.max_metrics)")
+        longest = max(map(len, header.metrics), default=0)
+        if longest > limits.max_metric_key_chars:
+            raise WireError(f"a metric name of {longest} characters, at most "
+                            f"{limits.max_metric_key_chars} allowed (limits.max_metric_key_chars)")
+        return header, credentials.client_id
+
+    def _timed_out(self, upload: Upload | None, idle_s: float) -> Refused:
+        if upload is not None and upload.ended_by:
+            return Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"upload for {upload.task_id} ended: {upload.ended_by}")
+        self._refusals.report("upload stalled", "no data for %gs", idle_s)
+        return Refused(grpc.StatusCode.DEADLINE_EXCEEDED,
+                       f"no data for {idle_s:g}s (limits.upload_idle_s): the upload was aborted")
 
     async def Leave(self, request: pb.LeaveRequest, context: grpc.aio.ServicerContext) -> pb.LeaveReply:
         client_id = await self._authenticate(request.credentials, context)
         self.engine.leave(client_id, now=self.clock())
+        self._uploads.cancel_client(client_id, "the client left")
         log.info("client %s left", client_id)
         self.notify()
         return pb.LeaveReply()
 
     # ----------------------------------------------------------------- helpers
+    async def refuse_malformed(
+        self, method: str, request: Malformed, context: grpc.aio.ServicerContext
+    ) -> NoReturn:
+        """Answer a request that did not decode: INVALID_ARGUMENT, one rate-limited log line."""
+        self._refusals.report("malformed request", "%s from %s: %d bytes that do not decode (%s)",
+                               method, context.peer(), request.size, request.error)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"the request is not a valid {method} message: {request.error}")
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
     def tick(self) -> None:
         """Let the engine see the time pass (deadlines), waking long-polls on change."""
         self.engine.tick(self.clock())
         self.notify()
 
     def notify(self) -> None:
-        """Wake waiting long-polls if the engine moved to a new task or phase."""
+        """Wake waiting long-polls if the engine moved to a new task or phase; end uploads for
+        a task that closed."""
         state = self._snapshot()
         if state != self._state:
             self._state = state
+            if len(self._uploads):
+                self._uploads.cancel_task(self.engine.open_task_id, "its round closed")
             self._changed.set()
             self._changed = asyncio.Event()
             if self._on_change is not None:
@@ -197,37 +314,79 @@ def add_to_server(service: CoordinatorService, server: grpc.aio.Server) -> None:
     """Register `service` on `server`: the generated handlers, except that `DownloadModel` sends
     bytes `service` serialised itself and `SubmitResult` reads its stream with
     `read_result_chunk`, so model and result payloads skip protobuf's copies (same wire format).
+    Every deserializer is `tolerant`: bytes that do not decode get INVALID_ARGUMENT, and so do
+    requests other than `SubmitResult` beyond `small_request_bytes`, before they are parsed.
     """
+    small = small_request_bytes(service.limits)
     handlers = {
         "Join": grpc.unary_unary_rpc_method_handler(
-            service.Join,
-            request_deserializer=pb.JoinRequest.FromString,
+            _guarded(service, "Join", service.Join),
+            request_deserializer=tolerant(pb.JoinRequest.FromString, small),
             response_serializer=pb.JoinReply.SerializeToString,
         ),
         "GetTask": grpc.unary_unary_rpc_method_handler(
-            service.GetTask,
-            request_deserializer=pb.TaskRequest.FromString,
+            _guarded(service, "GetTask", service.GetTask),
+            request_deserializer=tolerant(pb.TaskRequest.FromString, small),
             response_serializer=pb.TaskReply.SerializeToString,
         ),
         "DownloadModel": grpc.unary_stream_rpc_method_handler(
-            service.DownloadModel,
-            request_deserializer=pb.DownloadRequest.FromString,
+            _guarded_stream(service, "DownloadModel", service.DownloadModel),
+            request_deserializer=tolerant(pb.DownloadRequest.FromString, small),
             response_serializer=None,  # already serialised ModelChunks
         ),
         "SubmitResult": grpc.stream_unary_rpc_method_handler(
-            service.SubmitResult,
-            request_deserializer=read_result_chunk,
+            service.SubmitResult,  # refuses a `Malformed` part itself
+            request_deserializer=tolerant(read_result_chunk),
             response_serializer=pb.SubmitReply.SerializeToString,
         ),
         "Leave": grpc.unary_unary_rpc_method_handler(
-            service.Leave,
-            request_deserializer=pb.LeaveRequest.FromString,
+            _guarded(service, "Leave", service.Leave),
+            request_deserializer=tolerant(pb.LeaveRequest.FromString, small),
             response_serializer=pb.LeaveReply.SerializeToString,
         ),
     }
     service._raw_chunks = True
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def small_request_bytes(limits: Limits) -> int:
+    """The largest `Join`, `GetTask`, `DownloadModel` or `Leave` request accepted: room for the
+    largest properties, id and token `limits` allow (requests of a few hundred bytes, otherwise)."""
+    return 65536 + 2 * limits.max_properties_bytes + 8 * limits.max_client_id_chars
+
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+
+
+def _guarded(
+    service: CoordinatorService, name: str,
+    method: Callable[[Request, grpc.aio.ServicerContext], Awaitable[Reply]],
+) -> Callable[[Request | Malformed, grpc.aio.ServicerContext], Awaitable[Reply]]:
+    """`method`, refusing a request that did not decode before it runs."""
+
+    async def unary(request: Request | Malformed, context: grpc.aio.ServicerContext) -> Reply:
+        if isinstance(request, Malformed):
+            await service.refuse_malformed(name, request, context)
+        return await method(request, context)
+
+    return unary
+
+
+def _guarded_stream(
+    service: CoordinatorService, name: str,
+    method: Callable[[Request, grpc.aio.ServicerContext], AsyncIterator[Reply]],
+) -> Callable[[Request | Malformed, grpc.aio.ServicerContext], AsyncIterator[Reply]]:
+    """`_guarded` for a method that streams its replies."""
+
+    async def streaming(request: Request | Malformed, context: grpc.aio.ServicerContext) -> AsyncIterator[Reply]:
+        if isinstance(request, Malformed):
+            await service.refuse_malformed(name, request, context)
+        async for reply in method(request, context):
+            yield reply
+
+    return streaming
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: EngineError) -> NoReturn:

@@ -18,6 +18,7 @@ from fedcore.transport.grpc.coordinator_service import (
     CoordinatorService,
     add_to_server,
 )
+from fedcore.transport.grpc.heap import HeapTrimmer
 from fedcore.transport.grpc.observer import ObserverInterceptor, ServerObserver
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class CoordinatorServer:
         long_poll_s: how long a GetTask may wait for work before answering "wait".
         linger_s: how long to keep serving after the run ends, so clients hear "done".
         tick_s: how often deadlines are checked.
+        trim_s: how often memory freed in the C heap is returned to the system (`heap`).
         observer: told of RPCs, joins, ticks and rounds (metrics, run store); see `observer`.
     """
 
@@ -51,6 +53,7 @@ class CoordinatorServer:
         long_poll_s: float = 5.0,
         linger_s: float = 3.0,
         tick_s: float = 0.2,
+        trim_s: float = 1.0,
         observer: ServerObserver | None = None,
     ) -> None:
         self.engine = engine
@@ -62,6 +65,7 @@ class CoordinatorServer:
         self._linger_s = linger_s
         self._tick_s = tick_s
         self._observer = observer
+        self._heap = HeapTrimmer(trim_s)
         self._port = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,6 +73,7 @@ class CoordinatorServer:
         self._finished = threading.Event()
         self._stop_requested: asyncio.Event | None = None
         self._error: BaseException | None = None
+        self.service: CoordinatorService | None = None  # set once serving (on the server thread)
 
     @property
     def port(self) -> int:
@@ -128,6 +133,7 @@ class CoordinatorServer:
             on_change=self._emit_records,
         )
         add_to_server(service, server)
+        self.service = service
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if self._credentials is not None:
@@ -144,6 +150,7 @@ class CoordinatorServer:
             service.tick()
             self._emit_records()
             self._report_tick(service)
+            self._heap.maybe_trim(time.monotonic())
             if self.engine.phase is Phase.DONE and done_at is None:
                 done_at = time.monotonic()
                 log.info("run finished; serving %.1fs more so clients hear it", self._linger_s)
