@@ -20,12 +20,11 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcore.protocol.params import Array
-from fedcore.protocol.update import update_values
 
 F64 = npt.NDArray[np.float64]
 
 _UNIT_EXP = 1074  # every finite float64 is an integer multiple of 2**-1074
-_BLOCK = 1 << 15  # elements folded at a time: temporaries stay small whatever the model size
+_BLOCK = 1 << 14  # elements folded at a time: temporaries stay small whatever the model size
 MIN_SPILL = 4096
 SPILL_FRACTION = 64  # at most max(MIN_SPILL, size / SPILL_FRACTION) elements spill
 
@@ -48,35 +47,37 @@ class ExactSum:
         flat = np.asarray(values).reshape(-1)
         if flat.size != self._hi.size:
             raise ValueError(f"term has {flat.size} elements, the sum {self._hi.size}")
+        if np.issubdtype(flat.dtype, np.unsignedinteger):
+            flat = flat.view(np.dtype(f"i{flat.dtype.itemsize}"))
+        scratch = _Scratch(min(_BLOCK, flat.size))
         for start in range(0, flat.size, _BLOCK):
             stop = min(start + _BLOCK, flat.size)
-            term = np.multiply(update_values(flat[start:stop]), weight)  # a new block
-            self._add_block(start, stop, term)
+            term = scratch.view(0, stop - start)
+            np.multiply(flat[start:stop], weight, out=term, dtype=np.float64, casting="unsafe")
+            self._add_block(start, stop, term, scratch)
 
-    def _add_block(self, start: int, stop: int, t: F64) -> None:
+    def _add_block(self, start: int, stop: int, t: F64, scratch: _Scratch) -> None:
+        """hi + t = s + e and lo + e = low + f (TwoSum, Knuth); exact where f == 0. An
+        overflow makes f NaN, which counts as inexact too."""
+        n = stop - start
         hi, lo = self._hi[start:stop], self._lo[start:stop]
+        s, e, low, f = (scratch.view(i, n) for i in (1, 2, 3, 4))
         with np.errstate(over="ignore", invalid="ignore"):
-            s, e = _two_sum(hi, t)  # s + e == hi + t
-            low, f = _two_sum(lo, e)  # low + f == lo + e
-            inexact = ~np.isfinite(s) | ~np.isfinite(low) | (f != 0)
-            if inexact.any():
-                self._move_to_spill(start, np.flatnonzero(inexact), hi, lo, t, s, low)
-            new_hi, new_lo = _two_sum(s, low)  # new_hi == RNE64(s + low), |new_lo| <= ulp / 2
-            overflowed = ~np.isfinite(new_hi)
-            if overflowed.any():
-                idx = np.flatnonzero(overflowed)
-                for i in idx.tolist():
-                    self._spill[start + i] = self._spill.get(start + i, 0) + _units(s[i]) + _units(low[i])
-                new_hi[idx] = 0.0
-                new_lo[idx] = 0.0
-        hi[...] = new_hi
-        lo[...] = new_lo
+            _two_sum(hi, t, s, e, f)  # f: scratch for the first, the error of the second
+            _two_sum(lo, e, low, f, scratch.view(5, n))
+            if np.count_nonzero(f):  # NaN counts: an overflow is inexact too
+                self._move_to_spill(start, np.flatnonzero(f), hi, lo, t, s, low)
+        np.copyto(hi, s)
+        np.copyto(lo, low)
 
     def divide_into_mean(self, total: float) -> F64:
         """RNE64(RNE64(S) / total), computed in place: the sum is consumed."""
-        out = self._hi
+        out, lo = self._hi, self._lo
         for index, extra in self._spill.items():
-            out[index] = _units_to_float(extra + _units(out[index]) + _units(self._lo[index]))
+            exact = extra + _units(out[index]) + _units(lo[index])
+            out[index], lo[index] = _units_to_float(exact), 0.0
+        with np.errstate(over="ignore"):
+            np.add(out, lo, out=out)  # hi + lo == S exactly, so this is RNE64(S)
         self._lo = np.zeros(0, np.float64)
         self._spill = {}
         np.divide(out, total, out=out)
@@ -102,12 +103,24 @@ class ExactSum:
         low[indices] = 0.0
 
 
-def _two_sum(a: F64, b: F64) -> tuple[F64, F64]:
-    """Knuth's TwoSum: s = RNE64(a + b) and the exact error e, so that s + e == a + b."""
-    s = a + b
-    bb = s - a
-    e = (a - (s - bb)) + (b - bb)
-    return s, e
+class _Scratch:
+    """Six float64 buffers of one block, reused for every block of an addition."""
+
+    def __init__(self, size: int) -> None:
+        self._buffers = np.empty((6, max(size, 1)), np.float64)
+
+    def view(self, index: int, n: int) -> F64:
+        return self._buffers[index, :n]
+
+
+def _two_sum(a: F64, b: F64, s: F64, e: F64, tmp: F64) -> None:
+    """Knuth's TwoSum into `s` and `e`: s = RNE64(a + b) and s + e == a + b exactly."""
+    np.add(a, b, out=s)
+    np.subtract(s, a, out=e)  # e holds bb = s - a for now
+    np.subtract(s, e, out=tmp)
+    np.subtract(a, tmp, out=tmp)  # a - (s - bb)
+    np.subtract(b, e, out=e)  # b - bb
+    np.add(tmp, e, out=e)
 
 
 def _units(value: float | np.floating) -> int:
