@@ -23,8 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from fedcore.dp.distributed import IntegerNoise, gaussian_approx_epsilon, skellam_epsilon
-from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
+from fedcore.dp.distributed import gaussian_approx_epsilon, skellam_epsilon
+from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.protocol.distributed_dp import DistributedDPConfig, IntegerNoise
 from fedcore.protocol.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
 
 DEFAULT_MIN_NOISE_MULTIPLIER = 0.5

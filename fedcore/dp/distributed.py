@@ -35,7 +35,6 @@ by nothing measurable in float64 from σ = 1.5 (shares of σ < 1 lose much more:
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,18 +42,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from fedcore.protocol.distributed_dp import IntegerNoise
+
 if TYPE_CHECKING:  # accounting imports Opacus (and torch) lazily: clients only sample noise
     from fedcore.dp.opacus import Mechanism
 
 IntArray = npt.NDArray[np.int64]
 SKELLAM_ORDERS = tuple(range(2, 257))
-
-
-class IntegerNoise(enum.Enum):
-    """Which integer distribution clients draw their share of noise from."""
-
-    SKELLAM = "skellam"
-    DISCRETE_GAUSSIAN = "discrete_gaussian"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fedcore.dp.distributed import SKELLAM_ORDERS, DistributedNoise, IntegerNoise, skellam_rdp
+from fedcore.dp.distributed import SKELLAM_ORDERS, DistributedNoise, skellam_rdp
+from fedcore.protocol.distributed_dp import IntegerNoise
 
 EXACT_KEY = "distributed_epsilon"
 APPROX_KEY = "distributed_epsilon_approx"

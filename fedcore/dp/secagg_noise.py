@@ -49,8 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fedcore.dp.distributed import DistributedNoise, IntegerNoise
+from fedcore.dp.distributed import DistributedNoise
 from fedcore.dp.distributed_accountant import DistributedStep
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.secagg.config import SecAggConfig
 from fedcore.secagg.packing import word_dtype
 from fedcore.secagg.quantize import Quantizer, append_weight
@@ -59,31 +60,6 @@ TAIL_STDS = 20.0
 MIN_LEVELS = 256
 MAX_NOISE_STD = 2.0**20  # σ at t = 1, caps the levels: numpy's Poisson drifts above λ ~ 1e13
 Floats = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DistributedDPConfig:
-    """Distributed DP settings a secure round carries to its clients.
-
-    Args:
-        noise_multiplier: z; the noise std over t survivors is z·Δ₂.
-        clip_norm: C, the L2 bound each client clips its update to.
-        kind: the integer noise (SKELLAM, or DISCRETE_GAUSSIAN).
-        delta: δ of the ε the coordinator reports.
-    """
-
-    noise_multiplier: float
-    clip_norm: float
-    kind: IntegerNoise = IntegerNoise.SKELLAM
-    delta: float = 1e-5
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier > 0):
-            raise ValueError(f"noise_multiplier must be > 0, got {self.noise_multiplier}")
-        if not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
-            raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta must be in (0, 1), got {self.delta}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

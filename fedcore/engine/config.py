@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
+from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.secagg.config import Mode, SecAggConfig, suggested_degree, suggested_signed_degree
 from fedcore.secagg.roster import Roster
 from fedcore.secagg.safety import least_signed_threshold

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.protocol.params import Array, Metrics
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec
 from fedcore.secagg.config import RoundSpec
 from fedcore.secagg.messages import ClientMessage, ServerMessage
-
-if TYPE_CHECKING:
-    from fedcore.dp.secagg_noise import DistributedDPConfig
 
 PROTOCOL_VERSION = 1
 MASKED_TENSOR = "masked"

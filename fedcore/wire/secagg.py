@@ -12,9 +12,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from fedcore.dp.distributed import IntegerNoise
-from fedcore.dp.secagg_noise import DistributedDPConfig
 from fedcore.proto.v1 import secagg_pb2 as spb
+from fedcore.protocol.distributed_dp import DistributedDPConfig, IntegerNoise
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import MASKED_TENSOR, SecAggServerStep, SecAggSetup
 from fedcore.protocol.params import Array

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from fedcore.client.app import ClientApp, FitResult
-from fedcore.dp.distributed import IntegerNoise, skellam_epsilon
-from fedcore.dp.secagg_noise import MIN_LEVELS, DistributedDPConfig, NoisyEncoding
+from fedcore.dp.distributed import skellam_epsilon
+from fedcore.protocol.distributed_dp import IntegerNoise
+from fedcore.dp.secagg_noise import MIN_LEVELS, NoisyEncoding
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.protocol.messages import SecAggSetup, Task

@@ -16,8 +16,8 @@ from fedcore.config import (
     UserDPSection,
     load_config,
 )
-from fedcore.dp.distributed import IntegerNoise
-from fedcore.dp.secagg_noise import DistributedDPConfig
+from fedcore.protocol.distributed_dp import IntegerNoise
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine.config import EngineConfig, SecureAggregationConfig
 from fedcore.protocol.messages import LocalDPConfig
 from fedcore.secagg.config import Mode

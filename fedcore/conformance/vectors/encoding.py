@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from fedcore.dp.distributed import IntegerNoise
-from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
+from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.protocol.distributed_dp import DistributedDPConfig, IntegerNoise
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import spec_of
 from fedcore.secagg.config import SecAggConfig

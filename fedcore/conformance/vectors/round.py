@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedcore.conformance.vectors.drbg import Stream, take
 from fedcore.conformance.vectors.encoding import quantize_case
-from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
+from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.protocol.messages import SecAggSetup
 from fedcore.secagg import keys
 from fedcore.secagg.client import Phase as ClientPhase

@@ -19,7 +19,7 @@ from fedcore.client import ClientOptions, DeclineTask, FitResult, PrivacyFloor, 
 from fedcore.client.floor import round_epsilon
 from fedcore.client.loop import ClientLoop
 from fedcore.client.torch_app import TorchApp
-from fedcore.dp.secagg_noise import DistributedDPConfig
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.dp.secure_random import is_secure
 from fedcore.protocol.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
 from fedcore.protocol.params import Params

@@ -12,9 +12,11 @@ import pytest
 from opacus.accountants.analysis.rdp import get_privacy_spent
 
 from fedcore.client.app import ClientApp, FitResult
-from fedcore.dp.distributed import SKELLAM_ORDERS, IntegerNoise, skellam_epsilon, skellam_rdp
+from fedcore.dp.distributed import SKELLAM_ORDERS, skellam_epsilon, skellam_rdp
+from fedcore.protocol.distributed_dp import IntegerNoise
 from fedcore.dp.distributed_accountant import DistributedAccountant, DistributedStep
-from fedcore.dp.secagg_noise import DistributedDPConfig, NoisyEncoding
+from fedcore.dp.secagg_noise import NoisyEncoding
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.checkpoint import MAGIC, CheckpointError
 from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
