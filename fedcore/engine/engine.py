@@ -27,7 +27,7 @@ from fedcore.engine.records import RecordDraft, RoundRecord, RoundStatus
 from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
-from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
+from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.engine.task_round import Initializing, RoundOpen, TaskRound
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import (
@@ -44,7 +44,7 @@ from fedcore.protocol.messages import (
 from fedcore.protocol.metric_keys import Metric
 from fedcore.protocol.params import Array, Params
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
-from fedcore.strategy.base import SampledStrategy, Sampling, Strategy
+from fedcore.strategy.base import SampledStrategy, Sampling, StatefulStrategy, Strategy
 from fedcore.wire.tensor import check_finite
 
 

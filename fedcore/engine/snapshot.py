@@ -8,7 +8,6 @@ are unknown, get NOT_FOUND on their next call, and join again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 from fedcore.dp.distributed_accountant import DistributedStep
 from fedcore.engine.records import RoundRecord
@@ -41,16 +40,3 @@ class EngineSnapshot:
             raise ValueError(f"round and task_seq must be >= 0, got {self.round}, {self.task_seq}")
         if not self.params:
             raise ValueError("a snapshot needs the global model")
-
-
-@runtime_checkable
-class StatefulStrategy(Protocol):
-    """A strategy with state that must survive a restart (optional; FedAvg has none)."""
-
-    def state_arrays(self) -> dict[str, Array]:
-        """The strategy's state as named tensors."""
-        ...
-
-    def load_state_arrays(self, state: dict[str, Array]) -> None:
-        """Take back what `state_arrays` returned."""
-        ...

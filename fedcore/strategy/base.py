@@ -56,3 +56,16 @@ class SampledStrategy(Protocol):
     def sampled_aggregator(self, round_number: int, sampling: Sampling) -> Aggregator:
         """A fresh aggregator for a round whose clients were drawn as `sampling` says."""
         ...
+
+
+@runtime_checkable
+class StatefulStrategy(Protocol):
+    """A strategy with state that must survive a restart (optional; FedAvg has none)."""
+
+    def state_arrays(self) -> dict[str, Array]:
+        """The strategy's state as named tensors."""
+        ...
+
+    def load_state_arrays(self, state: dict[str, Array]) -> None:
+        """Take back what `state_arrays` returned."""
+        ...

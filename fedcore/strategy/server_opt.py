@@ -36,10 +36,9 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
-from fedcore.engine.snapshot import StatefulStrategy
 from fedcore.protocol.messages import TrainConfig
 from fedcore.protocol.params import Array, Params
-from fedcore.strategy.base import SampledStrategy, Sampling, Strategy
+from fedcore.strategy.base import SampledStrategy, Sampling, StatefulStrategy, Strategy
 from fedcore.strategy.fedavg import FedAvg
 
 _FIRST: Final = "server_opt.m."  # state keys: first moment (or momentum) per tensor

@@ -8,7 +8,8 @@ from opacus.accountants import RDPAccountant
 
 from fedcore.aggregate.dp_noise import AdaptiveClipping
 from fedcore.storage.checkpoints import load_checkpoint, save_checkpoint
-from fedcore.engine.snapshot import EngineSnapshot, StatefulStrategy
+from fedcore.engine.snapshot import EngineSnapshot
+from fedcore.strategy.base import StatefulStrategy
 from fedcore.protocol.params import Array, global_norm
 from fedcore.strategy.base import SampledStrategy, Sampling
 from fedcore.strategy.dp_fedavg import DPFedAvg
