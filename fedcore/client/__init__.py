@@ -6,7 +6,7 @@
     client.start(); ...; client.status; ...; client.stop(timeout=10)
 
 Importing this package imports neither torch (`fedcore.client.torch_app.TorchApp` does) nor
-gRPC: the loop talks to a `Connection` and handles `fedcore.transport.errors`; `run_client` and
+gRPC: the loop talks to a `Connection` and handles `fedcore.client.connection_errors`; `run_client` and
 `BackgroundClient` live with the gRPC driver (`fedcore.transport.grpc.client`) and load it on
 first use.
 """

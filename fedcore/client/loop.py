@@ -20,6 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
+from fedcore.client.connection_errors import (
+    ClientRejected,
+    Disconnected,
+    SessionLost,
+    StopRequested,
+    TaskRefused,
+    TransportError,
+    Unreachable,
+)
 from fedcore.client.events import (
     Callbacks,
     ClientPhase,
@@ -39,15 +48,6 @@ from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
 from fedcore.protocol.params import Array
 from fedcore.secagg.roster import SecAggIdentity
-from fedcore.transport.errors import (
-    ClientRejected,
-    Disconnected,
-    SessionLost,
-    StopRequested,
-    TaskRefused,
-    TransportError,
-    Unreachable,
-)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ClientError(FedcoreError, RuntimeError):
 class Connection(Protocol):
     """What the loop needs from a transport (`GrpcConnection` is the real one).
 
-    A failed call raises a `fedcore.transport.errors.TransportError` subtype, which says what
+    A failed call raises a `fedcore.client.connection_errors.TransportError` subtype, which says what
     the failure means to the client; a call abandoned because `stop` was set raises
     `StopRequested`.
     """

@@ -1,6 +1,6 @@
 """The client's side of the wire: one method per RPC, dataclasses in and out.
 
-Failed calls raise `fedcore.transport.errors` types (what the failure means to the client:
+Failed calls raise `fedcore.client.connection_errors` types (what the failure means to the client:
 task refused, client rejected, session lost, unreachable), which are `grpc.RpcError`s too, with
 the status code and details, for callers that speak gRPC.
 """
@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from fedcore.client import connection_errors as errors
+from fedcore.client.connection_errors import StopRequested, TransportError
 from fedcore.errors import FedcoreError
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
@@ -22,8 +24,6 @@ from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import PROTOCOL_VERSION, Task, TaskReply, TaskResult
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import check_matches
-from fedcore.transport import errors
-from fedcore.transport.errors import StopRequested, TransportError
 from fedcore.transport.grpc.chunks import encode_chunk_message, read_model_chunk
 from fedcore.transport.grpc.status import client_failure
 from fedcore.wire import convert

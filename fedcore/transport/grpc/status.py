@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from fedcore.engine.errors import Reason
-from fedcore.transport.errors import (
+from fedcore.client.connection_errors import (
     ClientRejected,
     Disconnected,
     SessionLost,
@@ -13,6 +12,7 @@ from fedcore.transport.errors import (
     TransportError,
     Unreachable,
 )
+from fedcore.engine.errors import Reason
 
 CODES: dict[Reason, grpc.StatusCode] = {
     Reason.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,

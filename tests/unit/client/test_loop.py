@@ -24,7 +24,7 @@ from fedcore.client.loop import ClientLoop
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Task
 from fedcore.protocol.params import Params
-from fedcore.transport.errors import TaskRefused
+from fedcore.client.connection_errors import TaskRefused
 
 from .conftest import FakeConnection, add_one, make_app, train_task
 

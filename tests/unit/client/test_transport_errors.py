@@ -9,7 +9,7 @@ import pytest
 from fedcore.client import ClientError, ClientOptions, ClientPhase
 from fedcore.client.loop import ClientLoop
 from fedcore.protocol.messages import TaskReply
-from fedcore.transport.errors import (
+from fedcore.client.connection_errors import (
     ClientRejected,
     Disconnected,
     SessionLost,

@@ -7,7 +7,7 @@ import socket
 import grpc
 import pytest
 
-from fedcore.transport.errors import (
+from fedcore.client.connection_errors import (
     ClientRejected,
     Disconnected,
     SessionLost,
