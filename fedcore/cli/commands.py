@@ -82,12 +82,15 @@ def server(args: argparse.Namespace) -> int:
             "server.address": args.address,
             "server.out_dir": args.out,
             "server.initial_model": args.initial_model,
+            "server.initial_model_from": args.initial_model_from,
+            "server.model_spec": args.model_spec,
             "server.auth_token_file": args.auth_token_file,
             "server.metrics_port": args.metrics_port,
             "server.status_port": args.status_port,
             "tls.cert": args.tls_cert,
             "tls.key": args.tls_key,
             "tls.client_ca": args.tls_client_ca,
+            "tls.bind_client_ids": args.bind_client_ids,
             "rounds.num_rounds": args.rounds,
             "rounds.clients_per_round": args.clients_per_round,
             "rounds.min_available": args.min_clients,
@@ -146,6 +149,7 @@ def client(args: argparse.Namespace) -> int:
         owner = args.client_id or os.environ.get("HOSTNAME") or socket.gethostname()
         partition = claim_partition(args.partition_dir, args.num_partitions, owner)
         logging.getLogger("fedcore").info("claimed partition %d of %d", partition, args.num_partitions)
+    _client_certificate(args, partition)
     app = make_app(
         DigitsSetup(num_clients=args.num_partitions, alpha=args.alpha, seed=args.seed),
         partition,
@@ -171,7 +175,8 @@ def certs(args: argparse.Namespace) -> int:
     from fedcore.transport.certs import generate_pki
 
     written = generate_pki(
-        args.out, clients=args.clients, hosts=tuple(args.hosts), token=args.token, force=args.force
+        args.out, clients=0 if args.names else args.clients, names=tuple(args.names),
+        hosts=tuple(args.hosts), token=args.token, force=args.force,
     )
     print(f"wrote {len(written)} files to {args.out}" if written
           else f"{args.out}/ca.pem exists: kept (use --force to replace)")
@@ -201,6 +206,26 @@ def health(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.server}: {status}")
     return 0 if status == "SERVING" else 1
+
+
+def _client_certificate(args: argparse.Namespace, partition: int) -> None:
+    """Set `--tls-cert`/`--tls-key` from `--tls-cert-dir` (the partition's certificate) and
+    `--client-id`, when not given, to the name the certificate carries (the id a coordinator
+    that binds ids to certificates admits)."""
+    if args.tls_cert_dir is not None:
+        if args.tls_cert or args.tls_key:
+            raise ValueError("--tls-cert-dir replaces --tls-cert and --tls-key: give one or the "
+                             "other")
+        args.tls_cert = str(args.tls_cert_dir / f"client-{partition + 1}.pem")
+        args.tls_key = str(args.tls_cert_dir / f"client-{partition + 1}-key.pem")
+    if args.tls_cert and not args.client_id:
+        from fedcore.transport.certs import client_identity
+
+        try:
+            args.client_id = client_identity(Path(args.tls_cert).read_bytes())
+        except OSError as err:
+            raise ValueError(f"cannot read the client certificate {args.tls_cert}: "
+                             f"{err.strerror}") from err
 
 
 def _channel_credentials(args: argparse.Namespace) -> Any:

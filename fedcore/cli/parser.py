@@ -38,12 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--min-clients", type=int, help="clients needed to start [rounds.min_available]")
     server.add_argument("--min-results", type=int, help="results a round needs [rounds.min_results]")
     server.add_argument("--round-timeout", type=float, help="seconds [rounds.round_timeout_s]")
-    server.add_argument("--initial-model", help=".npz of initial parameters [server.initial_model]")
+    server.add_argument("--initial-model", help=".npz of the operator's initial parameters (a "
+                        "fresh run needs it, or --initial-model-from client) [server.initial_model]")
+    server.add_argument("--initial-model-from", choices=["operator", "client"],
+                        help="client: opt in to taking the initial model from one authenticated "
+                        "client (needs a token, mTLS or a roster) [server.initial_model_from]")
+    server.add_argument("--model-spec", help="JSON (or .npz) pinning the model's tensor names, "
+                        "dtypes and shapes; other layouts are refused [server.model_spec]")
     server.add_argument("--auth-token-file", help="file holding the clients' shared token "
                         "[server.auth_token_file]")
     server.add_argument("--tls-cert", help="PEM certificate: turns TLS on [tls.cert]")
     server.add_argument("--tls-key", help="PEM private key of --tls-cert [tls.key]")
     server.add_argument("--tls-client-ca", help="PEM CA: require client certs (mTLS) [tls.client_ca]")
+    server.add_argument("--bind-client-ids", action=argparse.BooleanOptionalAction,
+                        help="with mutual TLS, admit a client only under the id its certificate "
+                        "names (CN or DNS SAN); on unless turned off [tls.bind_client_ids]")
     server.add_argument("--metrics-port", type=int, help="Prometheus port, 0: off [server.metrics_port]")
     server.add_argument("--status-port", type=int,
                         help="serve a live status page (rounds, clients, plots) on this port of "
@@ -62,11 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew alpha")
     client.add_argument("--seed", type=int, default=0)
     client.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    client.add_argument("--client-id", help="stable id (default: random)")
+    client.add_argument("--client-id", help="stable id (default: the name in --tls-cert, else "
+                        "a random one)")
     client.add_argument("--state-dir", type=Path,
                         help="directory keeping this client's state (e.g. privacy spent)")
     client.add_argument("--auth-token-file", type=Path, help="file holding the shared token")
     _tls_client_args(client)
+    client.add_argument("--tls-cert-dir", type=Path,
+                        help="instead of --tls-cert/--tls-key: the directory of `fedcore certs "
+                        "--clients N`; the client of partition p uses client-<p+1>.pem, so "
+                        "each replica has its own certificate and id")
     _secagg_identity_args(client)
     _privacy_floor_args(client)
 
@@ -81,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     certs = sub.add_parser("certs", help="generate a demo CA, server and client certificates")
     certs.add_argument("--out", type=Path, required=True, help="directory for the PEM files")
-    certs.add_argument("--clients", type=int, default=3, help="client certificates to issue")
+    certs.add_argument("--clients", type=int, default=3,
+                       help="client certificates to issue, one per client: client-1..client-N "
+                       "(the name is the client's id under mutual TLS)")
+    certs.add_argument("--names", nargs="+", default=[], metavar="NAME",
+                       help="issue one client certificate per name instead (NAME.pem, "
+                       "NAME-key.pem; the name is the client's id)")
     certs.add_argument("--hosts", nargs="*", default=[], help="extra server names and IPs (SANs)")
     certs.add_argument("--token", action="store_true", help="also write a random shared token")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")

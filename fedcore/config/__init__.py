@@ -71,7 +71,7 @@ class RoundsConfig:
         if self.clients_per_round < 0:
             raise ConfigError(f"rounds.clients_per_round must be >= 0 (0: rounds.fraction of "
                               f"the available clients), got {self.clients_per_round}")
-        if not self.clients_per_round and not 0 < self.fraction <= 1:
+        if not 0 < self.fraction <= 1:
             raise ConfigError(f"rounds.fraction must be in (0, 1] (or set "
                               f"rounds.clients_per_round), got {self.fraction}")
         if not 0 <= self.eval_fraction <= 1:
@@ -111,6 +111,11 @@ class ServerConfig:
     checkpoint: bool = True
 
     def __post_init__(self) -> None:
+        try:
+            split_address(self.address)
+        except AddressError as err:
+            raise ConfigError(f"server.address: {err}") from None
+        _check_positive(self, "server", "long_poll_s", "max_payload_mb")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
                 f"server.metrics_port must be in 0..65535 (0: off), got {self.metrics_port}"
@@ -122,6 +127,22 @@ class ServerConfig:
             )
 
 
+def _check_at_least(table: object, section: str, low: float, *names: str) -> None:
+    """Refuse a value of `table` below `low`, naming its key (`section.name`)."""
+    for name in names:
+        value = getattr(table, name)
+        if not value >= low:
+            raise ConfigError(f"{section}.{name} must be >= {low:g}, got {value}")
+
+
+def _check_positive(table: object, section: str, *names: str) -> None:
+    """Refuse a value of `table` that is not > 0 (e.g. a negative duration), naming its key."""
+    for name in names:
+        value = getattr(table, name)
+        if not value > 0:
+            raise ConfigError(f"{section}.{name} must be > 0, got {value}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLSConfig:
     """[tls]: PEM files; `cert` and `key` turn TLS on, `client_ca` also requires client certs."""
@@ -129,6 +150,7 @@ class TLSConfig:
     cert: str = ""
     key: str = ""
     client_ca: str = ""
+    bind_client_ids: bool = True
 
     def __post_init__(self) -> None:
         if bool(self.cert) != bool(self.key):

@@ -14,14 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-import numpy as np
 
-from fedcore.config import ConfigError, CoordinatorConfig, ServerPlan, TLSConfig
+from fedcore.config import ConfigError, CoordinatorConfig, InitialModelFrom, ServerPlan, TLSConfig
 from fedcore.coordinator.metrics import CoordinatorMetrics
+from fedcore.coordinator.model_files import load_model_spec, load_npz
 from fedcore.coordinator.status_page import StatusBoard, StatusPage
 from fedcore.engine import RoundEngine, RoundRecord
 from fedcore.engine.plan import build_run
-from fedcore.protocol.params import Array
 from fedcore.report.history import HistoryWriter
 from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.storage.run_store import RunStore
@@ -30,6 +29,11 @@ from fedcore.transport.grpc.server import CoordinatorServer
 from fedcore.transport.grpc.tls import server_credentials
 
 log = logging.getLogger(__name__)
+
+NO_INITIAL_MODEL = (
+    "no initial model: pass --initial-model FILE.npz (server.initial_model), or opt in to a "
+    "client's with --initial-model-from client (server.initial_model_from = \"client\")"
+)
 
 
 def run_coordinator(
@@ -77,6 +81,7 @@ def run_coordinator(
         credentials=build_credentials(config.tls),
         auth_token=read_token(config.server.auth_token_file),
         long_poll_s=config.server.long_poll_s,
+        bind_client_ids=bool(config.tls.client_ca) and config.tls.bind_client_ids,
         observer=Observers(*(o for o in (metrics, store, status and status.board)
                              if o is not None)),
     )
@@ -109,19 +114,49 @@ def build_engine(plan: ServerPlan, *, resume: bool) -> RoundEngine:
     """A fresh engine, or one restored from the checkpoint in `server.out_dir`."""
     config = plan.config
     out = Path(config.server.out_dir)
+    spec = load_model_spec(Path(config.server.model_spec)) if config.server.model_spec else None
     snapshot = load_checkpoint(out)
     if snapshot is not None and not resume:
         raise ConfigError(
             f"{out / FILENAME} holds round {snapshot.round} of an earlier run: pass --resume to "
             "continue it, or choose another output directory"
         )
-    if snapshot is not None:
-        log.info("resuming after round %d from %s", snapshot.round, out / FILENAME)
-        return build_run(plan.run, snapshot=snapshot)
-    if resume:
-        log.info("no checkpoint in %s: starting a new run", out)
-    initial = load_npz(Path(config.server.initial_model)) if config.server.initial_model else None
-    return build_run(plan.run, initial_params=initial)
+    try:
+        if snapshot is not None:
+            log.info("resuming after round %d from %s", snapshot.round, out / FILENAME)
+            return build_run(plan.run, snapshot=snapshot, model_spec=spec)
+        if resume:
+            log.info("no checkpoint in %s: starting a new run", out)
+        from_client = initial_model_from_client(plan)
+        initial = load_npz(Path(config.server.initial_model)) if config.server.initial_model else None
+        return build_run(plan.run, initial_params=initial, initial_from_client=from_client,
+                         model_spec=spec)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def initial_model_from_client(plan: ServerPlan) -> bool:
+    """Whether a fresh run takes its first model from a client: only when the operator opted
+    in and clients are authenticated (token, client certificates or a roster).
+
+    Raises:
+        ConfigError: no initial model and no opt-in (saying what to pass), or the opt-in
+            without authenticated clients.
+    """
+    config = plan.config
+    if config.server.initial_model_from is InitialModelFrom.OPERATOR:
+        if not config.server.initial_model and plan.run.initial_model is None:
+            raise ConfigError(NO_INITIAL_MODEL)
+        return False
+    if plan.run.initial_model is not None:
+        raise ConfigError("server.initial_model_from = \"client\" and the run plan's "
+                          "initial_model exclude each other")
+    roster = config.secagg.roster if config.secagg is not None else None
+    if not (config.server.auth_token_file or config.tls.client_ca or roster is not None):
+        raise ConfigError("server.initial_model_from = \"client\" needs authenticated clients, "
+                          "so that no stranger can supply the model: set server.auth_token_file, "
+                          "tls.client_ca or a secagg roster (or pass --initial-model)")
+    return True
 
 
 def _status_page(plan: ServerPlan, engine: RoundEngine) -> StatusPage | None:
@@ -153,12 +188,6 @@ def read_token(path: str | Path | None) -> str:
     if not token:
         raise ConfigError(f"the auth token file {path} is empty")
     return token
-
-
-def load_npz(path: Path) -> dict[str, Array]:
-    """Parameters from an .npz file (never unpickles)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
 
 
 def _wait(server: CoordinatorServer, stop: threading.Event) -> None:

@@ -4,9 +4,13 @@ Files written to the output directory (private keys with mode 0600):
 
     ca.pem ca-key.pem                 the certificate authority
     server.pem server-key.pem         the coordinator; SANs: localhost, 127.0.0.1, ::1, hosts
-    client-<i>.pem client-<i>-key.pem one per client (i = 1..n), CN client-<i>
+    client-<i>.pem client-<i>-key.pem one per client (i = 1..n), CN and DNS SAN client-<i>
+    <name>.pem <name>-key.pem         or one per given client name, CN and DNS SAN <name>
     token                             a random shared token, when asked for
 
+Each client gets its own certificate: with mutual TLS the coordinator admits a client only
+under the id its certificate names (`fedcore.transport.grpc.tls.bound_id_refusal`), so the
+name is the client's id (`client_identity` reads it back; `fedcore client` defaults to it).
 For demos and tests. A production deployment uses its own PKI; fedcore only reads PEM files.
 """
 
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,8 @@ from fedcore.storage.atomic import write_atomic
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 VALIDITY = datetime.timedelta(days=365)
 KEY_MODE = 0o600
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+RESERVED_NAMES = frozenset({"ca", "server", "token"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +47,25 @@ class Issuer:
 
 
 def generate_pki(
-    out_dir: Path, *, clients: int, hosts: tuple[str, ...] = (), token: bool = False,
-    force: bool = False,
+    out_dir: Path, *, clients: int = 0, names: Sequence[str] = (), hosts: tuple[str, ...] = (),
+    token: bool = False, force: bool = False,
 ) -> list[Path]:
-    """Write a CA, a server certificate for `hosts` and `clients` client certificates.
+    """Write a CA, a server certificate for `hosts` and one certificate per client: `clients`
+    of them named client-1..client-<clients>, or one per name in `names`.
 
     Returns the files written; an existing `ca.pem` is kept (nothing written) unless `force`.
 
     Raises:
-        ValueError: `clients` is negative.
+        ValueError: `clients` is negative, both `clients` and `names` are given, or a name is
+            not 1-63 letters, digits, '.', '_' or '-' (starting with a letter or digit), is
+            reserved (ca, server, token) or repeated.
     """
     if clients < 0:
         raise ValueError(f"--clients must be >= 0, got {clients}")
+    if clients and names:
+        raise ValueError("give --clients or --names, not both")
+    client_names = list(names) or [f"client-{i}" for i in range(1, clients + 1)]
+    check_client_names(client_names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "ca.pem").exists() and not force:
@@ -59,13 +74,44 @@ def generate_pki(
     written = _write_pair(out, "ca", ca)
     server_hosts = tuple(dict.fromkeys((*DEFAULT_HOSTS, *hosts)))
     written += _write_pair(out, "server", issue(ca, "fedcore coordinator", hosts=server_hosts))
-    for i in range(1, clients + 1):
-        written += _write_pair(out, f"client-{i}", issue(ca, f"client-{i}", client=True))
+    for name in client_names:
+        written += _write_pair(out, name, issue(ca, name, hosts=(name,), client=True))
     if token:
         path = out / "token"
         write_atomic(path, (secrets.token_urlsafe(32) + "\n").encode(), mode=KEY_MODE)
         written.append(path)
     return written
+
+
+def check_client_names(names: Sequence[str]) -> None:
+    """Raise ValueError unless every name can be a client id and a file name (see
+    `generate_pki`)."""
+    for name in names:
+        if not CLIENT_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
+            raise ValueError(f"client name {name!r} must be 1-63 letters, digits, '.', '_' or "
+                             "'-', start with a letter or digit, and not be ca, server or token")
+    if len(set(names)) != len(names):
+        raise ValueError("client names must be distinct")
+
+
+def client_identity(cert_pem: bytes) -> str:
+    """The client id a client certificate names: its CN, else its first DNS SAN.
+
+    Raises:
+        ValueError: the PEM holds no certificate, or one that names nobody.
+    """
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        if isinstance(attribute.value, str) and attribute.value:
+            return attribute.value
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    dns = san.get_values_for_type(x509.DNSName) if san is not None else []
+    if not dns:
+        raise ValueError("the client certificate names no identity (no CN, no DNS SAN)")
+    return str(dns[0])
 
 
 def make_ca(name: str) -> Issuer:

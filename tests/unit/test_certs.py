@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from fedcore.cli import main
-from fedcore.transport.certs import generate_pki
+from fedcore.transport.certs import client_identity, generate_pki
 
 
 def load(path: Path) -> x509.Certificate:
@@ -66,3 +67,30 @@ def test_cli_writes_the_files(tmp_path: Path) -> None:
         "ca-key.pem", "ca.pem", "client-1-key.pem", "client-1.pem", "client-2-key.pem",
         "client-2.pem", "server-key.pem", "server.pem", "token",
     ]
+
+
+def test_each_named_client_gets_its_own_certificate_naming_it(tmp_path: Path) -> None:
+    generate_pki(tmp_path, names=("site-a", "site-b"))
+
+    for name in ("site-a", "site-b"):
+        pem = (tmp_path / f"{name}.pem").read_bytes()
+        san = load(tmp_path / f"{name}.pem").extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        assert client_identity(pem) == name
+        assert san.get_values_for_type(x509.DNSName) == [name]
+    assert (tmp_path / "site-a-key.pem").read_bytes() != (tmp_path / "site-b-key.pem").read_bytes()
+
+
+@pytest.mark.parametrize("names", [("server",), ("a/b",), ("-x",), ("a", "a"), ("",)])
+def test_bad_client_names_are_refused_before_anything_is_written(
+    tmp_path: Path, names: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValueError, match="client name|distinct"):
+        generate_pki(tmp_path / "out", names=names)
+
+    assert not (tmp_path / "out").exists()
+
+
+def test_client_count_and_names_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        generate_pki(tmp_path, clients=2, names=("a",))

@@ -34,6 +34,7 @@ from fedcore.transport.grpc.chunks import (
 )
 from fedcore.transport.grpc.malformed import Malformed, RateLimitedLog, tolerant
 from fedcore.transport.grpc.status import CODES
+from fedcore.transport.grpc.tls import bound_id_refusal, peer_identities
 from fedcore.transport.grpc.uploads import Upload, UploadBook, UploadBusy
 from fedcore.wire import convert
 from fedcore.wire.tensor import iter_chunk_views
@@ -69,11 +70,13 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         long_poll_s: float = 5.0,
         auth_token: str = "",
         on_change: Callable[[], None] | None = None,
+        bind_client_ids: bool = False,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.long_poll_s = long_poll_s
         self._auth_token = auth_token
+        self._bind_client_ids = bind_client_ids  # mTLS: a client joins only as its cert names
         self._on_change = on_change
         self._changed = asyncio.Event()
         self._state = self._snapshot()
@@ -101,6 +104,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         ):
             self._refusals.report("join refused", "bad auth token from %s", context.peer())
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing auth token")
+        if self._bind_client_ids and (refusal := bound_id_refusal(
+                request.client_id, peer_identities(context.auth_context()))):
+            log.warning("join refused: %s from %s", refusal, context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         try:
             session = self.engine.join(
                 request.client_id,

@@ -40,6 +40,8 @@ class CoordinatorServer:
         tick_s: how often deadlines are checked.
         trim_s: how often memory freed in the C heap is returned to the system (`heap`).
         observer: told of RPCs, joins, ticks and rounds (metrics, run store); see `observer`.
+        bind_client_ids: admit a client only under an id its certificate names (with mutual
+            TLS credentials; `fedcore.transport.grpc.tls.bound_id_refusal`).
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class CoordinatorServer:
         tick_s: float = 0.2,
         trim_s: float = 1.0,
         observer: ServerObserver | None = None,
+        bind_client_ids: bool = False,
     ) -> None:
         self.engine = engine
+        self._bind_client_ids = bind_client_ids
         self.address = address
         self._on_round = on_round
         self._credentials = credentials
@@ -130,7 +134,7 @@ class CoordinatorServer:
         )
         service = CoordinatorService(
             self.engine, long_poll_s=self._long_poll_s, auth_token=self._auth_token,
-            on_change=self._emit_records,
+            on_change=self._emit_records, bind_client_ids=self._bind_client_ids,
         )
         add_to_server(service, server)
         self.service = service

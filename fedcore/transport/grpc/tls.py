@@ -2,11 +2,14 @@
 
 With `client_ca` set, the coordinator requires every client to present a certificate signed
 by that CA (mutual TLS); a client without one, or with one from another CA, fails the
-handshake and never reaches the service.
+handshake and never reaches the service. Binding client ids (`bound_id_refusal`): the service
+admits a client only under an id its verified certificate names, its CN or a DNS SAN, so one
+client's certificate cannot join (and cut the session of) another client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import grpc
@@ -49,6 +52,36 @@ def channel_credentials(
         private_key=_read(key, "TLS key") if key else None,
         certificate_chain=_read(cert, "TLS certificate") if cert else None,
     )
+
+
+# gRPC's auth-context properties of a verified peer certificate: its subject CN, and its DNS
+# SANs (older gRPC releases list SANs only under the generic key, which then stands in).
+_CN = "x509_common_name"
+_DNS = "x509_dns"
+_SAN = "x509_subject_alternative_name"
+
+
+def peer_identities(auth_context: Mapping[str, Iterable[bytes]]) -> frozenset[str]:
+    """The names a connection's verified client certificate gives its holder: its CN and its
+    DNS SANs (empty without a client certificate). `auth_context` is gRPC's
+    `ServicerContext.auth_context()`."""
+    sans = auth_context.get(_DNS) or auth_context.get(_SAN) or ()
+    names = [*auth_context.get(_CN, ()), *sans]
+    return frozenset(n.decode("utf-8", "replace") for n in names if n)
+
+
+def bound_id_refusal(client_id: str, identities: frozenset[str]) -> str:
+    """Why `client_id` may not join over a connection whose certificate names `identities`
+    ("" when it may: the id is one of them)."""
+    if client_id in identities:
+        return ""
+    if not identities:
+        return ("this coordinator binds client ids to client certificates (mutual TLS), and "
+                "the connection presented none")
+    shown = ", ".join(sorted(identities)[:4])
+    return (f"client id {client_id[:64]!r} is not named by this connection's certificate "
+            f"({shown}): join under that name (--client-id), or use a certificate issued for "
+            "this id")
 
 
 def _read(path: Path | str, what: str) -> bytes:
