@@ -6,6 +6,7 @@ The run goes through the same round engine, strategies and client semantics as a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -38,6 +39,7 @@ from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
 from fedcore.sim.stragglers import StragglerModel
 from fedcore.sim.timing import TimingModel
+from fedcore.strategy.base import Strategy
 from fedcore.training.models import logistic_regression, mlp, mnist_cnn, seeded
 
 __all__ = ["SimulationConfig", "SimulationResult", "run"]
@@ -48,10 +50,17 @@ def run(
     *,
     on_round: Callable[[RoundRecord], None] | None = None,
     write: bool = True,
+    strategy: Strategy | None = None,
 ) -> SimulationResult:
-    """Simulate `config` to the end; with `write`, history and plot go to `out_dir`."""
+    """Simulate `config` to the end; with `write`, history and plot go to `out_dir`.
+
+    `strategy`, your own `fedcore.strategy.Strategy`, replaces the one `[strategy]` describes
+    (docs/guides/researcher.md shows one).
+    """
     sim = config.simulation
     plan = plan_run(config)  # bad settings fail here, before any data is loaded
+    if strategy is not None:
+        plan = dataclasses.replace(plan, strategy=strategy)
     data, num_features, num_classes = _data_source(config)
     population = Population(sim.clients, seed=sim.seed, data=data)
     model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
