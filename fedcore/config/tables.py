@@ -68,14 +68,17 @@ def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dic
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as err:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"cannot read config {path}: {err}") from err
     for dotted, value in (overrides or {}).items():
         *tables, key = dotted.split(".")
         table = data
-        for name in tables:
+        for depth, name in enumerate(tables, 1):
             table = table.setdefault(name, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{'.'.join(tables[:depth])} must be a table (a [section]), "
+                                  f"got {table!r}: it cannot hold {dotted}")
         table[key] = value
     return data
 
