@@ -43,6 +43,14 @@ if TYPE_CHECKING:
 class StrategyName(enum.Enum):
     FEDAVG = "fedavg"
     FEDPROX = "fedprox"
+
+
+class InitialModelFrom(enum.Enum):
+    """Who supplies a fresh run's first model: the operator (`server.initial_model`, or a
+    callable in the run plan), or, opted in, one authenticated client."""
+
+    OPERATOR = "operator"
+    CLIENT = "client"
     FEDADAGRAD = "fedadagrad"
     FEDADAM = "fedadam"
     FEDYOGI = "fedyogi"
@@ -71,7 +79,7 @@ class RoundsConfig:
         if self.clients_per_round < 0:
             raise ConfigError(f"rounds.clients_per_round must be >= 0 (0: rounds.fraction of "
                               f"the available clients), got {self.clients_per_round}")
-        if not 0 < self.fraction <= 1:
+        if not self.clients_per_round and not 0 < self.fraction <= 1:
             raise ConfigError(f"rounds.fraction must be in (0, 1] (or set "
                               f"rounds.clients_per_round), got {self.fraction}")
         if not 0 <= self.eval_fraction <= 1:
@@ -100,6 +108,8 @@ class ServerConfig:
     address: str = "0.0.0.0:8080"
     out_dir: str = "runs/server"
     initial_model: str = ""
+    initial_model_from: InitialModelFrom = InitialModelFrom.OPERATOR
+    model_spec: str = ""
     long_poll_s: float = 5.0
     max_payload_mb: float = 4096.0
     auth_token_file: str = ""
@@ -111,15 +121,13 @@ class ServerConfig:
     checkpoint: bool = True
 
     def __post_init__(self) -> None:
-        try:
-            split_address(self.address)
-        except AddressError as err:
-            raise ConfigError(f"server.address: {err}") from None
-        _check_positive(self, "server", "long_poll_s", "max_payload_mb")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
                 f"server.metrics_port must be in 0..65535 (0: off), got {self.metrics_port}"
             )
+        if self.initial_model and self.initial_model_from is InitialModelFrom.CLIENT:
+            raise ConfigError("server.initial_model and server.initial_model_from = \"client\" "
+                              "exclude each other: the first model is the operator's or a client's")
         if not 0 <= self.status_port <= 65535:
             raise ConfigError(
                 f"server.status_port (--status-port) must be in 0..65535 (0: off), "
@@ -127,25 +135,12 @@ class ServerConfig:
             )
 
 
-def _check_at_least(table: object, section: str, low: float, *names: str) -> None:
-    """Refuse a value of `table` below `low`, naming its key (`section.name`)."""
-    for name in names:
-        value = getattr(table, name)
-        if not value >= low:
-            raise ConfigError(f"{section}.{name} must be >= {low:g}, got {value}")
-
-
-def _check_positive(table: object, section: str, *names: str) -> None:
-    """Refuse a value of `table` that is not > 0 (e.g. a negative duration), naming its key."""
-    for name in names:
-        value = getattr(table, name)
-        if not value > 0:
-            raise ConfigError(f"{section}.{name} must be > 0, got {value}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TLSConfig:
-    """[tls]: PEM files; `cert` and `key` turn TLS on, `client_ca` also requires client certs."""
+    """[tls]: PEM files; `cert` and `key` turn TLS on, `client_ca` also requires client certs.
+
+    With client certificates, `bind_client_ids` (default on) admits a client only under an id
+    that its certificate names (its CN or a DNS SAN)."""
 
     cert: str = ""
     key: str = ""
