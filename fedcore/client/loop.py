@@ -45,7 +45,15 @@ from fedcore.client.state import ResumeInfo, StateDir
 from fedcore.compression.codec import Compression, Compressor, Kind
 from fedcore.errors import FedcoreError
 from fedcore.protocol.errors import WireError
-from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
+from fedcore.protocol.messages import (
+    Done,
+    SubmitReply,
+    Task,
+    TaskKind,
+    TaskReply,
+    TaskResult,
+    Wait,
+)
 from fedcore.protocol.params import Array
 from fedcore.secagg.roster import SecAggIdentity
 
@@ -76,7 +84,9 @@ class Connection(Protocol):
     ) -> None: ...
     def get_task(self, stop: threading.Event | None = None) -> TaskReply: ...
     def download(self, task: Task, stop: threading.Event | None = None) -> dict[str, Array]: ...
-    def submit(self, result: TaskResult, stop: threading.Event | None = None) -> None: ...
+    def submit(
+        self, result: TaskResult, stop: threading.Event | None = None
+    ) -> SubmitReply | None: ...
     def cancel_current(self) -> None: ...
     def leave(self) -> None: ...
     def close(self) -> None: ...
@@ -316,7 +326,7 @@ class ClientLoop:
                            kind=task.kind, num_examples=header.num_examples,
                            metrics=dict(header.metrics), duration_s=time.monotonic() - started))
         self._set(phase=ClientPhase.UPLOADING)
-        self._conn.submit(outcome, self._stop)
+        reply = self._conn.submit(outcome, self._stop)
         self._count("tasks_reported")
         self._summary.tasks_completed += 1
         self._summary.rounds.append(task.round)
@@ -324,6 +334,7 @@ class ClientLoop:
                           tasks_reported=self._resume.tasks_reported + 1)
         self._emit(Reported(client_id=self._conn.client_id, round=task.round,
                             task_id=task.task_id, kind=task.kind))
+        self._wait_as_told(reply)
 
     def _work(self, task: Task, params: dict[str, Array] | None) -> TaskResult | str:
         """The app's result, or why the task is declined; raises `StopRequested` on stop."""
@@ -353,12 +364,19 @@ class ClientLoop:
     def _decline(self, task: Task, reason: str, refusal: TaskResult | None = None) -> None:
         """Tell the coordinator this client will not do `task` (`refusal`: the app's own)."""
         self._set(phase=ClientPhase.UPLOADING)
+        reply = None
         try:
-            self._conn.submit(refusal or self._handler.decline(task, reason), self._stop)
+            reply = self._conn.submit(refusal or self._handler.decline(task, reason), self._stop)
         except TaskRefused as err:
             log.info("%s: decline of %s not taken: %s", self._conn.client_id, task.task_id,
                      err.reason)
         self._refused(task, reason, RefusedBy.CLIENT)
+        self._wait_as_told(reply)
+
+    def _wait_as_told(self, reply: SubmitReply | None) -> None:
+        """Wait as long as the coordinator's reply asks before polling again (stop cuts it)."""
+        if reply is not None and reply.retry_after_s > 0:
+            self._stop.wait(reply.retry_after_s)
 
     def _refused(self, task: Task, reason: str, by: RefusedBy) -> None:
         log.info("%s: task %s refused by the %s: %s", self._conn.client_id, task.task_id,

@@ -283,7 +283,11 @@ class RoundEngine:
         """The model a client's open task is about (a query: it changes nothing)."""
         task = self._open_task(client_id, task_id)
         if task.model is None:
-            raise EngineError(Reason.INVALID, f"task {task_id} has no model to download")
+            raise EngineError(  # FAILED_PRECONDITION: this task, not the request, is the cause
+                Reason.NOT_ASSIGNED,
+                f"task {task_id} has no model to download: an INITIALIZE task is answered with "
+                "the client's own initial parameters, without a download",
+            )
         return task.model
 
     def check_result(self, header: ResultHeader, *, now: float) -> ModelSpec:

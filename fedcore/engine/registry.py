@@ -18,6 +18,7 @@ from typing import Protocol
 from fedcore.engine.config import Limits
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.selection import select_clients
+from fedcore.protocol.client_id import client_id_problem
 
 
 class ClientRegistry(Protocol):
@@ -165,11 +166,8 @@ class Registry:
 
 def check_join(client_id: str, properties: dict[str, str], limits: Limits) -> None:
     """Raise `EngineError` (INVALID) when a join's id or properties exceed `limits`."""
-    if not client_id or len(client_id) > limits.max_client_id_chars or not client_id.isprintable():
-        raise EngineError(
-            Reason.INVALID,
-            f"client_id must be 1..{limits.max_client_id_chars} printable characters",
-        )
+    if problem := client_id_problem(client_id, limits.max_client_id_chars):
+        raise EngineError(Reason.INVALID, problem)
     if len(properties) > limits.max_properties:
         raise EngineError(
             Reason.INVALID,

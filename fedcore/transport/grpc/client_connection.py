@@ -21,7 +21,14 @@ from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.proto.v1 import tensor_pb2 as tpb
 from fedcore.protocol.errors import WireError
-from fedcore.protocol.messages import PROTOCOL_VERSION, Task, TaskReply, TaskResult
+from fedcore.protocol.messages import (
+    PROTOCOL_VERSION,
+    CoordinatorLimits,
+    SubmitReply,
+    Task,
+    TaskReply,
+    TaskResult,
+)
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import check_matches
 from fedcore.transport.grpc.chunks import encode_chunk_message, read_model_chunk
@@ -103,6 +110,8 @@ class GrpcConnection:
         self._chunk_bytes = chunk_bytes
         self._timeout = rpc_timeout_s
         self.session = b""
+        self.long_poll_s = 0.0  # the coordinator's GetTask hold, from its JoinReply (0: not stated)
+        self.limits = CoordinatorLimits()
         self._lock = threading.Lock()
         self._inflight: grpc.Future | None = None
 
@@ -124,10 +133,19 @@ class GrpcConnection:
             ),
             timeout=self._timeout,
         )
-        self.session = self._await(future, stop, "joining").session
+        reply = convert.join_reply_from_proto(self._await(future, stop, "joining"))
+        self.session = reply.session
+        self.long_poll_s, self.limits = reply.long_poll_s, reply.limits
 
-    def get_task(self, stop: threading.Event | None = None, timeout_s: float = 60.0) -> TaskReply:
-        """Ask for work (the coordinator may hold the call while it waits for a round)."""
+    def get_task(
+        self, stop: threading.Event | None = None, timeout_s: float | None = None
+    ) -> TaskReply:
+        """Ask for work (the coordinator may hold the call while it waits for a round).
+
+        The deadline defaults to 60 s, or the coordinator's stated long-poll hold plus
+        `rpc_timeout_s` when that is longer, so a held call is never cut short."""
+        if timeout_s is None:
+            timeout_s = max(60.0, self.long_poll_s + self._timeout)
         request = pb.TaskRequest(credentials=self._credentials())
         future = self._stub.GetTask.future(request, timeout=timeout_s)
         return convert.task_reply_from_proto(self._await(future, stop, "waiting for work"))
@@ -164,8 +182,8 @@ class GrpcConnection:
             assembler.add(msg.offset, msg.data)
         return assembler
 
-    def submit(self, result: TaskResult, stop: threading.Event | None = None) -> None:
-        """Stream a result: the header, then the tensors in chunks."""
+    def submit(self, result: TaskResult, stop: threading.Event | None = None) -> SubmitReply:
+        """Stream a result: the header, then the tensors in chunks; returns the retry hint."""
         header = convert.result_header_to_proto(result.header, self.session)
 
         def messages() -> Iterator[bytes]:  # serialised ResultChunks, see `chunks`
@@ -174,7 +192,7 @@ class GrpcConnection:
                 yield encode_chunk_message(offset, pieces)
 
         future = self._submit.future(messages(), timeout=self._timeout + 600.0)
-        self._await(future, stop, "uploading the result")
+        return convert.submit_reply_from_proto(self._await(future, stop, "uploading the result"))
 
     def cancel_current(self) -> None:
         """Cancel the call in flight, if any (from any thread); it raises `StopRequested`

@@ -24,7 +24,14 @@ from fedcore.engine.errors import EngineError
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.protocol.errors import PayloadTooLarge, WireError
-from fedcore.protocol.messages import ResultHeader, TaskResult, Wait
+from fedcore.protocol.messages import (
+    CoordinatorLimits,
+    JoinReply,
+    ResultHeader,
+    SubmitReply,
+    TaskResult,
+    Wait,
+)
 from fedcore.protocol.params import Array
 from fedcore.transport.grpc.chunks import (
     ResultPart,
@@ -71,10 +78,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         auth_token: str = "",
         on_change: Callable[[], None] | None = None,
         bind_client_ids: bool = False,
+        max_message_bytes: int = 0,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.long_poll_s = long_poll_s
+        self.max_message_bytes = max_message_bytes  # the server's gRPC limit, told on Join
         self._auth_token = auth_token
         self._bind_client_ids = bind_client_ids  # mTLS: a client joins only as its cert names
         self._on_change = on_change
@@ -120,7 +129,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             await _abort(context, err)
         log.info("client %s joined", request.client_id)
         self.notify()
-        return pb.JoinReply(session=session, client_timeout_s=self.engine.config.client_timeout_s)
+        return convert.join_reply_to_proto(self._join_reply(session))
 
     async def GetTask(
         self, request: pb.TaskRequest, context: grpc.aio.ServicerContext
@@ -167,19 +176,21 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         """A `ResultChunk` stream, read by `chunks.read_result_chunk` (payload as views) when
         registered through `add_to_server`. Bounded by `limits` (see `uploads`)."""
         try:
-            await self._receive(aiter(request_iterator))
+            retry_after_s = await self._receive(aiter(request_iterator))
         except Refused as err:
             code, details = err.code, err.details  # not the exception: it would hold this frame
         else:
             self.notify()
-            return pb.SubmitReply(message="accepted")
+            return convert.submit_reply_to_proto(SubmitReply(retry_after_s=retry_after_s))
         await context.abort(code, details)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
-    async def _receive(self, messages: AsyncIterator[ResultPart | pb.ResultChunk | Malformed]) -> None:
+    async def _receive(self, messages: AsyncIterator[ResultPart | pb.ResultChunk | Malformed]) -> float:
         """Read, check and submit one result; raises `Refused`. Holds the payload buffer only
         while it runs: it is dropped on every way out, and the refusal is raised outside the
-        `except` clause, so it carries no traceback of frames that saw the buffer."""
+        `except` clause, so it carries no traceback of frames that saw the buffer. Returns the
+        reply's retry hint: 0 (poll at once) for a result, `retry_after_s` for a decline."""
+        declined = False
         idle_s = self.limits.upload_idle_s
         upload: Upload | None = None
         tensors: dict[str, Array] | None = None
@@ -187,6 +198,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             async with asyncio.timeout(idle_s) as deadline:
                 header, client_id = self._header(await self._next(messages, deadline, idle_s))
+                declined = bool(header.declined_reason)
                 expected = self.engine.check_result(header, now=self.clock())
                 if expected.nbytes > self.engine.config.max_payload_bytes:
                     raise PayloadTooLarge(
@@ -196,6 +208,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 while (part := await self._next(messages, deadline, idle_s)) is not None:
                     if part.data is None:
                         raise WireError("only chunks may follow the header")
+                    if declined:
+                        raise WireError("a declined result carries no payload: send the header alone")
                     upload.add(part.offset, part.data)
                     del part  # a view of the message: hold no received bytes while waiting
                 tensors = upload.finish()
@@ -221,6 +235,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             upload = tensors = None
         if refused is not None:
             raise refused
+        return self.engine.config.retry_after_s if declined else 0.0
 
     async def _next(
         self,
@@ -276,6 +291,19 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         return pb.LeaveReply()
 
     # ----------------------------------------------------------------- helpers
+    def _join_reply(self, session: bytes) -> JoinReply:
+        """The session, the long-poll hold and the limits a client should know."""
+        config, limits = self.engine.config, self.limits
+        return JoinReply(
+            session=session, client_timeout_s=config.client_timeout_s, long_poll_s=self.long_poll_s,
+            limits=CoordinatorLimits(
+                max_message_bytes=self.max_message_bytes, max_payload_bytes=config.max_payload_bytes,
+                chunk_bytes=config.chunk_bytes, min_chunk_bytes=limits.min_chunk_bytes,
+                max_metrics=limits.max_metrics, max_metric_key_chars=limits.max_metric_key_chars,
+                max_client_id_bytes=limits.max_client_id_chars,
+            ),
+        )
+
     async def refuse_malformed(
         self, method: str, request: Malformed, context: grpc.aio.ServicerContext
     ) -> NoReturn:

@@ -135,6 +135,7 @@ class CoordinatorServer:
         service = CoordinatorService(
             self.engine, long_poll_s=self._long_poll_s, auth_token=self._auth_token,
             on_change=self._emit_records, bind_client_ids=self._bind_client_ids,
+            max_message_bytes=MAX_MESSAGE_BYTES,
         )
         add_to_server(service, server)
         self.service = service

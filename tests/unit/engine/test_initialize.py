@@ -30,7 +30,8 @@ def test_initialize_task_carries_no_model(make_harness) -> None:
     assert task.model_spec == EMPTY_SPEC
     with pytest.raises(EngineError) as err:
         h.download(cid, task)
-    assert err.value.reason is Reason.INVALID
+    # FAILED_PRECONDITION on the wire (docs/protocol.md 3.3): the task, not the request, is why
+    assert err.value.reason is Reason.NOT_ASSIGNED and "INITIALIZE" in str(err.value)
 
 
 def test_initial_params_from_a_client_become_the_model(make_harness, model) -> None:
