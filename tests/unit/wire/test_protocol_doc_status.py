@@ -37,6 +37,15 @@ def test_every_test_the_status_table_names_exists() -> None:
     assert not named - defined, f"the table names tests that do not exist: {named - defined}"
 
 
+def test_tests_named_with_their_file_exist() -> None:
+    named = [m for row in table_rows() for m in re.findall(r"`(test_\w+\.py)::(test_\w+)`", row[-1])]
+
+    assert named, "the table names no test of another file"
+    for file, name in named:
+        source = (ROOT / "tests" / "integration" / file).read_text()
+        assert f"def {name}(" in source, f"{file}::{name} does not exist"
+
+
 def test_every_status_test_is_named_in_the_table() -> None:
     named = {name for row in table_rows() for name in re.findall(r"`(test_\w+)`", row[-1])}
     defined = {node.name for node in ast.walk(ast.parse(STATUS_TESTS.read_text()))
