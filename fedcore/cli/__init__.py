@@ -7,10 +7,11 @@ import sys
 from collections.abc import Callable
 
 from fedcore.cli import commands
+from fedcore.cli.exits import ExitCode, exit_code_for
 from fedcore.cli.logs import setup_logging
 from fedcore.cli.parser import build_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ExitCode", "build_parser", "main"]
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": commands.demo,
@@ -24,13 +25,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `fedcore` console script."""
+    """Entry point of the `fedcore` console script; returns its exit status (`ExitCode`)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
         return int(COMMANDS[args.command](args))
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except (ValueError, RuntimeError, OSError) as err:
         print(f"fedcore {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return exit_code_for(err)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fedcore.cli.exits import ExitCode
+
 
 def privacy_floor(args: argparse.Namespace) -> Any:
     if args.no_privacy_floor:
@@ -40,6 +42,8 @@ def secagg_identity(args: argparse.Namespace) -> Any:
 def demo(args: argparse.Namespace) -> int:
     if args.clients < 2 or args.rounds < 1:
         raise ValueError("--clients must be >= 2 and --rounds >= 1")
+    if args.port:
+        _check_listen(f"127.0.0.1:{args.port}", "--port")
     logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
     from fedcore.demo.run import DemoConfig, run_demo
 
@@ -48,10 +52,10 @@ def demo(args: argparse.Namespace) -> int:
             clients=args.clients, rounds=args.rounds, out_dir=args.out, seed=args.seed,
             alpha=args.alpha, device=args.device,
             dp_epsilon=args.epsilon if args.dp else 0.0,
-            secagg=args.secagg, signed=args.signed,
+            secagg=args.secagg, signed=args.signed, port=args.port,
         )
     )
-    return 0
+    return ExitCode.OK
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -100,6 +104,8 @@ def server(args: argparse.Namespace) -> int:
         if value is not None
     }
     plan = load_config(args.config, overrides)
+    _check_listen(plan.config.server.address,
+                  "--address" if args.address is not None else "[server] address")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # e.g. `docker stop`
     with _round_progress(args.progress, plan.run.engine.num_rounds) as on_round:
@@ -131,18 +137,23 @@ def _round_progress(enabled: bool, total: int) -> Iterator[Callable[[Any], None]
 
 
 def client(args: argparse.Namespace) -> int:
-    import torch
-
-    from fedcore.client import run_client
-    from fedcore.demo.digits_app import DigitsSetup, make_app
-
-    torch.set_num_threads(1)  # a small model: threads would only contend with other clients
+    partition = args.partition
+    if partition != "auto" and partition >= args.num_partitions:
+        raise ValueError(f"--partition {partition} is out of range for --num-partitions "
+                         f"{args.num_partitions}: use 0..{args.num_partitions - 1}, or auto")
     identity = secagg_identity(args)  # fail on a bad key or roster before loading data
     floor = privacy_floor(args)
     if floor is not None and floor.require_signed and identity is None:
         raise ValueError("--require-signed needs --secagg-key, --secagg-roster and --client-id")
+    log = logging.getLogger("fedcore")
+    log.info("preparing the %s app and its data (partition %s of %d)", args.app, partition,
+             args.num_partitions)
+    import torch
 
-    partition = args.partition
+    from fedcore.client import Callbacks, Refused, run_client
+    from fedcore.demo.digits_app import DigitsSetup, make_app
+
+    torch.set_num_threads(1)  # a small model: threads would only contend with other clients
     if partition == "auto":
         from fedcore.data.claim import claim_partition
 
@@ -159,16 +170,22 @@ def client(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # leave cleanly on `docker stop`
+    refusals: list[Refused] = []
     summary = run_client(
         app, args.server, client_id=args.client_id, stop=stop,
+        callbacks=Callbacks(on_refused=refusals.append),
         auth_token=_read_token(args.auth_token_file), credentials=_channel_credentials(args),
         secagg_identity=identity, privacy_floor=floor, secure_rng=args.secure_rng,
     )
-    logging.getLogger("fedcore").info(
-        "client %s done: %d tasks, %d refused, %d reconnects",
-        summary.client_id, summary.tasks_completed, summary.tasks_refused, summary.reconnects,
-    )
-    return 0
+    log.info("client %s done: %d tasks, %d refused, %d reconnects",
+             summary.client_id, summary.tasks_completed, summary.tasks_refused,
+             summary.reconnects)
+    if refusals and not summary.tasks_completed:
+        last = refusals[-1]
+        print(f"fedcore client: refused: every task it was given ({len(refusals)}) was refused; "
+              f"the last by the {last.by.value}: {last.reason}", file=sys.stderr)
+        return ExitCode.REFUSED
+    return ExitCode.OK
 
 
 def certs(args: argparse.Namespace) -> int:
@@ -202,10 +219,25 @@ def health(args: argparse.Namespace) -> int:
         status = check_health(args.server, credentials=_channel_credentials(args),
                               timeout_s=args.timeout)
     except grpc.RpcError as err:
-        print(f"{args.server}: unreachable: {err.code().name}", file=sys.stderr)
-        return 1
+        from fedcore.transport.probe import diagnose
+
+        reason = diagnose(args.server, tls=args.tls_ca is not None or args.tls_cert is not None,
+                          timeout_s=min(args.timeout, 2.0))
+        print(f"{args.server}: unreachable ({err.code().name}): {reason}", file=sys.stderr)
+        return ExitCode.FAILED
     print(f"{args.server}: {status}")
-    return 0 if status == "SERVING" else 1
+    return ExitCode.OK if status == "SERVING" else ExitCode.FAILED
+
+
+def _check_listen(address: str, source: str) -> None:
+    """Fail at start, in one line naming `source` (the flag or key), if `address` cannot be
+    listened on."""
+    from fedcore.transport.probe import AddressError, check_listen
+
+    try:
+        check_listen(address)
+    except AddressError as err:
+        raise AddressError(f"{source}: {err}") from None
 
 
 def _client_certificate(args: argparse.Namespace, partition: int) -> None:

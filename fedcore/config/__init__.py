@@ -35,6 +35,7 @@ from fedcore.engine.plan import RunPlan
 from fedcore.protocol.messages import LocalDPConfig
 from fedcore.strategy.base import Strategy
 from fedcore.strategy.fedavg import FedAvg
+from fedcore.transport.probe import AddressError, split_address
 
 if TYPE_CHECKING:
     from fedcore.strategy.dp_fedavg import DPFedAvg
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 class StrategyName(enum.Enum):
     FEDAVG = "fedavg"
     FEDPROX = "fedprox"
+    FEDADAGRAD = "fedadagrad"
+    FEDADAM = "fedadam"
+    FEDYOGI = "fedyogi"
+    FEDAVGM = "fedavgm"
 
 
 class InitialModelFrom(enum.Enum):
@@ -51,10 +56,6 @@ class InitialModelFrom(enum.Enum):
 
     OPERATOR = "operator"
     CLIENT = "client"
-    FEDADAGRAD = "fedadagrad"
-    FEDADAM = "fedadam"
-    FEDYOGI = "fedyogi"
-    FEDAVGM = "fedavgm"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,12 +80,21 @@ class RoundsConfig:
         if self.clients_per_round < 0:
             raise ConfigError(f"rounds.clients_per_round must be >= 0 (0: rounds.fraction of "
                               f"the available clients), got {self.clients_per_round}")
-        if not self.clients_per_round and not 0 < self.fraction <= 1:
+        if not 0 < self.fraction <= 1:
             raise ConfigError(f"rounds.fraction must be in (0, 1] (or set "
                               f"rounds.clients_per_round), got {self.fraction}")
         if not 0 <= self.eval_fraction <= 1:
             raise ConfigError(f"rounds.eval_fraction must be in [0, 1] (0: no evaluation), "
                               f"got {self.eval_fraction}")
+        _check_at_least(self, "rounds", 1, "num_rounds", "min_results", "min_available",
+                        "eval_every")
+        _check_at_least(self, "rounds", 0, "over_selection")
+        _check_positive(self, "rounds", "round_timeout_s", "eval_timeout_s", "client_timeout_s")
+        if self.min_results > self.min_available:
+            raise ConfigError(
+                f"rounds.min_results ({self.min_results}) cannot exceed rounds.min_available "
+                f"({self.min_available}), or no round could succeed: lower min_results "
+                "(--min-results) or raise min_available (--min-clients)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +131,11 @@ class ServerConfig:
     checkpoint: bool = True
 
     def __post_init__(self) -> None:
+        try:
+            split_address(self.address)
+        except AddressError as err:
+            raise ConfigError(f"server.address: {err}") from None
+        _check_positive(self, "server", "long_poll_s", "max_payload_mb")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
                 f"server.metrics_port must be in 0..65535 (0: off), got {self.metrics_port}"
@@ -133,6 +148,22 @@ class ServerConfig:
                 f"server.status_port (--status-port) must be in 0..65535 (0: off), "
                 f"got {self.status_port}"
             )
+
+
+def _check_at_least(table: object, section: str, low: float, *names: str) -> None:
+    """Refuse a value of `table` below `low`, naming its key (`section.name`)."""
+    for name in names:
+        value = getattr(table, name)
+        if not value >= low:
+            raise ConfigError(f"{section}.{name} must be >= {low:g}, got {value}")
+
+
+def _check_positive(table: object, section: str, *names: str) -> None:
+    """Refuse a value of `table` that is not > 0 (e.g. a negative duration), naming its key."""
+    for name in names:
+        value = getattr(table, name)
+        if not value > 0:
+            raise ConfigError(f"{section}.{name} must be > 0, got {value}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

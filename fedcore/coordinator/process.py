@@ -17,6 +17,7 @@ import grpc
 
 from fedcore.config import ConfigError, CoordinatorConfig, InitialModelFrom, ServerPlan, TLSConfig
 from fedcore.coordinator.metrics import CoordinatorMetrics
+from fedcore.coordinator.progress_log import ProgressLog
 from fedcore.coordinator.model_files import load_model_spec, load_npz
 from fedcore.coordinator.status_page import StatusBoard, StatusPage
 from fedcore.engine import RoundEngine, RoundRecord
@@ -65,6 +66,9 @@ def run_coordinator(
     store = RunStore(out / config.server.run_store) if config.server.run_store else None
     metrics = CoordinatorMetrics() if config.server.metrics_port else None
     status = _status_page(plan, engine)
+    progress = ProgressLog(num_rounds=plan.run.engine.num_rounds,
+                           min_clients=plan.run.engine.train.min_available,
+                           phase=lambda: engine.phase.value)
 
     def round_done(record: RoundRecord) -> None:
         history.append(record)
@@ -82,7 +86,7 @@ def run_coordinator(
         auth_token=read_token(config.server.auth_token_file),
         long_poll_s=config.server.long_poll_s,
         bind_client_ids=bool(config.tls.client_ca) and config.tls.bind_client_ids,
-        observer=Observers(*(o for o in (metrics, store, status and status.board)
+        observer=Observers(*(o for o in (metrics, store, status and status.board, progress)
                              if o is not None)),
     )
     try:

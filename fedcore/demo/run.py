@@ -52,6 +52,7 @@ class DemoConfig:
     dp_max_grad_norm: float = 1.0
     secagg: bool = False
     signed: bool = False
+    port: int = 0  # the coordinator's port on 127.0.0.1; 0: any free one
 
     @property
     def identities(self) -> Path:
@@ -128,7 +129,8 @@ def run_demo(cfg: DemoConfig, console: Console | None = None) -> list[RoundRecor
         progress.console.print(_row(record, dp=cfg.dp_epsilon > 0))
         progress.advance(bar)
 
-    server = CoordinatorServer(engine, on_round=on_round, long_poll_s=2.0, linger_s=2.0)
+    server = CoordinatorServer(engine, address=f"127.0.0.1:{cfg.port}", on_round=on_round,
+                               long_poll_s=2.0, linger_s=2.0)
     port = server.start()
     address = f"127.0.0.1:{port}"
     console.print(

@@ -28,7 +28,7 @@ from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.engine.task_round import Initializing, RoundOpen, TaskRound
+from fedcore.engine.task_round import LEFT, Initializing, RoundOpen, TaskRound
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import (
     PROTOCOL_VERSION,
@@ -322,7 +322,7 @@ class RoundEngine:
     def leave(self, client_id: str, *, now: float) -> None:
         """The client leaves; an open task of its counts as dropped at once, in any phase."""
         if self._task is not None and self._task.is_open_for(client_id):
-            self._task.gone[client_id] = "left"
+            self._task.gone[client_id] = LEFT
             self._task.collector.drop(client_id, now)
         self._registry.remove(client_id)
         self._settle(now)
@@ -510,7 +510,7 @@ class RoundEngine:
             aggregate = task.collector.aggregate()
         except RoundFailed as failure:
             draft.status = RoundStatus.FAILED
-            draft.reason = str(failure)
+            draft.reason = f"{failure}{task.closed_because(now)}"
             self._finish_round(draft, now)
             return
         draft.results_received = aggregate.count

@@ -3,6 +3,7 @@ the engine's per-phase states that hold it."""
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
 from fedcore.aggregate.metrics import MetricsMean
@@ -10,6 +11,8 @@ from fedcore.engine.collect import Collector
 from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RecordDraft
 from fedcore.protocol.messages import TaskKind, TrainConfig
+
+LEFT = "left"  # why a client counts as gone from a task it left (`TaskRound.gone`)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -49,6 +52,20 @@ class TaskRound:
         return now >= self.deadline or self.collector.settled(
             received=len(self.received), outstanding=outstanding
         )
+
+    def closed_because(self, now: float) -> str:
+        """Why the task closed, as a clause for its failure's reason: its deadline passed, or
+        no selected client was left to wait for (each left or declined; "" otherwise)."""
+        if now >= self.deadline:
+            return ": the deadline passed"
+        waiting_for = len(self.selected) - len(self.received) - len(self.gone)
+        if waiting_for or not self.gone:
+            return ""
+        whys = collections.Counter(self.gone.values())
+        if set(whys) == {LEFT}:
+            return ": every selected client left before the deadline"
+        return (": every selected client answered or dropped out before the deadline ("
+                + "; ".join(f"{count} {why}" for why, count in whys.most_common()) + ")")
 
     @property
     def succeeded(self) -> bool:

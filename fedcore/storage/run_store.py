@@ -8,6 +8,7 @@ operators; the checkpoint, not the store, is what a resumed run continues from.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fedcore.engine.records import RoundRecord
+
+ACTIVITY_EVERY_S = 10.0  # how often at most a client's last_seen is written on activity
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (
@@ -44,8 +47,13 @@ CREATE TABLE IF NOT EXISTS rounds (
 class RunStore:
     """An SQLite file of clients and rounds. Thread-safe; every write commits at once."""
 
-    def __init__(self, path: Path, *, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, *, wall_clock: Callable[[], float] = time.time,
+        activity_every_s: float = ACTIVITY_EVERY_S,
+    ) -> None:
         self.path = Path(path)
+        self._activity_every_s = activity_every_s
+        self._last_written: dict[str, float] = {}  # client -> when its last_seen was written
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = wall_clock
         self._lock = threading.Lock()
@@ -63,6 +71,18 @@ class RunStore:
                 "last_seen = excluded.last_seen, joins = joins + 1, peer = excluded.peer",
                 (client_id, now, now, peer),
             )
+        self._last_written[client_id] = now
+
+    def client_active(self, client_id: str) -> None:
+        """Note that a joined client is still there: its `last_seen` moves on, written at most
+        every `activity_every_s` per client (a poll every few seconds need not be a write)."""
+        now = self._clock()
+        if now - self._last_written.get(client_id, -math.inf) < self._activity_every_s:
+            return
+        with self._lock:
+            self._db.execute("UPDATE clients SET last_seen = ? WHERE client_id = ?",
+                             (now, client_id))
+        self._last_written[client_id] = now
 
     def round_completed(self, record: RoundRecord) -> None:
         """Record a round (a round redone after a restart replaces its row)."""

@@ -16,9 +16,8 @@ from fedcore.config import (
     UserDPSection,
     load_config,
 )
-from fedcore.protocol.distributed_dp import IntegerNoise
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine.config import EngineConfig, SecureAggregationConfig
+from fedcore.protocol.distributed_dp import DistributedDPConfig, IntegerNoise
 from fedcore.protocol.messages import LocalDPConfig
 from fedcore.secagg.config import Mode
 from fedcore.strategy import FedAvg
@@ -65,8 +64,8 @@ def test_a_moved_key_fails_naming_its_new_place(tmp_path: Path, old: str, new: s
                                    r"rounds\.clients_per_round\)")),
     ("[rounds]\nclients_per_round = -1\n", r"rounds\.clients_per_round must be >= 0"),
     ("[rounds]\neval_fraction = 1.5\n", r"rounds\.eval_fraction must be in \[0, 1\]"),
-    ("[rounds]\nnum_rounds = 0\n", r"\[rounds\]: num_rounds must be >= 1"),
-    ("[rounds]\nover_selection = -0.5\n", r"\[rounds\]: over_selection must be >= 0"),
+    ("[rounds]\nnum_rounds = 0\n", r"rounds\.num_rounds must be >= 1"),
+    ("[rounds]\nover_selection = -0.5\n", r"rounds\.over_selection must be >= 0"),
 ])
 def test_bad_settings_fail_at_start_naming_the_key(tmp_path: Path, text: str,
                                                     words: str) -> None:

@@ -8,6 +8,7 @@ the status code and details, for callers that speak gRPC.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,11 +34,16 @@ from fedcore.protocol.params import Array
 from fedcore.protocol.specs import check_matches
 from fedcore.transport.grpc.chunks import encode_chunk_message, read_model_chunk
 from fedcore.transport.grpc.status import client_failure
+from fedcore.transport.probe import diagnose
 from fedcore.wire import convert
 from fedcore.wire.tensor import DEFAULT_CHUNK_BYTES, PayloadAssembler, iter_chunk_views
 
 MAX_MESSAGE_BYTES = 8 << 20
+# After this many failed joins in a row (and every 10 more), the connection probes the address
+# and logs the likely cause: nothing listening, TLS on one side only, a name that does not resolve.
+DIAGNOSE_AFTER = 3
 
+log = logging.getLogger(__name__)
 
 __all__ = ["GrpcConnection", "StopRequested"]
 
@@ -114,6 +120,10 @@ class GrpcConnection:
         self.limits = CoordinatorLimits()
         self._lock = threading.Lock()
         self._inflight: grpc.Future | None = None
+        self.address = address
+        self._tls = credentials is not None
+        self._join_failures = 0
+        self._likely_cause = ""
 
     @property
     def joined(self) -> bool:
@@ -123,7 +133,15 @@ class GrpcConnection:
     def join(
         self, properties: dict[str, str] | None = None, stop: threading.Event | None = None
     ) -> None:
-        """Register with the coordinator and keep the session."""
+        """Register with the coordinator and keep the session.
+
+        Raises:
+            Disconnected: the coordinator cannot be reached; after a few failures in a row its
+                reason ends with the likely cause (see `fedcore.transport.probe.diagnose`).
+        """
+        if not self._join_failures:
+            log.info("%s: connecting to %s (%s)", self.client_id, self.address,
+                     "TLS" if self._tls else "plaintext")
         future = self._stub.Join.future(
             pb.JoinRequest(
                 client_id=self.client_id,
@@ -133,9 +151,14 @@ class GrpcConnection:
             ),
             timeout=self._timeout,
         )
-        reply = convert.join_reply_from_proto(self._await(future, stop, "joining"))
+        try:
+            reply = convert.join_reply_from_proto(self._await(future, stop, "joining"))
+        except errors.Unreachable as err:
+            raise self._explained(err) from err
         self.session = reply.session
         self.long_poll_s, self.limits = reply.long_poll_s, reply.limits
+        self._join_failures = 0
+        self._likely_cause = ""
 
     def get_task(
         self, stop: threading.Event | None = None, timeout_s: float | None = None
@@ -254,6 +277,17 @@ class GrpcConnection:
             code = err.code()
             kind = _AS_RPC_ERROR[client_failure(code, joined=self.joined)]
             raise kind(code.name, err.details() or "") from err
+
+    def _explained(self, err: errors.Unreachable) -> errors.Unreachable:
+        """`err`, with the likely cause of the failures so far once there have been a few."""
+        self._join_failures += 1
+        if self._join_failures % 10 == DIAGNOSE_AFTER:
+            self._likely_cause = diagnose(self.address, tls=self._tls, timeout_s=1.0)
+            log.warning("%s: cannot reach the coordinator (%d attempts): %s", self.client_id,
+                        self._join_failures, self._likely_cause)
+        if not self._likely_cause:
+            return err
+        return type(err)(err.status, f"{err.reason} (likely cause: {self._likely_cause})")
 
     def _track(self, call: grpc.Future | None) -> None:
         with self._lock:

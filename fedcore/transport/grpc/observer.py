@@ -36,6 +36,10 @@ class ServerObserver(Protocol):
         """A client joined (again); `peer` is its address, with its TLS identity if any."""
         ...
 
+    def client_active(self, client_id: str) -> None:
+        """A joined client's call (other than Join) succeeded: it is still there."""
+        ...
+
     def engine_ticked(self, *, connected: int, outstanding: int, round_number: int) -> None:
         """The periodic tick: clients available, tasks still outstanding, the round number."""
         ...
@@ -116,6 +120,8 @@ class ObserverInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             observer.rpc_finished(method, code)
             if code == "OK" and method.endswith(JOIN_SUFFIX):
                 observer.client_joined(getattr(request, "client_id", ""), _peer(context))
+            elif code == "OK" and (client_id := _caller(request)):
+                observer.client_active(client_id)
 
         if inspect.isasyncgenfunction(behaviour):
 
@@ -146,6 +152,11 @@ def _behaviour_name(handler: grpc.RpcMethodHandler) -> str:
     if handler.request_streaming:
         return "stream_stream" if handler.response_streaming else "stream_unary"
     return "unary_stream" if handler.response_streaming else "unary_unary"
+
+
+def _caller(request: Any) -> str:
+    """The client id a unary request's credentials name ("" for none, or a stream)."""
+    return str(getattr(getattr(request, "credentials", None), "client_id", ""))
 
 
 def _status(context: grpc.aio.ServicerContext, completed: bool) -> str:
