@@ -25,6 +25,7 @@ from fedcore.client.app import ClientApp
 from fedcore.client.events import ClientPhase, ClientStatus
 from fedcore.client.loop import ClientLoop, ClientOptions, RunSummary
 from fedcore.client.state import StateDir
+from fedcore.protocol.client_id import check_client_id
 from fedcore.transport.grpc.client_connection import GrpcConnection
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def run_client(
         ClientError: the coordinator refused this client for good, or stayed unreachable.
         StateError: `state_dir` is in use by another client, or belongs to another client id.
         TypeError: a setting that `ClientOptions` does not have.
+        ValueError: `client_id` breaks the id rules (docs/protocol.md 3.1).
     """
     opts = client_options(options, **settings)
     state, owned = _open_state(state_dir)
@@ -235,6 +237,8 @@ def _connect(
             raise ValueError(f"client_id {client_id!r} differs from the secure-aggregation "
                              f"identity's {identity.client_id!r}: pass one of them")
         client_id = identity.client_id
+    if client_id is not None:  # fail at start, not with a Join the coordinator refuses
+        check_client_id(client_id)
     if state is not None:
         cid = state.client_id(client_id)
     else:

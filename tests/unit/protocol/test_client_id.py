@@ -35,3 +35,16 @@ def test_other_ids_are_refused_naming_the_rule(client_id: str, says: str) -> Non
         check_client_id(client_id)
 
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("client_id", ["my phone", "caf\u00e9"])
+def test_the_sdk_refuses_a_bad_id_at_start_before_connecting(client_id: str) -> None:
+    from fedcore.client import EvalResult, FitResult, FunctionalApp
+    from fedcore.transport.grpc.client import run_client
+
+    app = FunctionalApp(get_parameters=dict,
+                        fit=lambda p, c: FitResult(params=dict(p), num_examples=1),
+                        evaluate=lambda p, c: EvalResult(loss=0.0, num_examples=1))
+
+    with pytest.raises(ValueError, match="visible ASCII"):
+        run_client(app, "127.0.0.1:9", client_id=client_id)  # nothing listens: never reached
