@@ -115,6 +115,7 @@ def test_garbage_bytes_to_every_rpc_get_invalid_argument_and_one_log_line(
 ) -> None:
     server = start_coordinator(_config(), MODEL)
     caplog.set_level(logging.DEBUG)
+    started = time.monotonic()
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         for _ in range(5):
             for name in ("Join", "GetTask", "Leave"):
@@ -131,7 +132,8 @@ def test_garbage_bytes_to_every_rpc_get_invalid_argument_and_one_log_line(
 
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
     malformed = [r for r in caplog.records if "malformed request" in r.getMessage()]
-    assert len(malformed) == 1, [r.getMessage() for r in malformed]  # 25 refusals, one line
+    per_interval = 1 + int((time.monotonic() - started) // 10)  # one line per 10 s at most
+    assert 1 <= len(malformed) <= per_interval, [r.getMessage() for r in malformed]
     assert server.engine.available_clients(time.monotonic()) == []
 
 
@@ -371,7 +373,7 @@ round_timeout_s = 600.0
 eval_fraction = 0.0
 [limits]
 upload_budget_mb = 64.0
-upload_idle_s = 0.5
+upload_idle_s = 1.0
 """)
     server = subprocess.Popen(
         [sys.executable, "-c", "import sys; from fedcore.cli import main; sys.exit(main())",
