@@ -225,6 +225,16 @@ class RoundEngine:
         self._unread = 0
         return new
 
+    def retry_after(self, client_id: str, *, now: float) -> float:
+        """How long `client_id` should wait before asking for work again (a query, e.g. for the
+        retry hint after a decline): what is left of its INITIALIZE backoff, else
+        `config.retry_after_s`."""
+        if self._model is None:
+            not_before = self._init_backoff.get(client_id, (0, now))[1]
+            if not_before > now:
+                return not_before - now
+        return self.config.retry_after_s
+
     def available_clients(self, now: float) -> list[str]:
         """Clients that could be selected now."""
         return self._registry.available(now)

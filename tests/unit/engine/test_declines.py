@@ -178,3 +178,17 @@ def test_while_one_client_backs_off_another_is_asked_for_the_initial_model(
 
     assert second != first and retry.kind is TaskKind.INITIALIZE
     assert h.engine.phase is Phase.TRAINING
+
+
+def test_the_retry_hint_after_a_declined_initialize_task_is_what_is_left_of_its_backoff(
+    make_harness
+) -> None:
+    h = make_harness(initial=None, clients=2, client_timeout_s=1000.0, retry_after_s=1.0)
+    ((first, task),) = h.tasks().items()
+    other = next(c for c in h.sessions if c != first)
+
+    h.submit(first, task, declined_reason="no model here")
+    h.advance(0.25)
+
+    assert h.engine.retry_after(first, now=h.now) == pytest.approx(0.75)
+    assert h.engine.retry_after(other, now=h.now) == 1.0  # the engine's plain hint
