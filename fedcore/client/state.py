@@ -153,7 +153,7 @@ class StateDir:
             )
         if stored:
             return stored
-        chosen = requested or f"client-{secrets.token_hex(6)}"
+        chosen = requested or f"client-{secrets.token_hex(8)}"  # 64 random bits
         self.write_bytes(CLIENT_ID_NAME, chosen.encode("utf-8"))
         return chosen
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import threading
-import uuid
 from types import TracebackType
 from typing import Any
 
@@ -242,7 +242,7 @@ def _connect(
     if state is not None:
         cid = state.client_id(client_id)
     else:
-        cid = client_id or f"client-{uuid.uuid4().hex[:12]}"
+        cid = client_id or f"client-{secrets.token_hex(8)}"  # 64 random bits (protocol.md 3.1)
     conn = GrpcConnection(address, client_id=cid, auth_token=auth_token, credentials=credentials)
     try:
         return ClientLoop(app, conn, stop=stop, options=options, state=state), conn
