@@ -17,8 +17,8 @@ import grpc
 
 from fedcore.config import ConfigError, CoordinatorConfig, InitialModelFrom, ServerPlan, TLSConfig
 from fedcore.coordinator.metrics import CoordinatorMetrics
-from fedcore.coordinator.progress_log import ProgressLog
 from fedcore.coordinator.model_files import load_model_spec, load_npz
+from fedcore.coordinator.progress_log import ProgressLog
 from fedcore.coordinator.status_page import StatusBoard, StatusPage
 from fedcore.engine import RoundEngine, RoundRecord
 from fedcore.engine.plan import build_run
@@ -71,10 +71,11 @@ def run_coordinator(
                            phase=lambda: engine.phase.value)
 
     def round_done(record: RoundRecord) -> None:
-        history.append(record)
+        # checkpoint first: a round the history shows is never lost to a crash in between
         snapshot = engine.snapshot()
         if config.server.checkpoint and snapshot is not None:
             save_checkpoint(out, snapshot)
+        history.append(record)
         if on_round is not None:
             on_round(record)
 
