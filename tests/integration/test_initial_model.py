@@ -89,7 +89,7 @@ def test_a_declined_initial_model_task_is_not_offered_again_in_a_loop(start_coor
                           retry_after_s=1.0)
     server = start_coordinator(config)
     conn = GrpcConnection(f"127.0.0.1:{server.port}", client_id="decliner", rpc_timeout_s=10.0)
-    offers = 0
+    offers, hints = 0, []
     stop = threading.Event()
     threading.Timer(2.5, stop.set).start()
 
@@ -101,14 +101,17 @@ def test_a_declined_initial_model_task_is_not_offered_again_in_a_loop(start_coor
             if isinstance(reply, Task):
                 assert reply.kind is TaskKind.INITIALIZE
                 offers += 1
-                conn.submit(TaskResult(header=ResultHeader(
+                hints.append(conn.submit(TaskResult(header=ResultHeader(
                     client_id="decliner", task_id=reply.task_id, num_examples=0,
-                    declined_reason="no model here")))
+                    declined_reason="no model here"))).retry_after_s)
     finally:
         conn.close()
 
-    # assert: offered at once, then after 1 s, then after 2 s more (a busy loop: hundreds)
+    # assert: offered at once, then after 1 s, then after 2 s more (a busy loop: hundreds), and
+    # each decline's reply says how long the backoff is
     assert 1 <= offers <= 3
+    assert 0.5 < hints[0] <= 1.0
+    assert all(0.5 * 2**i < h <= 2**i for i, h in enumerate(hints))
     assert server.engine.params is None
 
 

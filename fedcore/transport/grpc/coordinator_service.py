@@ -115,7 +115,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing auth token")
         if self._bind_client_ids and (refusal := bound_id_refusal(
                 request.client_id, peer_identities(context.auth_context()))):
-            log.warning("join refused: %s from %s", refusal, context.peer())
+            self._refusals.report("join refused", "%s from %s", refusal, context.peer())
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         try:
             session = self.engine.join(
@@ -189,7 +189,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         """Read, check and submit one result; raises `Refused`. Holds the payload buffer only
         while it runs: it is dropped on every way out, and the refusal is raised outside the
         `except` clause, so it carries no traceback of frames that saw the buffer. Returns the
-        reply's retry hint: 0 (poll at once) for a result, `retry_after_s` for a decline."""
+        reply's retry hint: 0 (poll at once) for a result; for a decline, how long the engine
+        wants the client to wait (`RoundEngine.retry_after`: what is left of an INITIALIZE
+        backoff, else `retry_after_s`)."""
         declined = False
         idle_s = self.limits.upload_idle_s
         upload: Upload | None = None
@@ -235,7 +237,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             upload = tensors = None
         if refused is not None:
             raise refused
-        return self.engine.config.retry_after_s if declined else 0.0
+        return self.engine.retry_after(client_id, now=self.clock()) if declined else 0.0
 
     async def _next(
         self,
