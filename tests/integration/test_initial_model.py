@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from fedcore.client import ClientError, FitResult, FunctionalApp, run_client
+from fedcore.client.connection_errors import TaskRefused
 from fedcore.config import load_config
 from fedcore.coordinator.process import run_coordinator
 from fedcore.engine import EngineConfig, SelectionConfig
 from fedcore.protocol.messages import ResultHeader, Task, TaskKind, TaskResult
 from fedcore.protocol.specs import spec_of
-from fedcore.client.connection_errors import TaskRefused
 from fedcore.transport.grpc.client_connection import GrpcConnection
 
 pytestmark = pytest.mark.timeout(60)
