@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 
 SCRIPT = """
-import sys, threading
+import pathlib, sys, threading
+import numpy as np
 from fedcore.config import load_config
 from fedcore.coordinator.process import run_coordinator
 import fedcore.cli
 
+model = pathlib.Path(sys.argv[1]).with_name("initial.npz")
+np.savez(model, w=np.zeros(4, np.float32))
 plan = load_config(None, {"server.address": "127.0.0.1:0", "server.out_dir": sys.argv[1],
-                          "server.metrics_port": 0})
+                          "server.metrics_port": 0, "server.initial_model": str(model)})
 stop = threading.Event()
 run_coordinator(plan, stop=stop, on_start=lambda server, port: stop.set())
 print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'opacus')))
