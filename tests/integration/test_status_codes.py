@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedcore.engine import EngineConfig, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
@@ -355,6 +356,19 @@ def test_an_accepted_result_says_poll_again_at_once(one) -> None:  # type: ignor
     reply = client.submit_result(task.task_id, update())
 
     assert (reply.message, reply.retry_after_s) == ("accepted", 0.0)
+
+
+# ---------------------------------------------------------------- health (section 1.1)
+def test_health_serves_both_names_without_credentials_and_not_found_for_others(coordinator) -> None:  # type: ignore[no-untyped-def]
+    server = coordinator()
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+    serving = health_pb2.HealthCheckResponse.SERVING
+
+    for name in ("", "fedcore.v1.Coordinator"):
+        assert stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=10).status == serving
+    code, _ = refused(lambda: stub.Check(health_pb2.HealthCheckRequest(service="x"), timeout=10))
+
+    assert code is Code.NOT_FOUND
 
 
 # ---------------------------------------------------------------- the coordinator is gone
