@@ -391,5 +391,7 @@ def _base_strategy(sections: RunSections) -> Strategy:
             local_dp=None if local is None else local.local_dp_config(
                 sections.rounds.num_rounds),
         )
+    except ConfigError:  # [privacy.local]'s, named already
+        raise
     except ValueError as err:
         raise ConfigError(f"[strategy]: {err}") from err

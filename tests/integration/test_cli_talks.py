@@ -164,3 +164,24 @@ def test_a_client_that_refuses_every_task_exits_with_the_refusal_status(
     assert code == ExitCode.REFUSED == 3
     assert "fedcore client: refused: every task it was given (1) was refused" in err
     assert "noise multiplier" in err
+
+
+def test_a_client_with_the_wrong_token_is_refused_and_told_which_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fedcore.demo.digits_app import initial_params
+
+    engine = RoundEngine(CONFIG, FedAvg(), initial_params=initial_params(0))
+    server = CoordinatorServer(engine, auth_token="the-right-one", long_poll_s=1.0)
+    server.start()
+    (tmp_path / "token").write_text("a-wrong-one\n")
+    try:
+        code = main(["client", "--server", f"127.0.0.1:{server.port}", "--partition", "0",
+                     "--num-partitions", "2", "--auth-token-file", str(tmp_path / "token")])
+    finally:
+        server.stop()
+
+    (line,) = (line for line in capsys.readouterr().err.splitlines()
+               if line.startswith("fedcore client: error:"))
+    assert code == ExitCode.REFUSED
+    assert "wrong or missing auth token" in line and "--auth-token-file" in line

@@ -49,6 +49,8 @@ from fedcore.wire.tensor import iter_chunk_views
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "fedcore.v1.Coordinator"
+WRONG_TOKEN = ("wrong or missing auth token: give the client the coordinator's token file "
+               "(fedcore client --auth-token-file FILE; run_client(auth_token=...))")
 
 Clock = Callable[[], float]
 
@@ -112,7 +114,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             request.auth_token.encode(), self._auth_token.encode()
         ):
             self._refusals.report("join refused", "bad auth token from %s", context.peer())
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing auth token")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, WRONG_TOKEN)
         if self._bind_client_ids and (refusal := bound_id_refusal(
                 request.client_id, peer_identities(context.auth_context()))):
             self._refusals.report("join refused", "%s from %s", refusal, context.peer())

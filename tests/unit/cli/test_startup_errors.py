@@ -96,6 +96,8 @@ def test_an_unresolvable_host_is_one_line(tmp_path: Path, capsys) -> None:  # ty
     ("[rounds]\nmin_results = 4\nmin_available = 2\n",
      "rounds.min_results (4) cannot exceed rounds.min_available (2)"),
     ('[server]\naddress = "0.0.0.0:83536"\n', "server.address: '0.0.0.0:83536': port 83536"),
+    ("[privacy.local]\nnoise_multiplier = 1.0\ndelta = 2\n",
+     "error: [privacy.local]: delta must be in (0, 1)"),
 ])
 def test_a_bad_value_in_the_file_names_its_section_and_key(
     text: str, expected: str, tmp_path: Path, capsys  # type: ignore[no-untyped-def]
