@@ -65,3 +65,17 @@ def test_a_round_completed_before_a_kill_and_missing_after_is_lost(tmp_path: Pat
                           clients=2, rounds=1)
 
     assert verdict["lost"] == 1
+
+
+def test_an_aborted_round_must_leave_its_slot_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "clients").mkdir()
+    failed = [chaos.Incarnation(started=0.0, ended=1.0,
+                                rounds=[{"round": 1, "status": "failed", "results_received": 0}])]
+
+    untouched = chaos.check(np.full(2, 5e-16, np.float32), failed, tmp_path / "clients",
+                            clients=2, rounds=1)
+    changed = chaos.check(np.array([0.5, 0.0], np.float32), failed, tmp_path / "clients",
+                          clients=2, rounds=1)
+
+    assert untouched["mismatches"] == [] and untouched["aborted"] == 1
+    assert any("aborted but changed the model" in m for m in changed["mismatches"])
