@@ -16,6 +16,7 @@ float64; the strategy rounds the next model once to each tensor's dtype
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -79,8 +80,15 @@ class WeightedMean:
 
 def _check_term_finite(name: str, value: Array, weight: float) -> None:
     """Raise `ValueError` if RNE64(weight * v) overflows for some value v of `value`."""
-    if value.size == 0 or not np.issubdtype(value.dtype, np.floating):
-        return  # integers and halves/singles times a weight <= 2**40 stay far below 2**1024
+    dtype = value.dtype
+    if np.issubdtype(dtype, np.floating):
+        bound = float(np.finfo(dtype.type).max)  # type: ignore[type-var]
+    elif np.issubdtype(dtype, np.integer):
+        bound = float(2 ** (8 * dtype.itemsize))
+    else:
+        bound = 1.0
+    if value.size == 0 or math.isfinite(bound * weight):
+        return  # no value of this dtype can overflow: skip the pass over the data
     largest = max(abs(float(np.max(value))), abs(float(np.min(value))))
-    if not np.isfinite(largest * weight):
+    if not math.isfinite(largest * weight):
         raise ValueError(f"update {name!r} times weight {weight} is not finite in float64")

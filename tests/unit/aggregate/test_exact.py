@@ -144,3 +144,13 @@ def test_folding_memory_does_not_grow_with_the_number_of_clients() -> None:
     # of clients
     assert many < 1.1 * few
     assert many < 28 * size
+
+
+def test_a_huge_weight_on_float32_values_is_refused_too() -> None:
+    agg = WeightedMean()
+
+    with pytest.raises(ValueError, match="not finite"):
+        agg.add({"w": np.array([3e38], np.float32)}, 1e300)
+
+    agg.add({"w": np.array([1.0], np.float32)}, 1e300)  # small values under the same weight fold
+    assert agg.result().update["w"][0] == 1.0
