@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from cryptography import x509
 
 from fedcore.cli import main
+from fedcore.cli.commands import _client_certificate
 from fedcore.transport.certs import client_identity, generate_pki
 
 
@@ -94,3 +96,33 @@ def test_bad_client_names_are_refused_before_anything_is_written(
 def test_client_count_and_names_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         generate_pki(tmp_path, clients=2, names=("a",))
+
+
+def test_the_cli_issues_one_certificate_per_name(tmp_path: Path) -> None:
+    assert main(["certs", "--out", str(tmp_path), "--names", "site-a", "site-b"]) == 0
+
+    assert client_identity((tmp_path / "site-b.pem").read_bytes()) == "site-b"
+    assert not (tmp_path / "client-1.pem").exists()
+
+
+def test_a_client_takes_its_id_and_its_partitions_certificate_from_the_directory(
+    tmp_path: Path
+) -> None:
+    generate_pki(tmp_path, clients=3)
+    args = argparse.Namespace(tls_cert_dir=tmp_path, tls_cert=None, tls_key=None, client_id=None)
+
+    _client_certificate(args, 2)  # partition 2: the third certificate
+
+    assert (args.tls_cert, args.tls_key) == (str(tmp_path / "client-3.pem"),
+                                             str(tmp_path / "client-3-key.pem"))
+    assert args.client_id == "client-3"
+
+
+def test_an_explicit_client_id_is_kept(tmp_path: Path) -> None:
+    generate_pki(tmp_path, clients=1)
+    args = argparse.Namespace(tls_cert_dir=None, tls_cert=str(tmp_path / "client-1.pem"),
+                              tls_key=str(tmp_path / "client-1-key.pem"), client_id="mine")
+
+    _client_certificate(args, 0)
+
+    assert args.client_id == "mine"
