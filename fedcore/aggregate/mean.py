@@ -45,15 +45,17 @@ class WeightedMean:
             raise ValueError("the mean was already taken; start a new WeightedMean per round")
         if not np.isfinite(weight) or weight <= 0:
             raise ValueError(f"weight must be a positive finite number, got {weight}")
-        if self._sums is None:
-            self._sums = {name: ExactSum(np.shape(value)) for name, value in update.items()}
-        if list(update) != list(self._sums):
-            raise ValueError("update names differ from the first update's")
+        if self._sums is not None:
+            if list(update) != list(self._sums):
+                raise ValueError("update names differ from the first update's")
+            for name, value in update.items():
+                expected = self._sums[name].shape
+                if np.shape(value) != expected:
+                    raise ValueError(f"shape of {name!r} is {np.shape(value)}, expected {expected}")
         for name, value in update.items():  # check all before folding any
-            expected = self._sums[name].shape
-            if np.shape(value) != expected:
-                raise ValueError(f"shape of {name!r} is {np.shape(value)}, expected {expected}")
             _check_term_finite(name, value, weight)
+        if self._sums is None:  # the first accepted update fixes names and shapes
+            self._sums = {name: ExactSum(np.shape(value)) for name, value in update.items()}
         for name, value in update.items():
             self._sums[name].add(value, weight)
         self._total_weight += Fraction(weight)
@@ -61,7 +63,7 @@ class WeightedMean:
 
     def result(self) -> AggregateResult:
         """The weighted mean (float64 tensors) of everything added so far."""
-        if self._sums is None or self._count == 0:
+        if self._sums is None:
             raise ValueError("no updates were added; a mean of nothing is undefined")
         if self._result is None:
             total = float(self._total_weight)

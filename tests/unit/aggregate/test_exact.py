@@ -154,3 +154,13 @@ def test_a_huge_weight_on_float32_values_is_refused_too() -> None:
 
     agg.add({"w": np.array([1.0], np.float32)}, 1e300)  # small values under the same weight fold
     assert agg.result().update["w"][0] == 1.0
+
+
+def test_a_refused_first_update_does_not_fix_the_layout() -> None:
+    agg = WeightedMean()
+    with pytest.raises(ValueError, match="not finite"):
+        agg.add({"a": np.array([1e300])}, 1e10)
+
+    agg.add({"b": np.ones(3)}, 1.0)  # other names and shapes: the refused one left nothing
+
+    assert list(agg.result().update) == ["b"]
