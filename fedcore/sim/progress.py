@@ -43,7 +43,8 @@ def run_with_progress(config: SimulationConfig, console: Console | None = None) 
     with progress:
         progress.console.print(HEADER)
         result = simulation.run(config, on_round=on_round)
-    console.print(_summary(result, Path(sim.out_dir), time.perf_counter() - begin))
+    console.print(_summary(result, time.perf_counter() - begin))
+    console.print(files_line(Path(sim.out_dir)), soft_wrap=True)  # whole paths, never cut
     return result
 
 
@@ -61,10 +62,15 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _summary(result: SimulationResult, out: Path, wall_s: float) -> Table:
+def files_line(out: Path) -> str:
+    """Where the run's files are (printed below the summary, where no column can cut it)."""
+    return f"wrote {out / 'history.json'}, {out / 'history.csv'} and {out / 'training.png'}"
+
+
+def _summary(result: SimulationResult, wall_s: float) -> Table:
     accuracies = [r.accuracy for r in result.records if r.accuracy is not None]
     table = Table(title="fedcore simulation")
-    for column in ("rounds", "final accuracy", "best accuracy", "simulated", "wall", "files"):
+    for column in ("rounds", "final accuracy", "best accuracy", "simulated", "wall"):
         table.add_column(column)
     table.add_row(
         str(len(result.records)),
@@ -72,6 +78,5 @@ def _summary(result: SimulationResult, out: Path, wall_s: float) -> Table:
         _fmt(max(accuracies) if accuracies else None, ".3f"),
         f"{result.simulated_s:.0f}s",
         f"{wall_s:.1f}s",
-        "\n".join(str(out / name) for name in ("history.json", "history.csv", "training.png")),
     )
     return table
