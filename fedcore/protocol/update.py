@@ -63,18 +63,38 @@ def check_representable(name: str, update: Array, global_: Array) -> None:
     dtype = global_.dtype
     if dtype == np.bool_ or not np.issubdtype(dtype, np.integer):
         return
-    info = np.iinfo(dtype.type)  # type: ignore[type-var]
-    implied = global_.astype(object).reshape(-1) + signed_update(update).astype(object).reshape(-1)
-    bad = np.flatnonzero((implied < info.min) | (implied > info.max))
+    g, d = global_.reshape(-1), signed_update(np.asarray(update)).reshape(-1)
+    bad = np.flatnonzero(_out_of_range(g, d))
     if bad.size:
+        info = np.iinfo(dtype.type)  # type: ignore[type-var]
         i = int(bad[0])
         raise WireError(
-            f"update of {name!r} cannot be represented: element {i} is global "
-            f"{global_.reshape(-1)[i]} + update {signed_update(update).reshape(-1)[i]} = "
-            f"{implied[i]}, outside the {dtype} range [{info.min}, {info.max}] (an integer "
-            "update is local - global wrapped to the dtype's width and read as signed; a change "
-            f"of {1 << (8 * dtype.itemsize - 1)} or more does not fit)"
+            f"update of {name!r} cannot be represented: element {i} is global {int(g[i])} + "
+            f"update {int(d[i])} = {int(g[i]) + int(d[i])}, outside the {dtype} range "
+            f"[{info.min}, {info.max}] (an integer update is local - global wrapped to the "
+            f"dtype's width and read as signed; a change of {1 << (8 * dtype.itemsize - 1)} or "
+            "more does not fit)"
         )
+
+
+def _out_of_range(g: Array, d: Array) -> Array:
+    """Where `g + d` (exact; `d` the signed reading of the update) leaves `g`'s dtype."""
+    if g.dtype.itemsize <= 4:
+        info = np.iinfo(g.dtype.type)  # type: ignore[type-var]
+        implied = g.astype(np.int64) + d.astype(np.int64)
+        mask: Array = (implied < info.min) | (implied > info.max)
+        return mask
+    with np.errstate(over="ignore"):
+        if np.issubdtype(g.dtype, np.signedinteger):  # int64 overflows where the sign flips
+            gs, ds = g.view(np.int64), d.view(np.int64)
+            flipped = np.not_equal(np.less(np.add(gs, ds), 0), np.less(gs, 0))
+            same_sign: Array = np.logical_and(np.equal(np.less(gs, 0), np.less(ds, 0)), flipped)
+            return same_sign
+        gu, du = g.view(np.uint64), d.view(np.uint64)  # uint64 plus d modulo 2**64
+        total = np.add(gu, du)
+        wrapped: Array = np.where(np.less(d.view(np.int64), 0), np.greater(total, gu),
+                                  np.less(total, gu))
+        return wrapped
 
 
 def apply_mean(global_: Array, mean: Array, scale: float = 1.0) -> Array:

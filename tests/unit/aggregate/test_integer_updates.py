@@ -110,3 +110,26 @@ def test_the_coordinator_refuses_an_unrepresentable_integer_update_and_changes_n
     assert collector.received == 0
     with pytest.raises(ValueError, match="nothing"):
         agg.result()
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32",
+                                   "int64", "uint64"])
+def test_the_range_check_agrees_with_exact_integers_at_the_edges(dtype: str) -> None:
+    info = np.iinfo(dtype)
+    bits = 8 * np.dtype(dtype).itemsize
+    signed = np.dtype(f"i{bits // 8}")
+    edges = [info.min, info.min + 1, -1, 0, 1, info.max - 1, info.max]
+    changes = [np.iinfo(signed).min, np.iinfo(signed).min + 1, -1, 0, 1,
+               np.iinfo(signed).max - 1, np.iinfo(signed).max]
+    for g in edges:
+        if not info.min <= g <= info.max:
+            continue
+        for change in changes:
+            global_ = np.array([g], dtype)
+            update = np.array([change], signed).view(dtype)
+            fits = info.min <= g + change <= info.max
+            if fits:
+                check_representable("t", update, global_)
+            else:
+                with pytest.raises(WireError, match="cannot be represented"):
+                    check_representable("t", update, global_)
