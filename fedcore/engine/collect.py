@@ -161,7 +161,10 @@ class PlainCollector:
         result = self._decoded(result)
         if self._aggregator is not None:
             self._check_representable(result.tensors)
-            self._aggregator.add(result.tensors, weight)
+            try:
+                self._aggregator.add(result.tensors, weight)
+            except ValueError as err:  # e.g. weight * value beyond float64: refused, unchanged
+                raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
         elif self.kind is TaskKind.INITIALIZE:
             self.initial = result.tensors
         self.upload_bytes += result.header.spec.nbytes

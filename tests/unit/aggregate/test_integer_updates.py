@@ -133,3 +133,15 @@ def test_the_range_check_agrees_with_exact_integers_at_the_edges(dtype: str) -> 
             else:
                 with pytest.raises(WireError, match="cannot be represented"):
                     check_representable("t", update, global_)
+
+
+def test_the_coordinator_refuses_an_update_whose_weighted_term_overflows() -> None:
+    model = RoundModel.of({"t": np.zeros(1, np.float64)})
+    collector = PlainCollector(TaskKind.TRAIN, model=model, aggregator=WeightedMean(), target=2,
+                               min_results=1, max_payload_bytes=1 << 20)
+    header = ResultHeader(client_id="c", task_id="t1", num_examples=1 << 40, spec=model.spec)
+
+    with pytest.raises(EngineError, match="not finite") as caught:  # 1e300 * 2**40 > 2**1024
+        collector.accept("c", TaskResult(header=header, tensors={"t": np.array([1e300])}), 0.0)
+
+    assert caught.value.reason is Reason.INVALID and collector.received == 0
