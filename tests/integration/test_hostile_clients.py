@@ -29,7 +29,7 @@ from fedcore.proto.v1 import tensor_pb2 as tpb
 from fedcore.protocol.messages import PROTOCOL_VERSION, ResultHeader, Task
 from fedcore.protocol.specs import spec_of
 from fedcore.transport.grpc.client_connection import GrpcConnection
-from fedcore.transport.grpc.coordinator_service import SERVICE_NAME
+from fedcore.transport.grpc.coordinator_service import HEALTH_SERVICE, SERVICE_NAME
 from fedcore.transport.grpc.server import CoordinatorServer
 from fedcore.wire import convert
 
@@ -129,11 +129,20 @@ def test_garbage_bytes_to_every_rpc_get_invalid_argument_and_one_log_line(
             with pytest.raises(grpc.RpcError) as err:
                 channel.stream_unary(f"/{SERVICE_NAME}/SubmitResult")(iter([GARBAGE]), timeout=10)
             assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.RpcError) as err:  # the standard health service too
+                channel.unary_unary(f"/{HEALTH_SERVICE}/Check")(GARBAGE, timeout=10)
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.RpcError) as err:
+                list(channel.unary_stream(f"/{HEALTH_SERVICE}/Watch")(GARBAGE, timeout=10))
+            assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
     malformed = [r for r in caplog.records if "malformed request" in r.getMessage()]
     per_interval = 1 + int((time.monotonic() - started) // 10)  # one line per 10 s at most
     assert 1 <= len(malformed) <= per_interval, [r.getMessage() for r in malformed]
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:  # health still answers
+        reply = channel.unary_unary(f"/{HEALTH_SERVICE}/Check")(b"", timeout=10)
+    assert reply == b"\x08\x01"  # HealthCheckResponse(status=SERVING)
     assert server.engine.available_clients(time.monotonic()) == []
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 import grpc
+from grpc_health.v1 import health, health_pb2
 
 from fedcore.engine.config import Limits
 from fedcore.engine.engine import RoundEngine
@@ -393,6 +394,29 @@ def small_request_bytes(limits: Limits) -> int:
     """The largest `Join`, `GetTask`, `DownloadModel` or `Leave` request accepted: room for the
     largest properties, id and token `limits` allow (requests of a few hundred bytes, otherwise)."""
     return 65536 + 2 * limits.max_properties_bytes + 8 * limits.max_client_id_chars
+
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+def add_health_to_server(
+    service: CoordinatorService, health_servicer: health.aio.HealthServicer, server: grpc.aio.Server
+) -> None:
+    """Register the standard gRPC health service with `tolerant` deserializers: bytes that do not
+    decode get INVALID_ARGUMENT and `service`'s rate-limited log line, as on the coordinator."""
+    parse = tolerant(health_pb2.HealthCheckRequest.FromString, 4096)
+    reply = health_pb2.HealthCheckResponse.SerializeToString
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            _guarded(service, "Check", health_servicer.Check),
+            request_deserializer=parse, response_serializer=reply,
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(  # a coroutine writing with context.write
+            _guarded(service, "Watch", health_servicer.Watch),
+            request_deserializer=parse, response_serializer=reply,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))
 
 
 Request = TypeVar("Request")

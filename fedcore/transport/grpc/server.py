@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 
 from fedcore.engine.engine import Phase, RoundEngine
 from fedcore.engine.records import RoundRecord
 from fedcore.transport.grpc.coordinator_service import (
     SERVICE_NAME,
     CoordinatorService,
+    add_health_to_server,
     add_to_server,
 )
 from fedcore.transport.grpc.heap import HeapTrimmer
@@ -140,7 +141,7 @@ class CoordinatorServer:
         add_to_server(service, server)
         self.service = service
         health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        add_health_to_server(service, health_servicer, server)
         if self._credentials is not None:
             self._port = server.add_secure_port(self.address, self._credentials)
         else:
