@@ -211,6 +211,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                         f"({self.engine.config.max_payload_bytes})")
                 upload = self._uploads.open(client_id, header.task_id, expected, deadline)
                 while (part := await self._next(messages, deadline, idle_s)) is not None:
+                    if upload.ended_by:  # ended while this message was on its way
+                        raise TimeoutError
                     if part.data is None:
                         raise WireError("only chunks may follow the header")
                     if declined:

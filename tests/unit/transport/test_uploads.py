@@ -124,3 +124,56 @@ def test_rate_limited_log_writes_one_line_per_interval_and_counts_the_rest(
     assert [r.getMessage() for r in caplog.records] == [
         "bad: from a", "other: x", "bad: from c (5 more like it in the last 10s not logged)",
     ]
+
+
+class _Aborted(Exception):
+    def __init__(self, code: object, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+
+
+class _Context:
+    async def abort(self, code: object, details: str) -> None:
+        raise _Aborted(code, details)
+
+
+def test_an_upload_ended_while_its_next_message_is_on_the_way_is_still_ended() -> None:
+    """`end` moves the deadline to now; a message that wakes the handler first must not move
+    it back (the service checks `ended_by` after every message)."""
+    import grpc
+
+    from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
+    from fedcore.protocol.messages import ResultHeader, Task
+    from fedcore.strategy import FedAvg
+    from fedcore.transport.grpc.chunks import ResultPart
+    from fedcore.transport.grpc.coordinator_service import CoordinatorService
+    from fedcore.wire import convert
+
+    model = {"w": np.zeros(1024, np.float32)}
+    engine = RoundEngine(EngineConfig(num_rounds=1, train=SelectionConfig(count=1), evaluate=None),
+                         FedAvg(), initial_params=model)
+    session = engine.join("c", now=0.0)
+    engine.tick(0.0)
+    task = engine.poll("c", now=0.0)
+    assert isinstance(task, Task)
+    header = convert.result_header_to_proto(
+        ResultHeader(client_id="c", task_id=task.task_id, num_examples=1, spec=spec_of(model)),
+        session)
+
+    async def main() -> _Aborted:
+        service = CoordinatorService(engine, clock=lambda: 0.0)
+
+        async def messages():  # type: ignore[no-untyped-def]
+            yield ResultPart(header=header)
+            service.uploads.cancel_task(None, "its round closed")  # no await: same loop turn
+            yield ResultPart(offset=0, data=np.ones(1024, np.float32).tobytes())
+
+        with pytest.raises(_Aborted) as err:
+            await service.SubmitResult(messages(), _Context())  # type: ignore[arg-type]
+        assert service.uploads.reserved == 0
+        return err.value
+
+    aborted = asyncio.run(main())
+    assert aborted.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "its round closed" in str(aborted)
+    assert engine.open_task_id == task.task_id  # the round itself is still open: nothing taken
