@@ -18,6 +18,7 @@ from fedcore.errors import FedcoreError
 from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskResult
 from fedcore.protocol.params import Metrics, Params
 from fedcore.protocol.specs import EMPTY_SPEC, spec_of
+from fedcore.protocol.update import update_values
 from fedcore.secagg import safety
 from fedcore.secagg.client import Phase, SecAggClient
 from fedcore.secagg.config import RoundSpec
@@ -61,7 +62,7 @@ class SecureSession:
                  rng: np.random.Generator | None = None) -> None:
         spec = round_spec(setup, identity)
         config = spec.config
-        flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in update.values()])
+        flat = np.concatenate([update_values(np.asarray(v)).ravel() for v in update.values()])
         # rounding and noise: `rng` (e.g. fedcore.dp.secure_random's CSPRNG), else PCG64
         rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
         if setup.distributed_dp is not None:

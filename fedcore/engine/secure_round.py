@@ -218,7 +218,7 @@ class SecureRound:
         update: dict[str, Array] = {}
         offset = 0
         for t in self.model_spec.tensors:
-            update[t.name] = flat[offset : offset + t.size].reshape(t.shape).astype(t.dtype)
+            update[t.name] = flat[offset : offset + t.size].reshape(t.shape)  # float64, as 5.3
             offset += t.size
         return update
 
