@@ -115,3 +115,38 @@ def test_fedadam_and_a_median_run_in_simulation_from_their_toml(tmp_path: Path) 
     assert [r["status"] for r in adam] == ["ok"] * 3
     assert all(r["accuracy"] is not None for r in adam)
     assert [r["loss"] for r in adam] != [r["loss"] for r in plain]
+
+
+def test_the_coordinator_resumes_a_server_optimizer_with_its_moments(tmp_path: Path) -> None:
+    import numpy as np
+
+    from fedcore.aggregate.base import AggregateResult
+    from fedcore.coordinator.process import build_engine
+    from fedcore.engine.snapshot import EngineSnapshot
+    from fedcore.storage.checkpoints import save_checkpoint
+    from fedcore.strategy.server_opt import FedYogi
+
+    out = tmp_path / "run"
+    out.mkdir()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nout_dir = "{out}"\n[strategy]\nname = "fedyogi"\n'
+                      '[strategy.optimizer]\neta = 0.5\n')
+    before = FedYogi(eta=0.5)
+    params = {"w": np.zeros(3, np.float32)}
+    for delta in ([1.0, -2.0, 0.5], [0.5, 0.5, 0.5]):
+        params = before.apply(params, AggregateResult(
+            update={"w": np.array(delta, np.float32)}, count=1, total_weight=1.0))
+    save_checkpoint(out, EngineSnapshot(round=2, task_seq=2, params=params,
+                                        strategy_state=before.state_arrays()))
+
+    engine = build_engine(load_config(config), resume=True)
+
+    assert isinstance(engine.strategy, ServerOptimizer)
+    restored = engine.strategy.state_arrays()
+    assert restored.keys() == before.state_arrays().keys() == {"server_opt.m.w",
+                                                              "server_opt.v.w"}
+    for key, value in before.state_arrays().items():
+        np.testing.assert_array_equal(restored[key], value)
+    step = AggregateResult(update={"w": np.ones(3, np.float32)}, count=1, total_weight=1.0)
+    np.testing.assert_array_equal(engine.strategy.apply(params, step)["w"],
+                                  before.apply(params, step)["w"])
