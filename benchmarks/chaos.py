@@ -157,7 +157,10 @@ def hostile_loop(address: str, stop: threading.Event, out: Hostile, seed: int) -
         credentials=pb.Credentials(client_id="c000", session=b"\x00" * 16), task_id="t1-train-r1",
         num_examples=1)).SerializeToString()
     long_id = pb.JoinRequest(client_id="x" * 100_000, protocol_version=1).SerializeToString()
-    with grpc.insecure_channel(address) as channel:
+    # reconnect quickly after the coordinator restarts (gRPC's default backoff grows to 2 min)
+    options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+               ("grpc.max_reconnect_backoff_ms", 500)]
+    with grpc.insecure_channel(address, options=options) as channel:
         calls = {
             "Join": channel.unary_unary("/fedcore.v1.Coordinator/Join", ident, ident),
             "GetTask": channel.unary_unary("/fedcore.v1.Coordinator/GetTask", ident, ident),
@@ -173,13 +176,13 @@ def hostile_loop(address: str, stop: threading.Event, out: Hostile, seed: int) -
                 kind, payload = "forged_result", forged
             elif method == "Join" and rng.random() < 0.5:
                 kind, payload = "oversized_join", long_id
-            try:
+            try:  # wait_for_ready: while the coordinator is down the call waits for it
                 if method == "SubmitResult":
-                    calls[method](iter([payload]), timeout=5)
+                    calls[method](iter([payload]), timeout=5, wait_for_ready=True)
                 elif method == "DownloadModel":
-                    list(calls[method](payload, timeout=5))
+                    list(calls[method](payload, timeout=5, wait_for_ready=True))
                 else:
-                    calls[method](payload, timeout=5)
+                    calls[method](payload, timeout=5, wait_for_ready=True)
                 code = "OK"
             except grpc.RpcError as err:
                 code = err.code().name

@@ -119,7 +119,10 @@ def proc_stats(pid: int) -> ProcStats:
 # ----------------------------------------------------------------------------- clients
 def _options() -> list[tuple[str, int]]:
     return [("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.max_send_message_length", 64 << 20)]
+            ("grpc.max_send_message_length", 64 << 20),
+            # connect soon after the coordinator is up (gRPC's default backoff grows to 2 min)
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 @dataclass(slots=True)
