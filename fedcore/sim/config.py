@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcore.config import ConfigError, RunSections, build, load_toml
+from fedcore.compression.codec import Compression
+from fedcore.config import SWITCHED, ConfigError, RunSections, build, load_toml
 
 
 class Dataset(enum.Enum):
@@ -83,13 +84,16 @@ class RunConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulationConfig(RunSections):
-    """A whole simulation file: [simulation], [data], [timing], [stragglers], and the run's
-    sections a coordinator's file has too ([rounds], [strategy], [privacy], [secagg])."""
+    """A whole simulation file: [simulation], [data], [timing], [stragglers], [compression]
+    (the clients' upload compression, `enabled = true` with `kind = "quantize"` and `bits`, or
+    `kind = "topk"` and `fraction`; plain rounds only), and the run's sections a coordinator's
+    file has too ([rounds], [strategy], [privacy], [secagg])."""
 
     simulation: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     stragglers: StragglerConfig = field(default_factory=StragglerConfig)
+    compression: Compression | None = field(default=None, metadata=SWITCHED)
 
 
 def load_simulation_config(
@@ -104,4 +108,7 @@ def load_simulation_config(
     config = build(SimulationConfig, data, "")
     if config.simulation.clients < 1:
         raise ConfigError("simulation.clients must be >= 1")
+    if config.compression is not None and config.secagg is not None:
+        raise ConfigError("[compression] applies to plain rounds; under [secagg] clients send "
+                          "the dense masked update: turn one of them off")
     return config

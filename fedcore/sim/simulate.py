@@ -15,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from fedcore.client.torch_app import state_to_params
+from fedcore.compression.simulated import compressing_handlers
 from fedcore.config import plan_run
 from fedcore.data.digits import load_digits_split
 from fedcore.data.mnist import load_mnist
@@ -88,8 +89,11 @@ def run(
         fraction=config.stragglers.fraction,
         accept_partial_work=config.stragglers.accept_partial_work, seed=sim.seed,
     )
+    handler = {} if config.compression is None else {
+        "handler": compressing_handlers(config.compression, seed=sim.seed)}
     driver = InProcessDriver(
-        engine, population, runner, timing=timing, stragglers=stragglers, on_round=record
+        engine, population, runner, timing=timing, stragglers=stragglers, on_round=record,
+        **handler,
     )
     try:
         result = driver.run()

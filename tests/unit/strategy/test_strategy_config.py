@@ -150,3 +150,22 @@ def test_the_coordinator_resumes_a_server_optimizer_with_its_moments(tmp_path: P
     step = AggregateResult(update={"w": np.ones(3, np.float32)}, count=1, total_weight=1.0)
     np.testing.assert_array_equal(engine.strategy.apply(params, step)["w"],
                                   before.apply(params, step)["w"])
+
+
+def test_a_simulation_compresses_uploads_from_its_toml(tmp_path: Path) -> None:
+    dense = _simulate(tmp_path, "fedavg")
+    one_bit = _simulate(tmp_path, "fedadagrad",
+                        '[compression]\nenabled = true\nkind = "quantize"\nbits = 1\n')
+
+    # logreg on Synthetic(1,1): 60 x 10 weights + 10 biases, 4 clients per round
+    assert [r["upload_bytes"] for r in dense] == [4 * 4 * (600 + 10)] * 3
+    assert [r["upload_bytes"] for r in one_bit] == [4 * (75 + 16 + 2 + 16)] * 3
+    assert all(r["status"] == "ok" for r in one_bit)
+
+
+def test_compression_with_secure_aggregation_is_refused() -> None:
+    from fedcore.sim.config import load_simulation_config
+
+    with pytest.raises(ConfigError, match=r"\[compression\] applies to plain rounds"):
+        load_simulation_config(None, {"compression.enabled": True, "compression.kind": "topk",
+                                      "secagg.enabled": True})
