@@ -308,6 +308,27 @@ def test_an_upload_ends_when_its_round_closes(start_coordinator) -> None:
     conn.close()
 
 
+# ------------------------------------------------------------------ long-polls
+def test_one_long_poll_per_client_is_held_and_others_are_answered_at_once(start_coordinator) -> None:
+    config = EngineConfig(num_rounds=1, train=SelectionConfig(count=1, min_available=2),
+                          evaluate=None)  # one client: no round opens, polls are held
+    server = start_coordinator(config, MODEL)  # long_poll_s = 1 s (conftest)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.CoordinatorStub(channel)
+        session = stub.Join(pb.JoinRequest(client_id="eager", protocol_version=PROTOCOL_VERSION),
+                            timeout=10).session
+        request = pb.TaskRequest(credentials=pb.Credentials(client_id="eager", session=session))
+        held = stub.GetTask.future(request, timeout=10)
+        assert server.service is not None
+        wait_until(lambda: "eager" in server.service.held_polls, timeout=10)
+        for _ in range(20):  # each answered while the first is still held
+            reply = stub.GetTask(request, timeout=10)
+            assert reply.WhichOneof("reply") == "wait" and reply.wait.retry_after_s > 0
+        still_held = not held.done()
+        assert held.result(timeout=10).WhichOneof("reply") == "wait"
+    assert still_held
+
+
 # ------------------------------------------------------------------ eviction
 def test_clients_not_seen_for_the_eviction_time_are_forgotten(start_coordinator) -> None:
     config = EngineConfig(num_rounds=1, train=SelectionConfig(count=1, min_available=2),

@@ -30,6 +30,7 @@ from fedcore.protocol.messages import (
     JoinReply,
     ResultHeader,
     SubmitReply,
+    TaskReply,
     TaskResult,
     Wait,
 )
@@ -69,7 +70,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     """Thin gRPC adapter around a `RoundEngine`.
 
     `GetTask` long-polls: a client told to wait is held for up to `long_poll_s` until the engine
-    changes (a round opens), so rounds start without polling delay.
+    changes (a round opens), so rounds start without polling delay. One poll per client is
+    held; another from the same client meanwhile is answered at once (with the engine's wait).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self._state = self._snapshot()
         self._raw_chunks = False  # set by `add_to_server`: DownloadModel's serialiser passes bytes
         self._uploads = UploadBook(engine.config.limits)
+        self._polling: set[str] = set()  # clients with a GetTask held
         self._refusals = RateLimitedLog(log, clock)
 
     @property
@@ -105,6 +108,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def uploads(self) -> UploadBook:
         """The uploads in progress."""
         return self._uploads
+
+    @property
+    def held_polls(self) -> frozenset[str]:
+        """Clients whose `GetTask` is held now."""
+        return frozenset(self._polling)
 
     def _out(self, chunk: bytes) -> bytes | pb.ModelChunk:
         return chunk if self._raw_chunks else pb.ModelChunk.FromString(chunk)
@@ -138,20 +146,33 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.TaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.TaskReply:
         client_id = await self._authenticate(request.credentials, context)
+        if client_id in self._polling:  # one held poll per client: this one is answered at once
+            return convert.task_reply_to_proto(self._poll(client_id))
+        self._polling.add(client_id)
+        try:
+            return convert.task_reply_to_proto(await self._long_poll(client_id))
+        finally:
+            self._polling.discard(client_id)
+
+    async def _long_poll(self, client_id: str) -> TaskReply:
         give_up_at = self.clock() + self.long_poll_s
         while True:
             changed = self._changed
-            now = self.clock()
-            self.engine.tick(now)  # the driver lets time pass; the engine's poll only reads
-            reply = self.engine.poll(client_id, now=now)
-            self.notify()
+            reply = self._poll(client_id)
             left = give_up_at - self.clock()
             if not isinstance(reply, Wait) or left <= 0:
-                return convert.task_reply_to_proto(reply)
+                return reply
             try:
                 await asyncio.wait_for(changed.wait(), timeout=left)
             except asyncio.TimeoutError:
-                return convert.task_reply_to_proto(Wait(retry_after_s=0.0, reason=reply.reason))
+                return Wait(retry_after_s=0.0, reason=reply.reason)
+
+    def _poll(self, client_id: str) -> TaskReply:
+        now = self.clock()
+        self.engine.tick(now)  # the driver lets time pass; the engine's poll only reads
+        reply = self.engine.poll(client_id, now=now)
+        self.notify()
+        return reply
 
     async def DownloadModel(
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
