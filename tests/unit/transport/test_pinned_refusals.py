@@ -89,9 +89,18 @@ def _task(stub: pb_grpc.CoordinatorStub, credentials: pb.Credentials) -> pb.Task
     raise AssertionError("no task")
 
 
+def _calls(stub: pb_grpc.CoordinatorStub, credentials: pb.Credentials,
+           task_id: str) -> dict[str, Callable[[], object]]:
+    return {
+        "GetTask": lambda: stub.GetTask(pb.TaskRequest(credentials=credentials), timeout=10),
+        "SubmitResult": lambda: stub.SubmitResult(_messages(credentials, task_id), timeout=10),
+        "Leave": lambda: stub.Leave(pb.LeaveRequest(credentials=credentials), timeout=10),
+    }
+
+
 def test_forged_sessions_are_refused_everywhere_and_change_nothing(served) -> None:  # type: ignore[no-untyped-def]
     engine = _engine(train=SelectionConfig(count=2), round_timeout_s=30.0)
-    server, stub = served(engine)
+    _, stub = served(engine)
     mine, other = _join(stub, "c0"), _join(stub, "c1")
     task = _task(stub, mine)
     forged = {
@@ -104,12 +113,7 @@ def test_forged_sessions_are_refused_everywhere_and_change_nothing(served) -> No
 
     for name, session in forged.items():
         bad = pb.Credentials(client_id="c0", session=session)
-        calls = {
-            "GetTask": lambda: stub.GetTask(pb.TaskRequest(credentials=bad), timeout=10),
-            "SubmitResult": lambda: stub.SubmitResult(_messages(bad, task.task_id), timeout=10),
-            "Leave": lambda: stub.Leave(pb.LeaveRequest(credentials=bad), timeout=10),
-        }
-        for rpc, call in calls.items():
+        for rpc, call in _calls(stub, bad, task.task_id).items():
             code, _ = _refused(call)
             assert code is Code.UNAUTHENTICATED, (name, rpc, code)
 
@@ -132,7 +136,7 @@ def test_a_result_after_the_deadline_is_refused_because_of_the_deadline(served) 
     sessions = {cid: engine.join(cid, now=now) for cid in ("c0", "c1")}
     engine.tick(now)
     assert engine.phase is Phase.TRAINING
-    server, stub = served(engine, tick_s=3600.0)
+    _, stub = served(engine, tick_s=3600.0)
     mine = pb.Credentials(client_id="c0", session=sessions["c0"])
     task = _task(stub, mine)
     time.sleep(max(0.0, now + 1.2 - time.monotonic()))
