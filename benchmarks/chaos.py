@@ -3,7 +3,7 @@ coordinator is SIGKILLed and resumed; every round completes with exactly the sur
 or aborts cleanly, and no completed round is lost.
 
 `python -m benchmarks.chaos [--clients 10] [--rounds 12] [--faults-per-round 3]
-[--coordinator-kills 2] [--seed 0] [--out DIR]` prints one JSON line.
+[--coordinator-kills 2] [--mass-dropouts 1] [--seed 0] [--out DIR]` prints one JSON line.
 
 Set-up: a `fedcore server` process (`[secagg] enabled`, full mode, `phase_timeout_s` 2 s,
 checkpoints in `--out`) and one SDK client process per client (`run_client`). The model is
@@ -23,6 +23,8 @@ the threshold can still be met):
 - malformed: a thread sends bytes that are no request to every RPC, a result with forged
   credentials and a join with an over-long id, all the while (each must get a status code other
   than UNKNOWN or INTERNAL: `malformed_unexpected_codes` must stay empty);
+- mass dropout: in `--mass-dropouts` rounds, one client more than the threshold t =
+  ceil(2/3 n) allows to lose dies on the share relay, so the round cannot complete;
 - coordinator: SIGKILL a moment after round k completed (k spread over the run), then start
   it again with `--resume`; clients reconnect by themselves.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import signal
@@ -120,15 +123,21 @@ def client_main(address: str, client_id: str, index: int, width: int, plan_json:
 
 
 # ----------------------------------------------------------------------------- faults
-def plan_faults(clients: int, rounds: int, per_round: int, seed: int) -> dict[int, dict[int, tuple[str, int]]]:
+def plan_faults(clients: int, rounds: int, per_round: int, seed: int,
+                mass_rounds: tuple[int, ...] = ()) -> dict[int, dict[int, tuple[str, int]]]:
     """client -> round -> (action, step): `per_round` distinct clients per round, kinds in turn
-    so that every (action, step) pair comes up."""
+    so that every (action, step) pair comes up; in `mass_rounds`, one client more than the
+    threshold allows to lose dies on the share relay (before masking) instead."""
     kinds = [("die", 0), ("die", 1), ("die", 2), ("die", 3), ("stall", 0), ("stall", 1),
              ("stall", 2)]
     rng = random.Random(seed)
     plans: dict[int, dict[int, tuple[str, int]]] = {i: {} for i in range(clients)}
     turn = rng.randrange(len(kinds))
     for r in range(1, rounds + 1):
+        if r in mass_rounds:
+            for i in rng.sample(range(clients), clients - math.ceil(clients * 2 / 3) + 1):
+                plans[i][r] = ("die", 2)
+            continue
         for i in rng.sample(range(clients), per_round):
             plans[i][r] = kinds[turn % len(kinds)]
             turn += 1
@@ -220,7 +229,7 @@ class Incarnation:
 
 
 def run(clients: int, rounds: int, per_round: int, kills: int, seed: int, out: Path,
-        timeout_s: float = 600.0) -> dict[str, Any]:
+        timeout_s: float = 600.0, mass_dropouts: int = 0) -> dict[str, Any]:
     """Run the chaos and check it; returns the figures (see the module docstring)."""
     from fedcore.storage.checkpoints import load_checkpoint
 
@@ -242,7 +251,9 @@ def run(clients: int, rounds: int, per_round: int, kills: int, seed: int, out: P
                   "--round-timeout", "60", "--initial-model", str(out / "initial.npz")]
     coord_log = (out / "coordinator.log").open("ab")
     env = {**os.environ, "CHAOS_ROUNDS": str(rounds)}
-    plans = plan_faults(clients, rounds, per_round, seed)
+    mass_rounds = tuple(sorted(random.Random(seed + 2).sample(range(2, rounds + 1),
+                                                                 min(mass_dropouts, rounds - 1))))
+    plans = plan_faults(clients, rounds, per_round, seed, mass_rounds)
     kill_after = sorted(random.Random(seed + 1).sample(range(1, rounds), min(kills, rounds - 1)))
 
     def start_coordinator(resume: bool) -> subprocess.Popen[bytes]:
@@ -312,7 +323,7 @@ def run(clients: int, rounds: int, per_round: int, kills: int, seed: int, out: P
         "clients": clients, "rounds": rounds, "seed": seed, "coord_exit": coord.returncode,
         "rounds_completed": verdict["completed"], "rounds_aborted": verdict["aborted"],
         "rounds_lost": verdict["lost"], "mismatches": verdict["mismatches"],
-        "survivors_per_round": verdict["survivors"],
+        "survivors_per_round": verdict["survivors"], "mass_dropout_rounds": list(mass_rounds),
         "faults_injected": injected, "faults_total": sum(injected.values()),
         "client_restarts": restarts,
         "malformed_codes": dict(hostile.codes), "malformed_unexpected_codes": hostile.unexpected[:5],
@@ -408,13 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--faults-per-round", type=int, default=3)
     p.add_argument("--coordinator-kills", type=int, default=2)
+    p.add_argument("--mass-dropouts", type=int, default=1,
+                   help="rounds in which more clients die before masking than the threshold "
+                   "allows (such a round must abort)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--out", type=Path, help="working directory (default: temporary)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.clients, args.rounds, args.faults_per_round, args.coordinator_kills,
-                     args.seed, args.out or Path(tmp), args.timeout)
+                     args.seed, args.out or Path(tmp), args.timeout, args.mass_dropouts)
     print(json.dumps(result))
     ok = not result["rounds_lost"] and not result["mismatches"] and not result[
         "malformed_unexpected_codes"]
