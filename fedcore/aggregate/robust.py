@@ -7,13 +7,15 @@
 - `MultiKrum(byzantine=f, select=m)`: score each update by the summed squared distances to its
   n - f - 2 nearest others, average the m best-scored (Blanchard et al. 2017; m = 1 is Krum);
   needs n >= 2f + 3.
-- `norm_bounded_mean(bound)`: clip every update to L2 norm `bound`, then the weighted mean
+- `NormBound(bound)`: clip every update to L2 norm `bound`, then the weighted mean
   (Sun et al. 2019, "Can you really backdoor federated learning?"): bounds any one client's
   influence to `bound` / total weight, but a scaled attacker still moves the mean that far.
 
 Memory: median, trimmed mean and Krum need all n updates at once, O(n × model) instead of the
 streaming mean's O(model): this module holds them. They ignore the clients' weights (example
-counts, which a poisoner could inflate): every update counts once. They need to see each update,
+counts, which a poisoner could inflate): every update counts once. They act on floating-point
+tensors; integer and boolean tensors (counters, masks) are combined by the weighted mean, as
+FedAvg does, and norm bounding clips the floating-point part of each update. They need to see each update,
 so they cannot run under secure aggregation, where the coordinator sees only the sum; the
 configuration refuses the combination (`fedcore.config.strategies`). Norm bounding under secure
 aggregation is done by honest clients before masking (see docs/strategies.md).
@@ -21,21 +23,25 @@ aggregation is done by honest clients before masking (see docs/strategies.md).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
-from fedcore.aggregate.clip import Clip
+from fedcore.aggregate.clip import clip_in_place
 from fedcore.aggregate.mean import WeightedMean
 from fedcore.protocol.params import Array
 
 
 class _Buffered:
-    """Holds every update of the round (unweighted), checked against the first one's layout."""
+    """Holds every update's floating-point tensors (unweighted), checked against the first
+    one's layout; other tensors go to a streaming weighted mean."""
 
     def __init__(self) -> None:
         self._updates: list[dict[str, Array]] = []
+        self._others = WeightedMean()
+        self._names: list[str] | None = None
         self._result: AggregateResult | None = None
 
     def add(self, update: dict[str, Array], weight: float) -> None:
@@ -44,31 +50,38 @@ class _Buffered:
             raise ValueError("the aggregate was already taken; start a new aggregator per round")
         if not (math.isfinite(weight) and weight > 0):
             raise ValueError(f"weight must be a positive finite number, got {weight}")
+        if self._names is not None and list(update) != self._names:
+            raise ValueError("update names differ from the first update's")
+        floats = {k: v for k, v in update.items() if np.issubdtype(v.dtype, np.floating)}
+        others = {k: v for k, v in update.items() if k not in floats}
         if self._updates:
             first = self._updates[0]
-            if list(update) != list(first):
-                raise ValueError("update names differ from the first update's")
-            for name, value in update.items():
+            if list(floats) != list(first):
+                raise ValueError("update dtypes differ from the first update's")
+            for name, value in floats.items():
                 if value.shape != first[name].shape:
                     raise ValueError(f"shape of {name!r} is {value.shape}, expected "
                                      f"{first[name].shape}")
         copy: dict[str, Array] = {}
-        for name, value in update.items():
-            if not np.issubdtype(value.dtype, np.floating):
-                raise ValueError(f"update {name!r} has dtype {value.dtype}; robust aggregation "
-                                 "needs floats")
+        for name, value in floats.items():
             dtype = np.float64 if value.dtype == np.float64 else np.float32
             copy[name] = np.array(value, dtype=dtype)
             if not np.all(np.isfinite(copy[name])):
                 raise ValueError(f"update {name!r} has non-finite entries; reject it")
+        if others:
+            self._others.add(others, weight)  # checks, then folds: a refusal changes nothing
         self._updates.append(copy)
+        self._names = list(update)
 
     def result(self) -> AggregateResult:
         """The robust combination of everything added (computed once)."""
         if not self._updates:
             raise ValueError("no updates were added; an aggregate of nothing is undefined")
         if self._result is None:
-            update, measurements = self._combine(self._updates)
+            update, measurements = self._combine(self._updates) if self._updates[0] else ({}, {})
+            if len(update) < len(self._names or ()):
+                update.update(self._others.result().update)
+                update = {name: update[name] for name in self._names or ()}
             n = len(self._updates)
             self._result = AggregateResult(update=update, count=n, total_weight=float(n),
                                            measurements=measurements)
@@ -145,6 +158,36 @@ class MultiKrum(_Buffered):
         return out, {"krum_selected": float(m)}
 
 
-def norm_bounded_mean(bound: float) -> Clip:
-    """Clip each update to L2 norm `bound`, then the streaming weighted mean (O(model))."""
-    return Clip(WeightedMean(), clip_norm=bound)
+class NormBound:
+    """Clip the floating-point part of each update to L2 norm `bound`, then the streaming
+    weighted mean (O(model)); integer and boolean tensors pass unclipped. The measurements
+    (clipped fraction, mean norm) are exact statistics of the clients' updates."""
+
+    def __init__(self, bound: float) -> None:
+        if not (math.isfinite(bound) and bound > 0):
+            raise ValueError(f"the norm bound must be a positive finite number, got {bound}")
+        self.bound = float(bound)
+        self._inner = WeightedMean()
+        self._count = self._clipped = 0
+        self._norm_sum = 0.0
+
+    def add(self, update: dict[str, Array], weight: float) -> None:
+        """Clip `update`'s floats (in place where writable) and fold the update into the mean."""
+        floats = {k: v if v.flags.writeable else np.array(v) for k, v in update.items()
+                  if np.issubdtype(v.dtype, np.floating)}
+        norm = clip_in_place(floats, self.bound)
+        self._inner.add({k: floats.get(k, v) for k, v in update.items()}, weight)
+        self._count += 1
+        self._clipped += int(norm > self.bound)
+        self._norm_sum += norm
+
+    def result(self) -> AggregateResult:
+        """The mean of the clipped updates, with the clipping statistics."""
+        inner = self._inner.result()
+        n = self._count
+        return dataclasses.replace(inner, measurements={
+            **inner.measurements, "norm_bound": self.bound,
+            "clipped_fraction": self._clipped / n if n else 0.0,
+            "mean_update_norm": self._norm_sum / n if n else 0.0})
+
+

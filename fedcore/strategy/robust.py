@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 
 from fedcore.aggregate.base import AggregateResult, Aggregator
-from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, TrimmedMean, norm_bounded_mean
+from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, NormBound, TrimmedMean
 from fedcore.protocol.messages import TrainConfig
 from fedcore.protocol.params import Array, Params
 from fedcore.strategy.fedavg import FedAvg
@@ -72,7 +72,7 @@ class RobustAggregation:
             case Defence.KRUM:
                 return MultiKrum(byzantine=self.byzantine, select=self.krum_select)
             case Defence.NORM_BOUND:
-                return norm_bounded_mean(self.norm_bound)
+                return NormBound(self.norm_bound)
         raise AssertionError(self.defence)
 
     def apply(self, params: Params, result: AggregateResult) -> dict[str, Array]:

@@ -38,6 +38,7 @@ import numpy.typing as npt
 from fedcore.aggregate.base import AggregateResult, Aggregator
 from fedcore.protocol.messages import TrainConfig
 from fedcore.protocol.params import Array, Params
+from fedcore.protocol.update import apply_mean
 from fedcore.strategy.base import SampledStrategy, Sampling, StatefulStrategy, Strategy
 from fedcore.strategy.fedavg import FedAvg
 
@@ -109,7 +110,9 @@ class ServerOptimizer:
     def apply(self, params: Params, result: AggregateResult) -> dict[str, Array]:
         """One optimizer step: update the moments with Δ_t = `result.update`, then move `params`.
 
-        Moments are kept in float64; the new model keeps each tensor's dtype.
+        Moments are kept in float64; the new model keeps each tensor's dtype. Integer and
+        boolean tensors (counters, masks) have no gradient to adapt to: they take the mean
+        update as FedAvg does (`fedcore.protocol.update.apply_mean`) and keep no moments.
 
         Raises:
             ValueError: the aggregate's names or shapes differ from the model's (nothing changes).
@@ -122,6 +125,9 @@ class ServerOptimizer:
         v_new: dict[str, F64] = {}
         out: dict[str, Array] = {}
         for name, value in params.items():
+            if not np.issubdtype(value.dtype, np.floating):
+                out[name] = apply_mean(value, result.update[name])
+                continue
             delta: F64 = np.asarray(result.update[name], np.float64)
             m, v = self._moments(name, delta.shape)
             if self.rule is Rule.MOMENTUM:

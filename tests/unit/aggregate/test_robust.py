@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, TrimmedMean, norm_bounded_mean
+from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, NormBound, TrimmedMean
 
 
 def combine(agg: object, updates: list[list[float]], weights: list[float] | None = None) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_krum_needs_2f_plus_3_updates() -> None:
 
 def test_norm_bound_clips_each_update_before_the_weighted_mean() -> None:
     # [3, 4] (norm 5) -> [0.6, 0.8] at bound 1; [0.3, 0] stays. weights 1, 3.
-    got = combine(norm_bounded_mean(1.0), [[3.0, 4.0], [0.3, 0.0]], [1.0, 3.0])
+    got = combine(NormBound(1.0), [[3.0, 4.0], [0.3, 0.0]], [1.0, 3.0])
 
     np.testing.assert_allclose(got, [(0.6 + 0.9) / 4, 0.8 / 4], rtol=1e-5)
 
@@ -149,3 +149,17 @@ def test_the_mean_breaks_down_at_a_single_attacker() -> None:
     got = _aggregate(TrimmedMean(trim_fraction=0.0), updates)
 
     assert got.min() > 1e4
+
+
+@pytest.mark.parametrize("make", [CoordinateMedian, lambda: TrimmedMean(trim_fraction=0.2),
+                                  lambda: MultiKrum(byzantine=0), lambda: NormBound(1.0)])
+def test_integer_tensors_are_averaged_by_weight_beside_the_robust_floats(make: object) -> None:
+    agg = make()  # type: ignore[operator]
+    for w, steps, weight in ((0.1, 1, 1.0), (0.2, 2, 1.0), (0.3, 10, 2.0)):
+        agg.add({"w": np.array([w]), "steps": np.array(steps, np.int64)}, weight)
+
+    result = agg.result()
+
+    assert list(result.update) == ["w", "steps"]
+    assert float(result.update["steps"]) == pytest.approx((1 + 2 + 20) / 4)  # weighted mean
+    assert 0.1 <= float(result.update["w"][0]) <= 0.3

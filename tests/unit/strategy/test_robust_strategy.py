@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.aggregate.clip import Clip
 from fedcore.aggregate.mean import WeightedMean
-from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, TrimmedMean
+from fedcore.aggregate.robust import CoordinateMedian, MultiKrum, NormBound, TrimmedMean
 from fedcore.strategy import FedAvg
 from fedcore.strategy.robust import Defence, RobustAggregation
 from fedcore.strategy.server_opt import FedAvgM
@@ -15,7 +14,7 @@ from fedcore.strategy.server_opt import FedAvgM
 
 @pytest.mark.parametrize(("defence", "kind"), [
     (Defence.MEAN, WeightedMean), (Defence.MEDIAN, CoordinateMedian),
-    (Defence.TRIMMED_MEAN, TrimmedMean), (Defence.KRUM, MultiKrum), (Defence.NORM_BOUND, Clip)])
+    (Defence.TRIMMED_MEAN, TrimmedMean), (Defence.KRUM, MultiKrum), (Defence.NORM_BOUND, NormBound)])
 def test_each_defence_builds_its_aggregator(defence: Defence, kind: type) -> None:
     assert isinstance(RobustAggregation(defence=defence).aggregator(1), kind)
 
@@ -23,7 +22,7 @@ def test_each_defence_builds_its_aggregator(defence: Defence, kind: type) -> Non
 def test_bad_settings_fail_at_construction() -> None:
     with pytest.raises(ValueError, match="trim_fraction"):
         RobustAggregation(defence=Defence.TRIMMED_MEAN, trim_fraction=0.6)
-    with pytest.raises(ValueError, match="clip_norm"):
+    with pytest.raises(ValueError, match="norm bound"):
         RobustAggregation(defence=Defence.NORM_BOUND, norm_bound=0.0)
 
 

@@ -236,3 +236,19 @@ def test_a_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_run_ends(
     _drive(forgetful, population)
     assert forgetful.params is not None
     assert not np.allclose(forgetful.params["w"], straight.params["w"], rtol=1e-6)
+
+
+def test_integer_and_boolean_tensors_take_the_mean_update_and_keep_no_moments() -> None:
+    # a counter (int64) and a mask (bool) beside a float weight: no adaptive step for them
+    params = {"w": np.zeros(2, np.float32), "steps": np.array(10, np.int64),
+              "mask": np.array([True, False])}
+    result = AggregateResult(update={"w": np.array([0.75, 0.75]), "steps": np.array(2.6),
+                                     "mask": np.array([1.0, 0.0])}, count=2, total_weight=2.0)
+    opt = FedYogi(**HAND)
+
+    new = opt.apply(params, result)
+
+    assert new["steps"].dtype == np.int64 and int(new["steps"]) == 13  # 10 + rint(2.6)
+    np.testing.assert_array_equal(new["mask"], [False, False])  # flipped where the mean says 1
+    np.testing.assert_allclose(new["w"], [1 / 3, 1 / 3], rtol=1e-6)  # Yogi's first step
+    assert set(opt.state_arrays()) == {"server_opt.m.w", "server_opt.v.w"}
