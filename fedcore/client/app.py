@@ -17,11 +17,15 @@ class ClientAppError(FedcoreError, RuntimeError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FitResult:
-    """The locally trained parameters, how many examples produced them, and metrics (e.g. loss)."""
+    """The locally trained parameters, how many examples produced them, and metrics (e.g. loss).
+
+    `local_steps` (optimizer steps taken) is needed only by SCAFFOLD (`fedcore.client.scaffold`).
+    """
 
     params: Params
     num_examples: int
     metrics: Metrics = field(default_factory=dict)
+    local_steps: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

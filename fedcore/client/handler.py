@@ -13,6 +13,7 @@ import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
 from fedcore.client.floor import PrivacyFloor, PrivatePlanner
+from fedcore.client.scaffold import BlobVariates, VariateStore, corrected_fit
 from fedcore.client.secure import (
     SecureRefusal,
     SecureSession,
@@ -25,6 +26,7 @@ from fedcore.dp.secure_random import secure_generator
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult
 from fedcore.protocol.params import Array, Metrics, Params
+from fedcore.protocol.scaffold import has_control, is_control, split_control
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
 from fedcore.protocol.update import check_representable, update_of
 from fedcore.secagg.roster import SecAggIdentity
@@ -48,6 +50,9 @@ class TaskHandler:
             `secure_rng` set too.
         compressor: compresses plain rounds' updates before they are sent
             (`fedcore.compression`); secure rounds always send the dense masked update.
+        control_variates: where SCAFFOLD's client control variate is kept between rounds
+            (`fedcore.client.scaffold`); None keeps it in memory. Used only when the
+            downloaded model carries control variates.
 
     Raises:
         ValueError: the identity is another client's; `floor.require_signed` without an
@@ -56,7 +61,8 @@ class TaskHandler:
 
     def __init__(self, app: ClientApp, client_id: str, *,
                  identity: SecAggIdentity | None = None, floor: PrivacyFloor | None = None,
-                 secure_rng: bool = False, compressor: Compressor | None = None) -> None:
+                 secure_rng: bool = False, compressor: Compressor | None = None,
+                 control_variates: VariateStore | None = None) -> None:
         if identity is not None and identity.client_id != client_id:
             raise ValueError(f"the secure-aggregation identity is {identity.client_id!r}, "
                              f"not {client_id!r}")
@@ -72,6 +78,8 @@ class TaskHandler:
         self.floor = floor
         self.secure_rng = secure_rng
         self.compressor = compressor
+        self.control_variates: VariateStore = (
+            control_variates if control_variates is not None else BlobVariates())
         self._secure: tuple[str, SecureSession] | None = None  # (task id, session)
         self._matched: ModelSpec | None = None  # the run's layout, once checked against the app's
 
@@ -84,6 +92,9 @@ class TaskHandler:
             ModelMismatch: names the first difference.
         """
         spec = task.model_spec
+        if has_control([t.name for t in spec.tensors]):  # SCAFFOLD's variates are not the app's
+            spec = dataclasses.replace(
+                spec, tensors=tuple(t for t in spec.tensors if not is_control(t.name)))
         if not spec.tensors or spec == self._matched:
             return
         try:
@@ -150,13 +161,21 @@ class TaskHandler:
                 round_spec(task.secagg, self.identity)
             except SecureRefusal as err:
                 raise DeclineTask(str(err)) from err
-        fit = self.app.fit(_copy(params), task.train)
-        new = {k: np.asarray(v) for k, v in fit.params.items()}
-        try:
-            check_matches(spec_of(new), task.model_spec)
-        except WireError as err:
-            raise ClientAppError(f"fit() returned parameters that do not match the model: {err}")
-        delta = {name: update_of(new[name], params[name]) for name in new}
+        if has_control(params):  # SCAFFOLD: corrected steps, c_i's change sent along
+            corrected = corrected_fit(self.app, params, task.train, self.control_variates)
+            fit = corrected.fit
+            new = {k: np.asarray(v) for k, v in fit.params.items()}
+            delta = {name: update_of(new[name], params[name]) for name in new}
+            delta.update(corrected.control_delta)
+        else:
+            fit = self.app.fit(_copy(params), task.train)
+            new = {k: np.asarray(v) for k, v in fit.params.items()}
+            try:
+                check_matches(spec_of(new), task.model_spec)
+            except WireError as err:
+                raise ClientAppError(
+                    f"fit() returned parameters that do not match the model: {err}") from err
+            delta = {name: update_of(new[name], params[name]) for name in new}
         for name, value in delta.items():  # an integer change too large for its width
             try:
                 check_representable(name, value, params[name])
@@ -202,7 +221,8 @@ class TaskHandler:
         return result
 
     def _evaluate(self, task: Task, params: Params) -> TaskResult:
-        ev = self.app.evaluate(_copy(params), task.train)
+        model = split_control(params)[0] if has_control(params) else params
+        ev = self.app.evaluate(_copy(model), task.train)
         metrics = {**ev.metrics, "loss": float(ev.loss)}
         return self._result(task, num_examples=ev.num_examples, metrics=metrics, tensors={})
 

@@ -41,6 +41,7 @@ from fedcore.client.events import (
 )
 from fedcore.client.floor import PrivacyFloor
 from fedcore.client.handler import ModelMismatch, TaskHandler, limit_train_time
+from fedcore.client.scaffold import BlobVariates
 from fedcore.client.state import ResumeInfo, StateDir
 from fedcore.compression.codec import Compression, Compressor, Kind
 from fedcore.errors import FedcoreError
@@ -198,7 +199,8 @@ class ClientLoop:
         self._conn = conn
         self._handler = TaskHandler(app, conn.client_id, identity=options.secagg_identity,
                                     floor=options.privacy_floor, secure_rng=options.secure_rng,
-                                    compressor=_compressor(options.compression, state))
+                                    compressor=_compressor(options.compression, state),
+                                    control_variates=BlobVariates(state))
         self._stop = stop
         self._opts = options
         self._state = state

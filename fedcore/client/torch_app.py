@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -116,19 +117,46 @@ class TorchApp:
         load_params(self.model, params)
         if config.local_dp is not None:
             return self._fit_private(params, config, config.local_dp)
+        return self._fit_plain(config, None)
+
+    def fit_corrected(self, params: Params, config: TrainConfig,
+                      correction: dict[str, npt.NDArray[np.float64]]) -> FitResult:
+        """`fit` with SCAFFOLD's correction: each step descends the loss plus
+        `sum(correction[n] * w[n])`, whose gradient adds `correction[n]` to tensor n's
+        (`fedcore.client.scaffold`); reports the steps taken.
+
+        Raises:
+            ClientAppError: a correction for a tensor that is not a trainable parameter.
+        """
+        load_params(self.model, params)
+        trainable = named_trainable(self.model)
+        unknown = sorted(set(correction) - set(trainable))
+        if unknown:
+            raise ClientAppError(f"SCAFFOLD controls {unknown}, which are not trainable "
+                                 "parameters of this model")
+        first = next(iter(trainable.values()))
+        terms = {n: torch.as_tensor(v, dtype=trainable[n].dtype, device=first.device)
+                 for n, v in correction.items()}
+        return self._fit_plain(config, terms)
+
+    def _fit_plain(self, config: TrainConfig,
+                   correction: dict[str, torch.Tensor] | None) -> FitResult:
         params_now = named_trainable(self.model)
         anchor = detached_copy(params_now)
         opt = SGD(learning_rate=config.learning_rate, momentum=self.momentum)
         self.model.train()
         started = time.monotonic()
-        total_loss, seen = 0.0, 0
+        total_loss, seen, steps = 0.0, 0, 0
         for _ in range(config.local_epochs):
             for inputs, targets in self.train_loader:
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
                 loss = self.loss_fn(self.model(inputs), targets)
                 total_loss += float(loss.detach()) * len(targets)
                 seen += len(targets)
+                if correction is not None:  # a linear term: its gradient is the correction
+                    loss = loss + sum((correction[n] * params_now[n]).sum() for n in correction)
                 sgd_step(params_now, anchor, loss, optimizer=opt, mu=config.proximal_mu)
+                steps += 1
                 if config.max_train_s and time.monotonic() - started > config.max_train_s:
                     break
         num_examples = len(self.train_loader.dataset)  # type: ignore[arg-type]
@@ -136,6 +164,7 @@ class TorchApp:
             params=state_to_params(self.model),
             num_examples=num_examples,
             metrics={"loss": total_loss / max(seen, 1)},
+            local_steps=steps,
         )
 
     @property

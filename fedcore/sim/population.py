@@ -56,6 +56,7 @@ class Population:
             raise ValueError(f"num_partitions must be at least 1, got {partitions}")
         self._size, self._seed, self._data, self._partitions = size, seed, data, partitions
         self.state = ClientStateStore()
+        self.control_variates = ClientStateStore()  # SCAFFOLD's c_i (fedcore.sim.scaffold)
 
     def __len__(self) -> int:
         return self._size
