@@ -145,6 +145,7 @@ def client(args: argparse.Namespace) -> int:
     floor = privacy_floor(args)
     if floor is not None and floor.require_signed and identity is None:
         raise ValueError("--require-signed needs --secagg-key, --secagg-roster and --client-id")
+    token = _read_token(args.auth_token_file)
     log = logging.getLogger("fedcore")
     log.info("preparing the %s app and its data (partition %s of %d)", args.app, partition,
              args.num_partitions)
@@ -174,7 +175,7 @@ def client(args: argparse.Namespace) -> int:
     summary = run_client(
         app, args.server, client_id=args.client_id, stop=stop,
         callbacks=Callbacks(on_refused=refusals.append),
-        auth_token=_read_token(args.auth_token_file), credentials=_channel_credentials(args),
+        auth_token=token, credentials=_channel_credentials(args),
         secagg_identity=identity, privacy_floor=floor, secure_rng=args.secure_rng,
     )
     log.info("client %s done: %d tasks, %d refused, %d reconnects",
@@ -269,4 +270,13 @@ def _channel_credentials(args: argparse.Namespace) -> Any:
 
 
 def _read_token(path: Path | None) -> str:
-    return path.read_text().strip() if path else ""
+    """The shared token in `path` ("" for none), or a one-line error naming the flag."""
+    if path is None:
+        return ""
+    try:
+        token = path.read_text().strip()
+    except OSError as err:
+        raise ValueError(f"--auth-token-file: cannot read {path}: {err.strerror}") from None
+    if not token:
+        raise ValueError(f"--auth-token-file: {path} is empty")
+    return token

@@ -117,6 +117,8 @@ def test_a_bad_value_in_the_file_names_its_section_and_key(
     (["client", "--server", "h:1", "--partition", "-1", "--num-partitions", "3"],
      "--partition: must be >= 0"),
     (["server", "--round-timeout", "-5"], "--round-timeout: must be > 0, got -5"),
+    (["client", "--server", "h:1", "--partition", "0", "--num-partitions", "2",
+      "--auth-token-file", "/nonexistent/token"], "--auth-token-file: cannot read /nonexistent"),
     (["server", "--rounds", "0"], "--rounds: must be >= 1, got 0"),
     (["health", "--server", "h:1", "--timeout", "0"], "--timeout: must be > 0"),
 ])
