@@ -368,7 +368,8 @@ def _strategy(sections: RunSections) -> Strategy:
     s = sections.strategy
     return with_server_side(_base_strategy(sections), name=s.name.value, server_lr=s.server_lr,
                             optimizer=s.optimizer, robust=s.robust,
-                            secure=sections.secagg is not None)
+                            secure=sections.secagg is not None,
+                            min_results=sections.rounds.min_results)
 
 
 def _base_strategy(sections: RunSections) -> Strategy:

@@ -50,7 +50,7 @@ class RobustSection:
 
 def with_server_side(
     base: Strategy, *, name: str, server_lr: float, optimizer: OptimizerSection,
-    robust: RobustSection, secure: bool,
+    robust: RobustSection, secure: bool, min_results: int = 1,
 ) -> Strategy:
     """`base` with the robust aggregator and the server optimizer the sections choose.
 
@@ -62,6 +62,11 @@ def with_server_side(
         if secure:
             raise ConfigError(_SECURE_REFUSAL[robust.aggregator.needs_every_update].format(
                 robust.aggregator.value))
+        if robust.aggregator is Defence.KRUM and min_results < 2 * robust.byzantine + 3:
+            raise ConfigError(
+                f"strategy.robust.byzantine = {robust.byzantine} needs at least "
+                f"{2 * robust.byzantine + 3} updates per round (Krum: n >= 2f + 3), but "
+                f"rounds.min_results is {min_results}: raise rounds.min_results or lower byzantine")
         if not isinstance(base, FedAvg):
             raise ConfigError(f"strategy.robust.aggregator = {robust.aggregator.value!r} replaces "
                               "the weighted mean, which [privacy.user] (DP-FedAvg) clips and "

@@ -223,6 +223,9 @@ class PlainCollector:
                                    total_weight=float(self.received))
         if self._aggregator is None:
             raise RoundFailed(f"a {self.kind.value} task has no aggregate")
-        result = self._aggregator.result()
+        try:
+            result = self._aggregator.result()
+        except ValueError as err:  # e.g. Krum with fewer updates than its f allows
+            raise RoundFailed(f"the round's updates could not be combined: {err}") from err
         return dataclasses.replace(result, measurements={
             **result.measurements, UPLOAD_BYTES: float(self.upload_bytes)})

@@ -37,3 +37,36 @@ def test_a_server_optimizer_steps_on_the_robust_aggregate() -> None:
 
     assert strategy.train_config(1).learning_rate == 0.1
     np.testing.assert_array_equal(new["w"], [2.0])
+
+
+def test_a_krum_round_with_too_few_updates_fails_cleanly_and_the_run_goes_on() -> None:
+    from fedcore.client import EvalResult, FitResult, FunctionalApp, TrainConfig
+    from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
+    from fedcore.sim.driver import InProcessDriver
+    from fedcore.sim.population import Population
+    from fedcore.sim.registry import VirtualRegistry
+    from fedcore.sim.runners import AppRunner
+
+    def app(index: int) -> FunctionalApp:
+        def fit(params: dict[str, np.ndarray], config: TrainConfig) -> FitResult:
+            return FitResult(params={"w": params["w"] + index}, num_examples=1)
+
+        def evaluate(params: dict[str, np.ndarray], config: TrainConfig) -> EvalResult:
+            return EvalResult(loss=0.0, num_examples=1)
+
+        return FunctionalApp(get_parameters=lambda: {"w": np.zeros(2)}, fit=fit,
+                             evaluate=evaluate)
+
+    population = Population(3, seed=0, data=lambda i: (np.zeros((1, 1)), np.zeros(1)))
+    everyone = SelectionConfig(fraction=1.0, min_results=3, min_available=3)
+    engine = RoundEngine(EngineConfig(num_rounds=2, train=everyone, evaluate=None),
+                         RobustAggregation(defence=Defence.KRUM, byzantine=1),
+                         initial_params={"w": np.zeros(2)},
+                         registry=VirtualRegistry(population))
+
+    InProcessDriver(engine, population,
+                    AppRunner(lambda cid: app(population.index_of(cid)))).run()
+
+    assert [r.status for r in engine.records] == ["failed", "failed"]
+    assert "at least 5 updates" in engine.records[0].reason
+    np.testing.assert_array_equal(engine.params["w"], [0.0, 0.0])  # type: ignore[index]

@@ -37,7 +37,8 @@ def test_each_optimizer_name_builds_it_with_the_papers_defaults(tmp_path: Path,
 
 
 def test_hyper_parameters_and_a_robust_aggregator_compose(tmp_path: Path) -> None:
-    strategy = load(tmp_path, '[strategy]\nname = "fedyogi"\n[strategy.optimizer]\neta = 0.3\n'
+    strategy = load(tmp_path, '[rounds]\nmin_results = 5\nmin_available = 5\n'
+                              '[strategy]\nname = "fedyogi"\n[strategy.optimizer]\neta = 0.3\n'
                               'tau = 0.01\n[strategy.robust]\naggregator = "krum"\nbyzantine = 1\n')
 
     assert isinstance(strategy, ServerOptimizer) and (strategy.eta, strategy.tau) == (0.3, 0.01)
@@ -64,6 +65,8 @@ def test_a_server_optimizer_steps_on_dp_fedavgs_aggregate(tmp_path: Path) -> Non
     ('[strategy]\nname = "fedadam"\n[strategy.optimizer]\nbeta_2 = 1.0\n',
      r"\[strategy.optimizer\].*beta2"),
     ('[strategy.robust]\naggregator = "bulyan"\n', "strategy.robust.aggregator must be one of"),
+    ('[rounds]\nmin_results = 6\nmin_available = 6\n[strategy.robust]\naggregator = "krum"\nbyzantine = 2\n',
+     r"needs at least 7 updates per round"),
     ('[strategy.optimizer]\nlr = 1.0\n', "strategy.optimizer.lr"),
 ])
 def test_bad_or_impossible_settings_fail_at_start(tmp_path: Path, text: str, match: str) -> None:
