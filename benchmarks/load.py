@@ -1,6 +1,6 @@
 """Load: many real gRPC clients against one coordinator process, with stalled upload streams.
 
-`python -m benchmarks.load --clients 1000 [--rounds 4] [--procs 4] [--params 1000]
+`python -m benchmarks.load --clients 1000 [--rounds 10] [--procs 4] [--params 1000]
 [--stallers 100]` prints one JSON line.
 
 The coordinator is a `fedcore server` subprocess (plaintext on loopback, the operator's
@@ -14,8 +14,11 @@ From the moment the coordinator has recorded half of the rounds, a staller proce
 `--stallers` `SubmitResult` streams open that send nothing (each reopened as soon as the
 coordinator ends it) and as many `SubmitResult` streams that send a header and then stall;
 `round_s_without_stallers` and `round_s_with_stallers` compare the rounds' durations (the
-coordinator's `history.json`) on either side of that point; `stalls_ended_by_server` counts
-streams the coordinator closed on its own (idle deadline).
+coordinator's `history.json`) on either side of that point, and
+`coord_cpu_round_s_without_stallers` / `..._with_stallers` the coordinator's CPU seconds per
+round (steadier than durations when other work shares the machine);
+`stalls_ended_by_server` counts streams the coordinator closed on its own (idle deadline,
+`--upload-idle-s`).
 
 Figures: `join_p50_s`/`join_p99_s`, the `Join` RPC latency of all clients joining at once;
 `round_s_median`/`round_s_max` over the rounds after the first; `coord_rss_mb` (VmRSS at the
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -282,6 +286,7 @@ def run(clients: int, rounds: int, procs: int, params: int, stallers: int, out: 
     stats = ProcStats(0.0, 0.0, 0.0)
     stall_from = max(1, rounds // 2) if stall_from is None else stall_from
     stalled_after: int | None = None  # rounds recorded when the stalled streams were all open
+    cpu_marks: list[float] = []  # the coordinator's CPU seconds when each round was recorded
     end = time.monotonic() + timeout_s
     try:
         staller.start()
@@ -296,6 +301,8 @@ def run(clients: int, rounds: int, procs: int, params: int, stallers: int, out: 
         while coord.poll() is None and time.monotonic() < end:
             stats = proc_stats(coord.pid)
             peak_rss = max(peak_rss, stats.rss_mb)
+            while len(cpu_marks) < len(history(out)):
+                cpu_marks.append(stats.cpu_s)
             if stallers and not go.is_set() and len(history(out)) >= stall_from:
                 go.set()
             if ready.is_set() and stalled_after is None:
@@ -329,6 +336,9 @@ def run(clients: int, rounds: int, procs: int, params: int, stallers: int, out: 
     before = durations[1:stall_from] or durations[:stall_from]
     # the rounds that started with every stalled stream open
     during = [] if stalled_after is None else durations[stalled_after + 1:]
+    cpu = [b - a for a, b in itertools.pairwise(cpu_marks)]  # rounds 2.. (sampled every 0.2 s)
+    cpu_before = cpu[:max(0, stall_from - 1)]
+    cpu_during = [] if stalled_after is None else cpu[stalled_after:]
     return {
         "clients": clients, "rounds": rounds, "procs": procs, "params": params,
         "rounds_ok": sum(r["status"] == "ok" for r in records),
@@ -342,6 +352,10 @@ def run(clients: int, rounds: int, procs: int, params: int, stallers: int, out: 
         "round_s_without_stallers": round(statistics.median(before), 3) if before else None,
         "round_s_with_stallers": round(statistics.median(during), 3) if during else None,
         "rounds_with_stallers": len(during),
+        "coord_cpu_round_s_without_stallers": (round(statistics.median(cpu_before), 2)
+                                               if cpu_before else None),
+        "coord_cpu_round_s_with_stallers": (round(statistics.median(cpu_during), 2)
+                                            if cpu_during else None),
         "stalled_streams": stall.get("streams", 0),
         "stalls_ended_by_server": stall.get("ended_by_server", {}),
         "coord_rss_mb": round(stats.rss_mb, 1), "coord_rss_peak_sampled_mb": round(peak_rss, 1),
@@ -354,7 +368,7 @@ def run(clients: int, rounds: int, procs: int, params: int, stallers: int, out: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=1000)
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--procs", type=int, default=4, help="client worker processes")
     p.add_argument("--params", type=int, default=1000, help="float32 parameters in the model")
     p.add_argument("--stallers", type=int, default=100,
