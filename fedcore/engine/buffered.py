@@ -1,0 +1,277 @@
+"""Asynchronous buffered aggregation (FedBuff, Nguyen et al. 2022), as an I/O-free state machine.
+
+There are no rounds. The coordinator keeps up to `concurrency` training tasks out at once and
+hands a new one to any client that asks while a slot is free; each task carries the model
+version v it started from. Every result is folded, as it arrives, into a buffer with the
+staleness weight
+
+    s(τ) = (1 + τ)^(-staleness_exponent)     (1/sqrt(1 + τ) by default),
+
+τ = (the server's version now) - v. When the buffer holds `buffer_size` = K results, the
+server steps on their staleness-weighted mean, Δ = Σ_k s(τ_k) Δ_k / K (the paper's Algorithm 1
+divides by K, not by Σ s), through the strategy's `apply` (FedAvg's `x + η_g Δ`, or a server
+optimizer's step), the version becomes v + 1, and the buffer empties. Results staler than
+`max_staleness` (when set) are refused and free their slot; so do declines; a task not
+answered by its deadline (`task_timeout_s`) expires and frees its slot.
+
+Like the round engine it takes messages and returns messages (`Task`, `Wait`, `Done`,
+`TaskResult`), and time is passed in (`now`), so the simulator (`fedcore.sim.buffered`) drives it
+with a simulated clock. Memory: the buffer is one exact running sum (O(model)), plus one copy of
+each model version some outstanding task started from (at most min(concurrency,
+max_staleness + 1) versions; they are shared, not copied, per task).
+
+Secure aggregation is not implemented for buffers; docs/algorithms.md says what it would cost.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedcore.aggregate.base import AggregateResult
+from fedcore.aggregate.mean import WeightedMean
+from fedcore.engine.errors import EngineError, Reason
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
+from fedcore.protocol.params import Array, Params
+from fedcore.protocol.specs import ModelSpec, check_matches, spec_of
+from fedcore.protocol.update import update_values
+from fedcore.strategy.base import Strategy
+from fedcore.wire.tensor import check_finite
+
+
+def staleness_weight(staleness: int, exponent: float = 0.5) -> float:
+    """s(τ) = (1 + τ)^(-exponent): 1 for a fresh result, 1/sqrt(1 + τ) by default."""
+    if staleness < 0:
+        raise ValueError(f"staleness must be >= 0, got {staleness}")
+    return float((1.0 + staleness) ** -exponent)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferedConfig:
+    """A FedBuff run.
+
+    Attributes:
+        buffer_size: K, results per server step.
+        concurrency: how many training tasks may be out at once.
+        num_updates: server steps (model versions) after which the run is done.
+        task_timeout_s: a task not answered within this many seconds expires.
+        max_staleness: refuse results more than this many versions old (0: accept any).
+        staleness_exponent: a in s(τ) = (1 + τ)^-a (0.5 in the paper; 0 weighs all equally).
+        retry_after_s: what `Wait` tells a client while every slot is taken.
+    """
+
+    buffer_size: int
+    concurrency: int
+    num_updates: int
+    task_timeout_s: float = 600.0
+    max_staleness: int = 0
+    staleness_exponent: float = 0.5
+    retry_after_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("buffer_size", "concurrency", "num_updates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.concurrency < self.buffer_size:
+            raise ValueError(f"concurrency ({self.concurrency}) must be >= buffer_size "
+                             f"({self.buffer_size}), or the buffer could never fill")
+        if not (math.isfinite(self.task_timeout_s) and self.task_timeout_s > 0):
+            raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
+        if self.max_staleness < 0:
+            raise ValueError(f"max_staleness must be >= 0, got {self.max_staleness}")
+        if not (math.isfinite(self.staleness_exponent) and self.staleness_exponent >= 0):
+            raise ValueError(f"staleness_exponent must be >= 0, got {self.staleness_exponent}")
+        if not self.retry_after_s > 0:
+            raise ValueError(f"retry_after_s must be > 0, got {self.retry_after_s}")
+
+
+class Outcome(enum.Enum):
+    """What became of a submitted result."""
+
+    BUFFERED = "buffered"  # folded; the buffer is not full yet
+    APPLIED = "applied"  # folded, and it filled the buffer: the model moved to a new version
+    STALE = "stale"  # older than max_staleness: refused, its slot freed
+    DECLINED = "declined"  # the client declined the task: its slot freed
+    AFTER_END = "after_end"  # the run was done before it arrived: dropped
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferRecord:
+    """One server step: the version it produced, when, and the staleness of its results."""
+
+    version: int
+    at_s: float
+    staleness: tuple[int, ...]
+    measurements: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Out:
+    client_id: str
+    version: int
+    deadline: float
+
+
+class BufferedEngine:
+    """FedBuff's coordinator logic without I/O.
+
+    Args:
+        config: buffer size, concurrency, length of the run, staleness rule.
+        strategy: supplies each task's `train_config` (by version) and the server step
+            (`apply`) on the buffer's staleness-weighted mean.
+        initial_params: version 0 of the model.
+    """
+
+    def __init__(self, config: BufferedConfig, strategy: Strategy, initial_params: Params
+                 ) -> None:
+        if not initial_params:
+            raise ValueError("a buffered run needs initial parameters")
+        self.config = config
+        self.strategy = strategy
+        self.params: dict[str, Array] = {k: np.array(v) for k, v in initial_params.items()}
+        self.spec: ModelSpec = spec_of(self.params)
+        self.version = 0
+        self.records: list[BufferRecord] = []
+        self.stale_refused = 0
+        self.expired = 0
+        self.declined = 0
+        self._models: dict[int, dict[str, Array]] = {0: self.params}
+        self._out: dict[str, _Out] = {}
+        self._issued = 0
+        self._buffer = WeightedMean()
+        self._staleness: list[int] = []
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def done(self) -> bool:
+        """Whether `num_updates` server steps were taken."""
+        return self.version >= self.config.num_updates
+
+    @property
+    def outstanding(self) -> int:
+        """Training tasks handed out and not yet answered or expired."""
+        return len(self._out)
+
+    @property
+    def buffered(self) -> int:
+        """Results folded into the current buffer."""
+        return len(self._staleness)
+
+    def is_out(self, task_id: str) -> bool:
+        """Whether task `task_id` is outstanding (handed out, not answered, not expired)."""
+        return task_id in self._out
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of an outstanding task (None when none is out)."""
+        return min((o.deadline for o in self._out.values()), default=None)
+
+    def model_for(self, task_id: str) -> Params:
+        """The model version outstanding task `task_id` trains from (read-only use).
+
+        Raises:
+            EngineError: NOT_ASSIGNED, no such task is out.
+        """
+        out = self._out.get(task_id)
+        if out is None:
+            raise EngineError(Reason.NOT_ASSIGNED, f"task {task_id} is not outstanding")
+        return self._models[out.version]
+
+    # ----------------------------------------------------------------- messages
+    def poll(self, client_id: str, *, now: float) -> TaskReply:
+        """A training task on the current version while a slot is free (one per client at a
+        time); `Wait` while every slot is taken or this client has a task out; `Done` after."""
+        self.tick(now)
+        if self.done:
+            return Done(reason=f"the buffered run finished after {self.version} updates")
+        busy = any(o.client_id == client_id for o in self._out.values())
+        if busy or len(self._out) >= self.config.concurrency:
+            reason = "a task of this client is out" if busy else "every slot is taken"
+            return Wait(retry_after_s=self.config.retry_after_s, reason=reason)
+        self._issued += 1
+        task_id = f"buf-{self._issued}"
+        self._out[task_id] = _Out(client_id, self.version, now + self.config.task_timeout_s)
+        return Task(round=self.version + 1, task_id=task_id, kind=TaskKind.TRAIN,
+                    train=self.strategy.train_config(self.version + 1),
+                    time_left_s=self.config.task_timeout_s, model_spec=self.spec)
+
+    def submit(self, result: TaskResult, *, now: float) -> Outcome:
+        """Fold a result (the client's update from the version its task started from).
+
+        Raises:
+            EngineError: NOT_ASSIGNED (no such task out, or another client's) or INVALID
+                (tensors that do not match the model, non-finite values, no examples); the
+                engine's state is unchanged.
+        """
+        self.tick(now)
+        header = result.header
+        out = self._out.get(header.task_id)
+        if out is None:
+            if self.done:
+                return Outcome.AFTER_END
+            raise EngineError(Reason.NOT_ASSIGNED, f"task {header.task_id} is not outstanding "
+                              "(expired, answered, or never handed out)")
+        if out.client_id != header.client_id:
+            raise EngineError(Reason.NOT_ASSIGNED,
+                              f"task {header.task_id} was handed to another client")
+        if header.declined_reason:
+            self._finish(header.task_id)
+            self.declined += 1
+            return Outcome.DECLINED
+        try:
+            check_matches(spec_of(result.tensors), self.spec)
+            check_finite(result.tensors)
+        except WireError as err:
+            raise EngineError(Reason.INVALID, f"result of {header.task_id}: {err}") from err
+        if header.num_examples < 1:
+            raise EngineError(Reason.INVALID, "a training result needs num_examples >= 1")
+        staleness = self.version - out.version
+        self._finish(header.task_id)
+        if self.config.max_staleness and staleness > self.config.max_staleness:
+            self.stale_refused += 1
+            return Outcome.STALE
+        weight = staleness_weight(staleness, self.config.staleness_exponent)
+        self._buffer.add({k: update_values(v) for k, v in result.tensors.items()}, weight)
+        self._staleness.append(staleness)
+        if len(self._staleness) < self.config.buffer_size:
+            return Outcome.BUFFERED
+        self._step(now)
+        return Outcome.APPLIED
+
+    def tick(self, now: float) -> None:
+        """Expire the tasks whose deadline passed (their slots become free)."""
+        for task_id in [t for t, o in self._out.items() if o.deadline <= now]:
+            self._finish(task_id)
+            self.expired += 1
+
+    # ----------------------------------------------------------------- internals
+    def _step(self, now: float) -> None:
+        mean = self._buffer.result()  # Σ s_k Δ_k / Σ s_k
+        scale = mean.total_weight / self.config.buffer_size
+        update: dict[str, Array] = {
+            k: np.asarray(v, np.float64) * scale for k, v in mean.update.items()}
+        staleness = tuple(self._staleness)
+        self.params = self.strategy.apply(self.params, AggregateResult(
+            update=update, count=len(staleness), total_weight=mean.total_weight))
+        self.version += 1
+        self._models[self.version] = self.params
+        self._buffer, self._staleness = WeightedMean(), []
+        if self.done:  # what is still out can no longer count
+            self._out.clear()
+        self._release_models()
+        self.records.append(BufferRecord(
+            version=self.version, at_s=now, staleness=staleness,
+            measurements={"mean_staleness": float(np.mean(staleness)),
+                          "staleness_weight": float(mean.total_weight)}))
+
+    def _finish(self, task_id: str) -> None:
+        del self._out[task_id]
+        self._release_models()
+
+    def _release_models(self) -> None:
+        needed = {o.version for o in self._out.values()} | {self.version}
+        for version in [v for v in self._models if v not in needed]:
+            del self._models[version]

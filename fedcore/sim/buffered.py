@@ -1,0 +1,162 @@
+"""The in-process driver of asynchronous buffered aggregation (`fedcore.engine.buffered`).
+
+Virtual clients are drawn uniformly at random among the idle ones whenever the engine has a free
+slot; each trains (through the deployed client's `TaskHandler`, on the model version it was
+handed) and its result arrives `TimingModel.task_seconds` simulated seconds later, so slow
+devices deliver stale results while fast ones keep the buffer filling. Lost tasks
+(`TimingModel.dropout`) never arrive and expire at their deadline. The simulated clock is
+comparable with `InProcessDriver`'s for synchronous rounds under the same `TimingModel`: that
+is how FedBuff's wall-clock advantage with slow devices is measured.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
+from fedcore.client.handler import TaskHandler
+from fedcore.engine.buffered import BufferedEngine, BufferRecord, Outcome
+from fedcore.engine.errors import EngineError, Reason
+from fedcore.protocol.errors import WireError
+from fedcore.protocol.messages import Task, TaskResult
+from fedcore.protocol.params import Array, Params
+from fedcore.sim.driver import HandlerFactory
+from fedcore.sim.population import Population
+from fedcore.sim.runners import TaskRunner
+from fedcore.sim.timing import TimingModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedSimulation:
+    """What a simulated buffered run produced."""
+
+    records: list[BufferRecord]
+    params: dict[str, Array]
+    simulated_s: float
+    tasks: int
+
+
+class BufferedDriver:
+    """Drives `engine` to its last update with virtual clients from `population`.
+
+    Args:
+        runner: trains the clients handed a task at the same moment (one cohort per call).
+        timing: how long each client's task takes, and which are lost.
+        on_update: called after each server step with its record and the new model.
+        handler: builds a client's `TaskHandler` (e.g. `fedcore.sim.scaffold.ScaffoldHandlers`).
+        seed: which idle clients are drawn.
+    """
+
+    def __init__(
+        self,
+        engine: BufferedEngine,
+        population: Population,
+        runner: TaskRunner,
+        *,
+        timing: TimingModel | None = None,
+        on_update: Callable[[BufferRecord, Params], None] | None = None,
+        handler: HandlerFactory = TaskHandler,
+        seed: int = 0,
+    ) -> None:
+        self.engine, self.population, self.runner = engine, population, runner
+        self.timing = timing or TimingModel()
+        self._on_update = on_update
+        self._handler = handler
+        self._rng = np.random.default_rng(seed)
+        self._busy: dict[str, str] = {}  # client id -> its outstanding task id
+        self._arrivals: list[tuple[float, int, str, TaskResult]] = []
+        self._order = itertools.count()
+        self.tasks = 0
+        self.now = 0.0
+
+    def run(self) -> BufferedSimulation:
+        """Run until the engine is done; returns the records and the final model."""
+        engine = self.engine
+        while not engine.done:
+            self._hand_out()
+            next_arrival = self._arrivals[0][0] if self._arrivals else None
+            deadline = engine.next_deadline()
+            if next_arrival is None and deadline is None:
+                raise RuntimeError("no task is out and none can be handed out: the population "
+                                   "is smaller than the buffer, or every client declines")
+            if next_arrival is None or (deadline is not None and deadline < next_arrival):
+                assert deadline is not None
+                self.now = max(self.now, deadline)
+                engine.tick(self.now)
+                self._forget_finished()
+                continue
+            at, _, cid, result = heapq.heappop(self._arrivals)
+            self.now = at
+            if self._busy.get(cid) == result.header.task_id:
+                del self._busy[cid]
+            try:
+                outcome = engine.submit(result, now=at)
+            except EngineError as err:
+                if err.reason is not Reason.NOT_ASSIGNED:
+                    raise
+                continue  # it expired before it arrived
+            self._forget_finished()
+            if outcome is Outcome.APPLIED and self._on_update is not None:
+                self._on_update(engine.records[-1], engine.params)
+        return BufferedSimulation(records=engine.records,
+                                  params={k: v.copy() for k, v in engine.params.items()},
+                                  simulated_s=self.now, tasks=self.tasks)
+
+    def _hand_out(self) -> None:
+        engine = self.engine
+        handed: dict[str, Task] = {}
+        free = engine.config.concurrency - engine.outstanding
+        idle = len(self.population) - len(self._busy)
+        for _ in range(min(free, idle)):
+            cid = self._draw_idle(handed)
+            reply = engine.poll(cid, now=self.now)
+            if not isinstance(reply, Task):
+                break
+            handed[cid] = reply
+        if not handed:
+            return
+        first = next(iter(handed.values()))
+        params = engine.model_for(first.task_id)
+        apps = self.runner.run(first, list(handed), params)
+        for cid, task in handed.items():
+            self.tasks += 1
+            self._busy[cid] = task.task_id
+            app = apps.get(cid)
+            if app is None:
+                continue  # its local work failed: the task expires
+            result = self._answer(cid, task, app, params)
+            index = self.population.index_of(cid)
+            if self.timing.drops(index, task.round, task.kind.value):
+                continue
+            seconds = self.timing.task_seconds(index, max(result.header.num_examples, 1),
+                                               task.train.local_epochs)
+            heapq.heappush(self._arrivals, (self.now + seconds, next(self._order), cid, result))
+
+    def _draw_idle(self, handed: dict[str, Task]) -> str:
+        size = len(self.population)
+        while True:
+            cid = self.population.client(int(self._rng.integers(size))).client_id
+            if cid not in self._busy and cid not in handed:
+                return cid
+
+    def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
+        handler = self._handler(app, cid)
+        try:
+            return handler.handle(task, params)
+        except DeclineTask as refusal:
+            return handler.decline(task, refusal.reason or "declined by the app")
+        except (ClientAppError, WireError) as err:
+            log.error("%s: task %s: unusable local results: %s", cid, task.task_id, err)
+            return handler.decline(task, f"app error: {err}")
+
+    def _forget_finished(self) -> None:
+        for cid in [c for c, t in self._busy.items() if not self.engine.is_out(t)]:
+            del self._busy[cid]
