@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
+from fedcore.compression.codec import UPLOAD_BYTES
 from fedcore.dp.secagg_noise import NoisyEncoding
 from fedcore.engine.collect import Accepted, RoundFailed, Step
 from fedcore.engine.config import SecureAggregationConfig
@@ -65,6 +66,7 @@ class SecureRound:
         )
         self.participants = tuple(sorted(selected)) if config.roster is not None else ()
         self.server = SecAggServer(self.spec)
+        self.upload_bytes = 0
         dp = config.distributed_dp
         self.encoding = NoisyEncoding.for_round(dp, self.spec.config, self.spec.dim) if dp else None
         self.advertised: set[str] = set()
@@ -126,6 +128,7 @@ class SecureRound:
         except WireError as err:
             raise EngineError(Reason.INVALID, f"result rejected: {err}") from err
         self._handle(client_id, msg, now)
+        self.upload_bytes += result.header.spec.nbytes  # the masked vectors' payloads
         return Accepted(metrics_weight=1.0 if isinstance(msg, AdvertiseKeys) else None,
                         complete=False)
 
@@ -201,7 +204,8 @@ class SecureRound:
             update=self._unflatten(mean),
             count=len(result.survivors),
             total_weight=weight,
-            measurements={"secagg_survivors": float(len(result.survivors))},
+            measurements={"secagg_survivors": float(len(result.survivors)),
+                          UPLOAD_BYTES: float(self.upload_bytes)},
         )
 
     def _noisy_mean(self, total: np.ndarray, survivors: int) -> AggregateResult:
@@ -209,6 +213,7 @@ class SecureRound:
         the engine's, from the run's accountant)."""
         assert self.encoding is not None
         measurements = {"secagg_survivors": float(survivors),
+                        UPLOAD_BYTES: float(self.upload_bytes),
                         **self.encoding.measurements(survivors=survivors)}
         return AggregateResult(update=self._unflatten(self.encoding.decode_mean(total, survivors)),
                                count=survivors, total_weight=float(survivors),

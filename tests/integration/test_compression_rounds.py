@@ -133,3 +133,31 @@ def test_a_malformed_compressed_result_is_refused_and_changes_nothing() -> None:
         engine.submit(TaskResult(header=header, tensors=bad), now=1.0)
 
     assert cid in engine.open_clients()  # it may still send a good result
+
+
+def test_secure_rounds_record_their_masked_upload_bytes_and_take_a_server_optimizer() -> None:
+    from fedcore.engine.config import SecureAggregationConfig
+    from fedcore.strategy.server_opt import FedAdam
+
+    def run(secagg: SecureAggregationConfig | None) -> RoundEngine:
+        population = Population(CLIENTS, seed=0, data=_data)
+        everyone = SelectionConfig(fraction=1.0, min_results=CLIENTS, min_available=CLIENTS)
+        config = EngineConfig(num_rounds=2, train=everyone, evaluate=None,
+                              round_timeout_s=60.0, secagg=secagg)
+        engine = RoundEngine(config, FedAdam(inner=FedAvg(local_epochs=2, learning_rate=0.02),
+                                             eta=0.1),
+                             initial_params=INITIAL, registry=VirtualRegistry(population))
+        InProcessDriver(engine, population,
+                        AppRunner(lambda cid: _app(population.index_of(cid)))).run()
+        return engine
+
+    secure = run(SecureAggregationConfig(max_clients=CLIENTS, clip=10.0))
+    plain = run(None)
+
+    assert [r.status for r in secure.records] == ["ok", "ok"]
+    # each survivor's masked vector: the weighted update and its weight, 32 bits an element
+    assert [r.metrics[UPLOAD_BYTES] for r in secure.records] == [CLIENTS * 4 * (FEATURES + 2)] * 2
+    # FedAdam on the securely aggregated mean: the plain run's model, up to quantisation
+    assert secure.params is not None and plain.params is not None
+    np.testing.assert_allclose(secure.params["w"], plain.params["w"], atol=1e-3)
+    assert np.abs(plain.params["w"]).max() > 0.1
