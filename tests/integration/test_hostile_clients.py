@@ -308,6 +308,32 @@ def test_an_upload_ends_when_its_round_closes(start_coordinator) -> None:
     conn.close()
 
 
+# ------------------------------------------------------------------ downloads
+def test_downloads_come_one_at_a_time_per_client_and_task(start_coordinator) -> None:
+    big = {"w": np.zeros(4 << 20, np.float32)}  # 16 MiB: more than the transport buffers
+    config = EngineConfig(num_rounds=1, train=SelectionConfig(count=1), evaluate=None)
+    server = start_coordinator(config, big)
+    conn = GrpcConnection(f"127.0.0.1:{server.port}", client_id="reader")
+    conn.join()
+    task = conn.get_task()
+    assert isinstance(task, Task)
+    request = pb.DownloadRequest(credentials=pb.Credentials(client_id="reader", session=conn.session),
+                                 task_id=task.task_id)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = pb_grpc.CoordinatorStub(channel)
+        stalled = stub.DownloadModel(request, timeout=30)  # not read
+        assert server.service is not None
+        wait_until(lambda: ("reader", task.task_id) in server.service.downloads, timeout=10)
+        for _ in range(5):
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.DownloadModel(request, timeout=10))
+            assert err.value.code() is grpc.StatusCode.ALREADY_EXISTS
+        stalled.cancel()
+        wait_until(lambda: server.service.downloads == frozenset(), timeout=10)
+    np.testing.assert_array_equal(conn.download(task)["w"], big["w"])  # then it is served
+    conn.close()
+
+
 # ------------------------------------------------------------------ long-polls
 def test_one_long_poll_per_client_is_held_and_others_are_answered_at_once(start_coordinator) -> None:
     config = EngineConfig(num_rounds=1, train=SelectionConfig(count=1, min_available=2),

@@ -97,6 +97,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self._raw_chunks = False  # set by `add_to_server`: DownloadModel's serialiser passes bytes
         self._uploads = UploadBook(engine.config.limits)
         self._polling: set[str] = set()  # clients with a GetTask held
+        self._downloads: set[tuple[str, str]] = set()  # (client, task) downloads in progress
         self._refusals = RateLimitedLog(log, clock)
 
     @property
@@ -108,6 +109,11 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     def uploads(self) -> UploadBook:
         """The uploads in progress."""
         return self._uploads
+
+    @property
+    def downloads(self) -> frozenset[tuple[str, str]]:
+        """(client, task) of the model downloads in progress."""
+        return frozenset(self._downloads)
 
     @property
     def held_polls(self) -> frozenset[str]:
@@ -178,19 +184,30 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes | pb.ModelChunk]:
         """Serialised `ModelChunk`s (see `chunks`), written without protobuf's payload copies
-        (messages when registered through the generated `add_CoordinatorServicer_to_server`)."""
+        (messages when registered through the generated `add_CoordinatorServicer_to_server`).
+        One download per client and task at a time (another meanwhile: ALREADY_EXISTS), so a
+        client cannot pile up stalled downloads, each holding a chunk."""
         client_id = await self._authenticate(request.credentials, context)
         self.tick()
         try:
             model = self.engine.model_for(client_id, request.task_id, now=self.clock())
         except EngineError as err:
             await _abort(context, err)
-        spec: bytes | None = convert.spec_to_proto(model.spec).SerializeToString()
-        for offset, views in iter_chunk_views(model.params, self.engine.config.chunk_bytes):
-            yield self._out(encode_chunk_message(offset, views, head=spec))
-            spec = None
-        if spec is not None:  # an empty model still announces its (empty) spec
-            yield self._out(encode_chunk_message(0, [], head=spec))
+        key = (client_id, request.task_id)
+        if key in self._downloads:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                                f"{client_id!r} is already downloading {request.task_id}: one "
+                                "download at a time")
+        self._downloads.add(key)
+        try:
+            spec: bytes | None = convert.spec_to_proto(model.spec).SerializeToString()
+            for offset, views in iter_chunk_views(model.params, self.engine.config.chunk_bytes):
+                yield self._out(encode_chunk_message(offset, views, head=spec))
+                spec = None
+            if spec is not None:  # an empty model still announces its (empty) spec
+                yield self._out(encode_chunk_message(0, [], head=spec))
+        finally:
+            self._downloads.discard(key)
 
     async def SubmitResult(
         self,
@@ -466,7 +483,9 @@ def _guarded_stream(
 ) -> Callable[[Request | Malformed, grpc.aio.ServicerContext], AsyncIterator[Reply]]:
     """`_guarded` for a method that streams its replies."""
 
-    async def streaming(request: Request | Malformed, context: grpc.aio.ServicerContext) -> AsyncIterator[Reply]:
+    async def streaming(
+        request: Request | Malformed, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Reply]:
         if isinstance(request, Malformed):
             await service.refuse_malformed(name, request, context)
         async for reply in method(request, context):
