@@ -27,6 +27,8 @@ from fedcore.protocol.messages import TaskKind
 from fedcore.protocol.params import Array
 
 HINT_SLACK_S = 0.05  # clock and scheduling slack when checking that a hint was waited out
+HELD_WINDOW_S = 2.0  # how long the waiting scenario watches held GetTasks ...
+UNHELD_WINDOW_S = 2.5  # ... and then unheld ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,9 @@ def _check_join(checks: _Checks, engine: RecordingEngine, client_id: str) -> Non
     elif not polls:
         checks.add("join", False, f"{len(joins)} Join(s) but no authenticated GetTask"
                    + (f" ({refused[0].reason})" if refused else ""))
+    elif refused:
+        checks.add("join", False, f"{len(refused)} request(s) with refused credentials: "
+                   f"{refused[0].reason}")
     else:
         checks.add("join", True, f"{len(joins)} Join, {len(polls)} GetTask")
 
@@ -249,19 +254,21 @@ def waiting(h: Harness) -> list[Outcome]:
                               f"no GetTask in 20 s (see {client.log_path})")
     _check_join(checks, engine, cid)
     held_from = engine.calls(cid, "GetTask")[0].at
-    time.sleep(3.0)
-    held = engine.calls(cid, "GetTask", since=held_from, until=held_from + 3.0)
-    checks.add("long-poll", len(held) <= 5,
-               f"{len(held)} GetTask calls in 3 s of 1 s holds (at most 5 allowed)")
+    time.sleep(HELD_WINDOW_S)
+    held = engine.calls(cid, "GetTask", since=held_from, until=held_from + HELD_WINDOW_S)
+    most = int(HELD_WINDOW_S) + 2  # one call per 1 s hold, and the edges
+    checks.add("long-poll", len(held) <= most,
+               f"{len(held)} GetTask calls in {HELD_WINDOW_S:g} s of 1 s holds (at most {most} "
+               "allowed)")
     assert server.service is not None
     server.service.long_poll_s = 0.0  # from now on every Wait says retry_after_s = 1
     unheld_from = time.monotonic()
-    time.sleep(3.5)
+    time.sleep(UNHELD_WINDOW_S)
     polls = engine.calls(cid, "GetTask", since=unheld_from)
     gaps = [b.at - a.at for a, b in itertools.pairwise(polls)]
     short = [g for g in gaps if g < config.retry_after_s - HINT_SLACK_S]
     checks.add("wait-hint", bool(polls) and not short,
-               f"{len(polls)} GetTask calls in 3.5 s of Wait(retry_after_s=1)"
+               f"{len(polls)} GetTask calls in {UNHELD_WINDOW_S:g} s of Wait(retry_after_s=1)"
                + (f"; {len(short)} came after only {min(short):.3f} s" if short else ""))
     server.service.long_poll_s = 1.0
     h.helper(server, "kit-helper-waiting", add=0.5, examples=5)
