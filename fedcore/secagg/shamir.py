@@ -101,13 +101,6 @@ def split_limbs(
     return np.ascontiguousarray((acc % _P).T)
 
 
-def split(secret: bytes, *, xs: Sequence[int], threshold: int, random_bytes: KeySource) -> Field:
-    """Shares of a 32-byte secret for the points `xs`, any `threshold` of which recover it."""
-    return split_limbs(
-        secret_to_limbs(secret), xs=xs, threshold=threshold, random_bytes=random_bytes
-    )
-
-
 def _inverse(values: Field) -> Field:
     result = np.ones_like(values)
     base = values % _P

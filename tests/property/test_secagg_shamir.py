@@ -23,7 +23,8 @@ def sharings(draw):
 @given(sharings(), st.data())
 def test_any_t_shares_reconstruct(case, data):
     xs, t, secret, randomness = case
-    shares = shamir.split(secret, xs=xs, threshold=t, random_bytes=randomness.randbytes)
+    shares = shamir.split_limbs(shamir.secret_to_limbs(secret),
+                                xs=xs, threshold=t, random_bytes=randomness.randbytes)
     subset = data.draw(st.permutations(range(len(xs))))[:t]
 
     assert shamir.reconstruct([xs[i] for i in subset], shares[subset], threshold=t) == secret
@@ -35,7 +36,8 @@ def test_fewer_than_t_shares_interpolate_to_something_else(case, data):
     xs, t, secret, _ = case
     if t < 2:
         return
-    shares = shamir.split(secret, xs=xs, threshold=t, random_bytes=os.urandom)
+    shares = shamir.split_limbs(shamir.secret_to_limbs(secret),
+                                xs=xs, threshold=t, random_bytes=os.urandom)
     subset = data.draw(st.permutations(range(len(xs))))[: t - 1]
     guess = shamir.combine(shares[subset], shamir.lagrange_coefficients([xs[i] for i in subset]))
 

@@ -13,7 +13,8 @@ XS = list(range(1, 11))
 
 
 def _shares(threshold: int = 4):
-    return shamir.split(SECRET, xs=XS, threshold=threshold, random_bytes=os.urandom)
+    return shamir.split_limbs(shamir.secret_to_limbs(SECRET),
+                              xs=XS, threshold=threshold, random_bytes=os.urandom)
 
 
 def test_threshold_shares_reconstruct():
@@ -81,7 +82,8 @@ def test_decode_refuses_wrong_length():
 
 def test_points_must_be_distinct():
     with pytest.raises(ValueError, match="distinct"):
-        shamir.split(SECRET, xs=[1, 1, 2], threshold=2, random_bytes=os.urandom)
+        shamir.split_limbs(shamir.secret_to_limbs(SECRET),
+                           xs=[1, 1, 2], threshold=2, random_bytes=os.urandom)
 
 
 def test_rejected_draws_are_redrawn():
@@ -94,6 +96,7 @@ def test_rejected_draws_are_redrawn():
 
 def test_large_sharing_reconstructs():
     xs = list(range(1, 1001))
-    shares = shamir.split(SECRET, xs=xs, threshold=500, random_bytes=os.urandom)
+    shares = shamir.split_limbs(shamir.secret_to_limbs(SECRET),
+                                xs=xs, threshold=500, random_bytes=os.urandom)
 
     assert shamir.reconstruct(xs[500:], shares[500:], threshold=500) == SECRET
