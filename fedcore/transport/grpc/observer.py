@@ -121,7 +121,9 @@ class ObserverInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if code == "OK" and method.endswith(JOIN_SUFFIX):
                 observer.client_joined(getattr(request, "client_id", ""), _peer(context))
             elif code == "OK" and (client_id := _caller(request)):
-                observer.client_active(client_id)
+                active = getattr(observer, "client_active", None)  # newer than some observers
+                if active is not None:
+                    active(client_id)
 
         if inspect.isasyncgenfunction(behaviour):
 
