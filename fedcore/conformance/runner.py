@@ -72,9 +72,13 @@ def table(outcomes: Sequence[Outcome]) -> str:
     failed = [o for o in outcomes if not o.passed]
     lines.append("")
     lines.append(f"{len(outcomes) - len(failed)} of {len(outcomes)} requirements passed")
+    by_requirement: dict[str, list[Outcome]] = {}
     for o in failed:
-        lines.append(f"FAILED {o.requirement.id} (docs/protocol.md {o.requirement.section}): "
-                     f"{o.requirement.text}")
+        by_requirement.setdefault(o.requirement.id, []).append(o)
+    for group in by_requirement.values():
+        requirement = group[0].requirement
+        lines.append(f"FAILED {requirement.id} (docs/protocol.md {requirement.section}; "
+                     f"scenario {', '.join(o.scenario for o in group)}): {requirement.text}")
     return "\n".join(lines)
 
 

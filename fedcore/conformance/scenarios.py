@@ -25,6 +25,7 @@ from fedcore.engine.config import EngineConfig, SecureAggregationConfig, Selecti
 from fedcore.engine.engine import Phase
 from fedcore.protocol.messages import TaskKind
 from fedcore.protocol.params import Array
+from fedcore.transport.grpc.server import CoordinatorServer
 
 HINT_SLACK_S = 0.05  # clock and scheduling slack when checking that a hint was waited out
 HELD_WINDOW_S = 2.0  # how long the waiting scenario watches held GetTasks ...
@@ -207,8 +208,27 @@ def checks_client(checks: _Checks) -> str:
     return f"conformance-{checks.scenario}"
 
 
-def _finish(engine: RecordingEngine, server_wait: Callable[[float], bool], timeout: float) -> bool:
-    return server_wait(timeout) and engine.phase is Phase.DONE
+def _until(client: ClientProcess, predicate: Callable[[], bool], timeout: float,
+           what: str) -> str | None:
+    """None once `predicate` holds; else why not: the client exited first, or `timeout`."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if not client.running() and not predicate():
+            return (f"{what}: the client exited with status {client.proc.returncode} "
+                    f"(see {client.log_path})")
+        if time.monotonic() > end:
+            return f"{what}: not within {timeout:g} s (see {client.log_path})"
+        time.sleep(0.05)
+    return None
+
+
+def _finish(engine: RecordingEngine, server: CoordinatorServer, client: ClientProcess,
+            timeout: float, what: str = "the run did not finish") -> str | None:
+    """None once the run is done and `server` has stopped; else why not."""
+    why = _until(client, lambda: engine.phase is Phase.DONE, timeout, what)
+    if why is None and not server.wait(10.0):
+        return f"{what}: the coordinator did not stop"
+    return why
 
 
 # ------------------------------------------------------------------------------ scenarios
@@ -221,10 +241,9 @@ def plain(h: Harness) -> list[Outcome]:
     engine = h.engine(config, plain_model())
     server = h.serve(engine)
     client = h.launch(server, cid, add=add, examples=examples)
-    if not _finish(engine, server.wait, 40.0):
+    if why := _finish(engine, server, client, 40.0):
         _check_join(checks, engine, cid)
-        return checks.missing(["train-update", "evaluate", "done"],
-                              f"the run did not finish in 40 s (see {client.log_path})")
+        return checks.missing(["train-update", "evaluate", "done"], why)
     _check_join(checks, engine, cid)
     _check_updates(checks, engine, cid, add, examples, {1, 2})
     evals = [s for s in engine.submitted if s.header.client_id == cid
@@ -248,10 +267,9 @@ def waiting(h: Harness) -> list[Outcome]:
     engine = h.engine(config, plain_model())
     server = h.serve(engine, long_poll_s=1.0)
     client = h.launch(server, cid, add=add, examples=examples)
-    if not wait_for(lambda: bool(engine.calls(cid, "GetTask")), 20.0):
+    if why := _until(client, lambda: bool(engine.calls(cid, "GetTask")), 20.0, "no GetTask"):
         _check_join(checks, engine, cid)
-        return checks.missing(["long-poll", "wait-hint", "train-update"],
-                              f"no GetTask in 20 s (see {client.log_path})")
+        return checks.missing(["long-poll", "wait-hint", "train-update"], why)
     _check_join(checks, engine, cid)
     held_from = engine.calls(cid, "GetTask")[0].at
     time.sleep(HELD_WINDOW_S)
@@ -272,8 +290,8 @@ def waiting(h: Harness) -> list[Outcome]:
                + (f"; {len(short)} came after only {min(short):.3f} s" if short else ""))
     server.service.long_poll_s = 1.0
     h.helper(server, "kit-helper-waiting", add=0.5, examples=5)
-    if not _finish(engine, server.wait, 30.0):
-        return checks.missing(["train-update"], "the round with a helper did not finish in 30 s")
+    if why := _finish(engine, server, client, 30.0, "the round with a kit client did not finish"):
+        return checks.missing(["train-update"], why)
     _check_updates(checks, engine, cid, add, examples, {1})
     return checks.outcomes
 
@@ -293,10 +311,10 @@ def decline(h: Harness) -> list[Outcome]:
         return [s for s in engine.submitted if s.header.client_id == cid
                 and s.kind is TaskKind.INITIALIZE]
 
-    if not wait_for(lambda: len(declines()) >= 2, 25.0):
+    if why := _until(client, lambda: len(declines()) >= 2, 25.0,
+                     "fewer than 2 answers to INITIALIZE"):
         _check_join(checks, engine, cid)
-        return checks.missing(["init-decline", "decline-hint", "train-update"],
-                              f"fewer than 2 answers to INITIALIZE in 25 s (see {client.log_path})")
+        return checks.missing(["init-decline", "decline-hint", "train-update"], why)
     _check_join(checks, engine, cid)
     time.sleep(0.3)  # let the poll after the second hint arrive
     answers = declines()
@@ -319,9 +337,9 @@ def decline(h: Harness) -> list[Outcome]:
                "; ".join(early) if early else
                "waited " + ", ".join(f"{a.retry_after_s:.2f} s" for a in answers))
     h.helper(server, "kit-helper-decline", add=0.5, examples=5, initial=plain_model())
-    if not _finish(engine, server.wait, 30.0):
-        return checks.missing(["train-update"], "the round after the helper's initial model did "
-                              "not finish in 30 s")
+    if why := _finish(engine, server, client, 30.0,
+                      "the round after a kit client's initial model did not finish"):
+        return checks.missing(["train-update"], why)
     _check_updates(checks, engine, cid, add, examples, {1})
     return checks.outcomes
 
@@ -336,13 +354,11 @@ def late(h: Harness) -> list[Outcome]:
     engine.make_late(cid)
     server = h.serve(engine)
     client = h.launch(server, cid, add=add, examples=examples)
-    if not _finish(engine, server.wait, 40.0):
+    if why := _finish(engine, server, client, 40.0):
         _check_join(checks, engine, cid)
-        made = engine.made_late
         return checks.missing(["late-result", "train-update"],
-                              ("no result arrived to be made late" if not made else
-                               "the run did not finish in 40 s after the late result")
-                              + f" (see {client.log_path})")
+                              why + ("" if engine.made_late else
+                                     " (no result arrived to be made late)"))
     _check_join(checks, engine, cid)
     late_tasks = engine.made_late
     resent = [r for r in engine.refusals if r.task_id in late_tasks]
@@ -366,11 +382,11 @@ def restart(h: Harness) -> list[Outcome]:
     server = h.serve(first)
     port = server.port
     client = h.launch(server, cid, add=add, examples=examples)
-    if not wait_for(lambda: first.snapshot() is not None and bool(
-            first.calls(cid, "GetTask", since=first.submitted[-1].at)), 30.0):
+    if why := _until(client, lambda: first.snapshot() is not None and bool(
+            first.calls(cid, "GetTask", since=first.submitted[-1].at)), 30.0,
+            "round 1 did not complete"):
         _check_join(checks, first, cid)
-        return checks.missing(["train-update", "restart-unavailable", "restart-rejoin"],
-                              f"round 1 did not complete in 30 s (see {client.log_path})")
+        return checks.missing(["train-update", "restart-unavailable", "restart-rejoin"], why)
     _check_join(checks, first, cid)
     snapshot = first.snapshot()
     assert snapshot is not None
@@ -385,9 +401,8 @@ def restart(h: Harness) -> list[Outcome]:
                "called the new coordinator" if reached else
                f"exited (status {client.proc.returncode}) while the coordinator was down" if alive
                else "no call reached the new coordinator in 20 s")
-    if not _finish(second, server.wait, 30.0):
-        return checks.missing(["restart-rejoin", "train-update"],
-                              f"the resumed run did not finish in 30 s (see {client.log_path})")
+    if why := _finish(second, server, client, 30.0, "the resumed run did not finish"):
+        return checks.missing(["restart-rejoin", "train-update"], why)
     calls = second.calls(cid)
     lost = next((i for i, c in enumerate(calls) if c.method == "refused"), None)
     rejoin = next((i for i, c in enumerate(calls) if lost is not None and i > lost
@@ -434,10 +449,9 @@ def secure(h: Harness) -> list[Outcome]:
     client = h.launch(server, cid, add=add, examples=examples)
     for name, helper_add, drop in SECURE_HELPERS:
         h.helper(server, name, add=helper_add, examples=examples, drop_at=drop)
-    if not _finish(engine, server.wait, 60.0):
+    if why := _finish(engine, server, client, 60.0, "the secure round did not finish"):
         _check_join(checks, engine, cid)
-        return checks.missing(["secure-round"],
-                              f"the secure round did not finish in 60 s (see {client.log_path})")
+        return checks.missing(["secure-round"], why)
     _check_join(checks, engine, cid)
     record = engine.records[0]
     summed = [add, 0.02, 0.03, 0.8]  # whose masked input arrived

@@ -5,12 +5,13 @@ with one flaw, so the kit's report can be shown to name it.
         --examples N
 
 FLAW: `model-not-update` sends its local model where the update (local - global) belongs;
-`ignore-hints` polls again at once after a decline instead of waiting the reply's
-retry_after_s.
+`ignore-hints` polls again at once after a Wait or a decline instead of waiting the
+retry_after_s it was given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -18,6 +19,8 @@ import numpy as np
 from fedcore.client import FitResult
 from fedcore.client.loop import ClientLoop
 from fedcore.conformance import reference_client
+from fedcore.protocol.messages import Wait
+from fedcore.transport.grpc.client_connection import GrpcConnection
 
 
 class SendsTheModel(reference_client.AddValue):
@@ -37,6 +40,13 @@ def main() -> int:
         reference_client.AddValue = SendsTheModel  # type: ignore[misc]
     elif flaw == "ignore-hints":
         ClientLoop._wait_as_told = lambda self, reply: None  # type: ignore[method-assign]
+        get_task = GrpcConnection.get_task
+
+        def no_waiting(self, *args, **kwargs):
+            reply = get_task(self, *args, **kwargs)
+            return dataclasses.replace(reply, retry_after_s=0.0) if isinstance(reply, Wait) else reply
+
+        GrpcConnection.get_task = no_waiting  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown flaw {flaw}")
     return reference_client.main(argv)

@@ -58,18 +58,25 @@ def test_a_client_that_sends_its_model_instead_of_the_update_fails_train_update_
     assert all(r["passed"] for r in report["requirements"] if r["id"] != "train-update")
 
 
-def test_a_client_that_ignores_the_retry_hint_after_a_decline_fails_decline_hint() -> None:
+def test_a_client_that_ignores_retry_hints_fails_wait_hint_and_decline_hint() -> None:
     # act
-    done = _kit("--client-cmd", BROKEN.format(flaw="ignore-hints"), "--scenarios", "decline")
+    done = _kit("--client-cmd", BROKEN.format(flaw="ignore-hints"), "--scenarios",
+                "waiting,decline")
 
-    # assert: the table marks decline-hint FAIL with how soon it polled; the decline itself passes
+    # assert: the table marks both hints FAIL with how soon it polled; the rest passes
     assert done.returncode == 1, done.stderr
-    rows = {line.split()[1]: line for line in done.stdout.splitlines()
-            if line.startswith(("PASS ", "FAIL "))}
-    assert rows["decline-hint"].startswith("FAIL"), done.stdout
-    assert "after a decline told to wait" in rows["decline-hint"]
-    assert rows["init-decline"].startswith("PASS"), done.stdout
-    assert "FAILED decline-hint (docs/protocol.md 3.4, 4.1)" in done.stdout
+    lines = done.stdout.splitlines()
+    head = next(line for line in lines if line.startswith("result"))
+    at, to = head.index("scenario"), head.index("detail")
+    rows = {(line.split()[1], line[at:to].strip()): line for line in lines
+            if line.startswith(("PASS ", "FAIL "))}  # (requirement, scenario) -> row
+    wait, decline = rows[("wait-hint", "waiting")], rows[("decline-hint", "decline")]
+    assert wait.startswith("FAIL") and "came after only" in wait, done.stdout
+    assert decline.startswith("FAIL") and "after a decline told to wait" in decline
+    assert all(line.startswith("PASS") for key, line in rows.items()
+               if key not in (("wait-hint", "waiting"), ("decline-hint", "decline"))), done.stdout
+    assert "FAILED decline-hint (docs/protocol.md 3.4, 4.1; scenario decline)" in done.stdout
+    assert "FAILED wait-hint (docs/protocol.md 2, 3.2; scenario waiting)" in done.stdout
 
 
 @pytest.mark.parametrize(("template", "message"), [
