@@ -187,11 +187,11 @@ def hostile_loop(address: str, stop: threading.Event, out: Hostile, seed: int) -
                 kind, payload = "oversized_join", long_id
             try:  # wait_for_ready: while the coordinator is down the call waits for it
                 if method == "SubmitResult":
-                    calls[method](iter([payload]), timeout=5, wait_for_ready=True)
+                    calls[method](iter([payload]), timeout=2, wait_for_ready=True)
                 elif method == "DownloadModel":
-                    list(calls[method](payload, timeout=5, wait_for_ready=True))
+                    list(calls[method](payload, timeout=2, wait_for_ready=True))
                 else:
-                    calls[method](payload, timeout=5, wait_for_ready=True)
+                    calls[method](payload, timeout=2, wait_for_ready=True)
                 code = "OK"
             except grpc.RpcError as err:
                 code = err.code().name
@@ -281,6 +281,8 @@ def run(clients: int, rounds: int, per_round: int, kills: int, seed: int, out: P
             if time.monotonic() - started > timeout_s:
                 raise RuntimeError(f"the run did not finish in {timeout_s}s")
             recorded = len(_history(out / "run"))
+            if recorded >= rounds:
+                stop.set()  # the malformed requests end with the last round, not the process
             for i, proc in procs.items():  # a client the harness killed comes back at once
                 if proc.poll() == DIED:
                     procs[i] = start_client(i, after_round=recorded + 1)
