@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
-from fedcore.client.handler import TaskHandler
 from fedcore.engine.buffered import BufferedEngine, BufferRecord, Outcome
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.errors import WireError
@@ -29,6 +28,7 @@ from fedcore.protocol.params import Array, Params
 from fedcore.sim.driver import HandlerFactory
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
+from fedcore.sim.scaffold import ScaffoldHandlers
 from fedcore.sim.timing import TimingModel
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class BufferedDriver:
         runner: trains the clients handed a task at the same moment (one cohort per call).
         timing: how long each client's task takes, and which are lost.
         on_update: called after each server step with its record and the new model.
-        handler: builds a client's `TaskHandler` (e.g. `fedcore.sim.scaffold.ScaffoldHandlers`).
+        handler: builds a client's `TaskHandler` (default: `fedcore.sim.scaffold.ScaffoldHandlers`).
         seed: which idle clients are drawn.
     """
 
@@ -63,13 +63,13 @@ class BufferedDriver:
         *,
         timing: TimingModel | None = None,
         on_update: Callable[[BufferRecord, Params], None] | None = None,
-        handler: HandlerFactory = TaskHandler,
+        handler: HandlerFactory | None = None,
         seed: int = 0,
     ) -> None:
         self.engine, self.population, self.runner = engine, population, runner
         self.timing = timing or TimingModel()
         self._on_update = on_update
-        self._handler = handler
+        self._handler: HandlerFactory = handler or ScaffoldHandlers(population)
         self._rng = np.random.default_rng(seed)
         self._busy: dict[str, str] = {}  # client id -> its outstanding task id
         self._arrivals: list[tuple[float, int, str, TaskResult]] = []

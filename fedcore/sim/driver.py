@@ -22,6 +22,7 @@ from fedcore.protocol.messages import SecAggSetup, Task, TaskKind, TaskReply, Ta
 from fedcore.protocol.params import Array, Params
 from fedcore.sim.population import Population
 from fedcore.sim.runners import ReplayApp, TaskRunner
+from fedcore.sim.scaffold import ScaffoldHandlers
 from fedcore.sim.stragglers import PARTIAL_ARRIVAL, StragglerModel
 from fedcore.sim.timing import TimingModel
 
@@ -46,8 +47,9 @@ class InProcessDriver:
 
     Args:
         handler: builds a client's `TaskHandler` around its app and id (default: a plain
-            `TaskHandler`); pass one with a `floor` or `identity` to simulate clients that
-            carry the deployed client's privacy floor or signing key.
+            `TaskHandler` that keeps SCAFFOLD's control variate in the population,
+            `fedcore.sim.scaffold.ScaffoldHandlers`); pass one with a `floor` or `identity` to
+            simulate clients that carry the deployed client's privacy floor or signing key.
     """
 
     def __init__(
@@ -59,10 +61,10 @@ class InProcessDriver:
         timing: TimingModel | None = None,
         stragglers: StragglerModel | None = None,
         on_round: Callable[[RoundRecord], None] | None = None,
-        handler: HandlerFactory = TaskHandler,
+        handler: HandlerFactory | None = None,
     ) -> None:
         self.engine = engine
-        self._handler = handler
+        self._handler: HandlerFactory = handler or ScaffoldHandlers(population)
         self.population = population
         self.runner = runner
         self.timing = timing or TimingModel()

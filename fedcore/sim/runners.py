@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask, EvalResult, FitResult
 from fedcore.protocol.messages import LocalDPConfig, Task, TrainConfig
 from fedcore.protocol.params import Metrics, Params
+from fedcore.protocol.scaffold import has_control, split_control
 from fedcore.sim.backends.opacus_reference import train_with_opacus
 from fedcore.sim.backends.private import (
     DPSettings,
@@ -37,6 +39,7 @@ from fedcore.sim.backends.sequential import (
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.population import Population
 from fedcore.sim.privacy import ClientPrivacy
+from fedcore.sim.scaffold import client_correction
 
 _Outcome = TypeVar("_Outcome", FitResult, EvalResult)
 
@@ -74,8 +77,10 @@ class ReplayApp:
             `evaluate`, as a deployed app raises it).
     """
 
-    def __init__(self, outcome: FitResult | EvalResult | DeclineTask) -> None:
+    def __init__(self, outcome: FitResult | EvalResult | DeclineTask, *,
+                 correction: dict[str, npt.NDArray[np.float64]] | None = None) -> None:
         self.outcome = outcome
+        self.correction = correction
 
     def get_parameters(self) -> Params:
         """Never asked: simulations start from the coordinator's initial parameters."""
@@ -83,6 +88,23 @@ class ReplayApp:
 
     def fit(self, params: Params, config: TrainConfig) -> FitResult:
         """The trained parameters (or the refusal) the backend computed."""
+        return self._outcome(FitResult)
+
+    def fit_corrected(self, params: Params, config: TrainConfig,
+                      correction: dict[str, npt.NDArray[np.float64]]) -> FitResult:
+        """SCAFFOLD: what the backend computed with this client's correction (`TorchRunner`
+        reads c_i from the same per-client state the task handler then updates).
+
+        Raises:
+            ClientAppError: the handler's correction is not the one trained with (its c_i is
+                kept elsewhere than the population's: build handlers with `ScaffoldHandlers`).
+        """
+        trained = self.correction or {}
+        if set(trained) != set(correction) or not all(
+                np.array_equal(trained[n], correction[n]) for n in correction):
+            raise ClientAppError("the client's control variate differs from the one its local "
+                                 "training used: keep c_i in Population.control_variates "
+                                 "(fedcore.sim.scaffold.ScaffoldHandlers)")
         return self._outcome(FitResult)
 
     def evaluate(self, params: Params, config: TrainConfig) -> EvalResult:
@@ -188,6 +210,15 @@ class TorchRunner:
         indices, epochs = indices_and_epochs
         seeds = [int(s) for s in self.population.train_seeds(indices, task.round)]
         data = [s.train for s in splits]
+        if has_control(params):  # SCAFFOLD: each client's correction c - c_i, sequentially
+            params, control = split_control(params)
+            corrections = [client_correction(self.population, i, control) for i in indices]
+            job = TrainJob(model=self.model, global_params=params, clients=data, seeds=seeds,
+                           settings=task.train, epochs=epochs, corrections=corrections)
+            return {clients[local.client]: ReplayApp(
+                fitted(local, params, {"loss": local.train_loss}),
+                correction=corrections[local.client])
+                for local in train_sequential(job, device=self.device)}
         job = TrainJob(model=self.model, global_params=params, clients=data, seeds=seeds,
                        settings=task.train, epochs=epochs)
         if task.train.local_dp is not None:
@@ -207,6 +238,7 @@ class TorchRunner:
     def _evaluate(
         self, task: Task, clients: Sequence[str], splits: list[Split], params: Params
     ) -> dict[str, ClientApp]:
+        params = split_control(params)[0]  # SCAFFOLD's control variates are not the model's
         xs = np.concatenate([s.test[0] for s in splits])
         ys = np.concatenate([s.test[1] for s in splits])
         state = {k: torch.as_tensor(np.asarray(v)) for k, v in params.items()}
@@ -231,7 +263,8 @@ class TorchRunner:
 def fitted(local: LocalResult, params: Params, metrics: Metrics) -> FitResult:
     """The parameters a client trained to (`params` plus its update), as its app returns them."""
     trained = {k: np.add(params[k], v, dtype=params[k].dtype) for k, v in local.update.items()}
-    return FitResult(params=trained, num_examples=local.num_examples, metrics=metrics)
+    return FitResult(params=trained, num_examples=local.num_examples, metrics=metrics,
+                     local_steps=local.steps)
 
 
 class PrivateTraining:

@@ -8,7 +8,8 @@ import numpy as np
 
 from fedcore.client.app import ClientApp
 from fedcore.client.handler import TaskHandler
-from fedcore.client.scaffold import F64
+from fedcore.client.scaffold import F64, variate_spec
+from fedcore.protocol.params import Params
 from fedcore.protocol.specs import ModelSpec
 from fedcore.sim.population import ClientStateStore, Population
 
@@ -45,3 +46,11 @@ class ScaffoldHandlers:
         index = self.population.index_of(client_id)
         return TaskHandler(app, client_id, control_variates=StoredVariates(
             self.population.control_variates, index))
+
+
+def client_correction(population: Population, index: int, control: Params) -> dict[str, F64]:
+    """Client `index`'s correction `c - c_i` for the server variate `control` (c_i = 0 before
+    its first SCAFFOLD task), as its task handler will compute it."""
+    own = StoredVariates(population.control_variates, index).load(variate_spec(control))
+    return {n: np.asarray(c, np.float64) - (own[n] if own is not None else 0.0)
+            for n, c in control.items()}

@@ -11,13 +11,16 @@ This module also fixes the semantics every backend reproduces exactly:
   (FedProx), and the step is `w -= learning_rate * grad`: `fedcore.client.sgd.sgd_step`, the
   step the deployed `TorchApp` takes;
 - the update is `w_local - w_global`; `train_loss` is the mean per-example loss (without the
-  proximal term) over every example visited, each measured before its batch's step.
+  proximal term) over every example visited, each measured before its batch's step;
+- with a SCAFFOLD correction d (`TrainJob.corrections`, `fedcore.client.scaffold`) each step's
+  objective gains `sum(d[n] * w[n])`, i.e. d is added to the gradient, as `TorchApp` does; this
+  kernel alone supports it (the others refuse a job with corrections).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +57,7 @@ class LocalResult:
     update: dict[str, Array]
     num_examples: int
     train_loss: float
+    steps: int = 0
 
 
 def cross_entropy_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -90,6 +94,8 @@ class TrainJob:
         epochs: each client's own number of epochs, at most `settings.local_epochs`
             (a straggler's partial work); None: `settings.local_epochs` for everyone.
         loss_fn: the per-example loss.
+        corrections: each client's SCAFFOLD correction `c - c_i` by parameter name (None:
+            plain SGD); sequential kernel only.
 
     Raises:
         ValueError: model, params, data, seeds, epochs or settings are inconsistent.
@@ -102,6 +108,7 @@ class TrainJob:
     settings: TrainSettings
     epochs: Sequence[int] | None = None
     loss_fn: PerExampleLoss = cross_entropy_per_example
+    corrections: Sequence[Mapping[str, Array]] | None = None
 
     def __post_init__(self) -> None:
         names = [name for name, _ in self.model.named_parameters()]
@@ -121,6 +128,14 @@ class TrainJob:
                                  "counts")
             if any(not 1 <= k <= self.settings.local_epochs for k in self.epochs):
                 raise ValueError(f"per-client epochs must be in 1..{self.settings.local_epochs}")
+        if self.corrections is not None:
+            if len(self.corrections) != len(self.clients):
+                raise ValueError(f"{len(self.clients)} clients but {len(self.corrections)} "
+                                 "corrections")
+            for c in self.corrections:
+                if not set(c) <= set(names):
+                    raise ValueError(f"corrections for {sorted(set(c) - set(names))}, which "
+                                     "are not model parameters")
 
     def client_epochs(self) -> list[int]:
         """Each client's number of epochs."""
@@ -131,9 +146,12 @@ class TrainJob:
     def part(self, positions: Sequence[int]) -> TrainJob:
         """The job of the clients at `positions` (their results are numbered from 0)."""
         counts = self.client_epochs()
+        corrections = (None if self.corrections is None
+                       else [self.corrections[p] for p in positions])
         return dataclasses.replace(
             self, clients=[self.clients[p] for p in positions],
             seeds=[int(self.seeds[p]) for p in positions], epochs=[counts[p] for p in positions],
+            corrections=corrections,
         )
 
 
@@ -147,25 +165,28 @@ def train_sequential(job: TrainJob, *, device: str | torch.device = "cpu") -> It
     dev = torch.device(device)
     start = {n: torch.as_tensor(np.asarray(v)).to(dev) for n, v in job.global_params.items()}
     job.model.to(dev)
-    return _train_each(job.model, start, job.clients, job.seeds, job.client_epochs(),
-                       job.settings, job.loss_fn)
+    corrections: list[Mapping[str, Array] | None] = (
+        list(job.corrections) if job.corrections is not None else [None] * len(job.clients))
+    return _train_each(job.model, start, list(zip(job.clients, corrections)), job.seeds,
+                       job.client_epochs(), job.settings, job.loss_fn)
 
 
 def _train_each(
     model: nn.Module,
     start: dict[str, torch.Tensor],
-    clients: Sequence[LocalData],
+    clients: Sequence[tuple[LocalData, Mapping[str, Array] | None]],
     seeds: Sequence[int],
     epochs: Sequence[int],
     settings: TrainSettings,
     loss_fn: PerExampleLoss,
 ) -> Iterator[LocalResult]:
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    for position, ((x, y), seed, count) in enumerate(zip(clients, seeds, epochs)):
+    for position, (((x, y), correction), seed, count) in enumerate(zip(clients, seeds, epochs)):
         with torch.no_grad():
             for name, tensor in model.named_buffers():
                 tensor.copy_(buffers[name])
-        yield _train_one(model, start, (x, y), (seed, count), settings, loss_fn, position)
+        yield _train_one(model, start, (x, y), (seed, count), settings, loss_fn, position,
+                         correction)
 
 
 def _train_one(
@@ -176,6 +197,7 @@ def _train_one(
     settings: TrainSettings,
     loss_fn: PerExampleLoss,
     position: int,
+    correction: Mapping[str, Array] | None = None,
 ) -> LocalResult:
     (x, y), (seed, epochs) = data, seed_and_epochs
     params = dict(model.named_parameters())
@@ -187,12 +209,18 @@ def _train_one(
     labels = torch.as_tensor(y, dtype=torch.int64, device=first.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=first.device)
     optimizer = SGD(learning_rate=settings.learning_rate)
+    terms = {n: torch.as_tensor(np.asarray(v), dtype=start[n].dtype, device=first.device)
+             for n, v in (correction or {}).items()}
+    steps = 0
     for order in epoch_orders(len(labels), epochs=epochs, seed=seed):
         for batch in torch.split(order.to(first.device), settings.batch_size):
             per_example = loss_fn(model(features[batch]), labels[batch])
-            sgd_step(params, start, per_example.mean(), optimizer=optimizer,
-                     mu=settings.proximal_mu)
+            loss = per_example.mean()
+            if terms:  # SCAFFOLD: a linear term whose gradient is the correction
+                loss = loss + sum((terms[n] * params[n]).sum() for n in terms)
+            sgd_step(params, start, loss, optimizer=optimizer, mu=settings.proximal_mu)
             loss_sum += per_example.detach().sum().double()
+            steps += 1
     update = {n: (t.detach() - start[n]).cpu().numpy() for n, t in params.items()}
     visited = len(labels) * epochs
     return LocalResult(
@@ -200,5 +228,6 @@ def _train_one(
         update=update,
         num_examples=len(labels),
         train_loss=float(loss_sum) / visited,
+        steps=steps,
     )
 

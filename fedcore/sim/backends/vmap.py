@@ -50,6 +50,9 @@ def train_vectorised(
         ValueError: a model with buffers, or `chunk_size < 1`.
     """
     require_functional(job.model)
+    if job.corrections is not None:
+        raise ValueError("SCAFFOLD's corrected steps run on the sequential kernel "
+                         "(train_sequential), not the vectorised one")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     dev = torch.device(device)
