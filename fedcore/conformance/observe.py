@@ -102,7 +102,11 @@ class RecordingEngine(RoundEngine):
 
     def join(self, client_id: str, *, now: float, **kwargs: Any) -> bytes:
         self._note(client_id, "Join", now)
-        return super().join(client_id, now=now, **kwargs)
+        try:
+            return super().join(client_id, now=now, **kwargs)
+        except EngineError as err:
+            self._note(client_id, "refused", now, str(err))
+            raise
 
     def forget(self, client_id: str) -> None:
         """Forget `client_id` just before its next authenticated request (a coordinator that

@@ -179,7 +179,8 @@ def _check_join(checks: _Checks, engine: RecordingEngine, client_id: str) -> Non
     polls = engine.calls(client_id, "GetTask")
     refused = engine.calls(client_id, "refused")
     if not joins:
-        checks.add("join", False, "no Join arrived with the client id the kit gave")
+        checks.add("join", False, "no Join with the client id the kit gave reached the "
+                   "engine (a wrong token is refused before it, with UNAUTHENTICATED)")
     elif not polls:
         checks.add("join", False, f"{len(joins)} Join(s) but no authenticated GetTask"
                    + (f" ({refused[0].reason})" if refused else ""))
