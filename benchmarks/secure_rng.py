@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import train_private
 from fedcore.dp.secagg_noise import NoisyEncoding
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.dp.secure_random import client_generator
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.secagg.config import SecAggConfig
 from fedcore.secagg.quantize import Quantizer
 

@@ -16,11 +16,10 @@ import pytest
 
 from fedcore.client.app import ClientApp, FitResult
 from fedcore.dp.distributed import skellam_epsilon
-from fedcore.protocol.distributed_dp import IntegerNoise
 from fedcore.dp.secagg_noise import MIN_LEVELS, NoisyEncoding
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
+from fedcore.protocol.distributed_dp import DistributedDPConfig, IntegerNoise
 from fedcore.protocol.messages import SecAggSetup, Task
 from fedcore.protocol.params import Array, Params
 from fedcore.secagg.config import RoundSpec, SecAggConfig

@@ -13,14 +13,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedcore.cli.commands import privacy_floor as floor_from_args
 from fedcore.cli import build_parser, main
+from fedcore.cli.commands import privacy_floor as floor_from_args
 from fedcore.client import ClientOptions, DeclineTask, FitResult, PrivacyFloor, TaskHandler
 from fedcore.client.floor import round_epsilon
 from fedcore.client.loop import ClientLoop
 from fedcore.client.torch_app import TorchApp
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.dp.secure_random import is_secure
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.protocol.messages import LocalDPConfig, SecAggSetup, Task, TaskKind, TrainConfig
 from fedcore.protocol.params import Params
 from fedcore.protocol.specs import spec_of

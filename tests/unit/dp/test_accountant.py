@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedcore.dp.accountant import PrivacyAccountant, accountant_from_json
-from fedcore.storage.accountant_file import FILE_NAME, open_accountant
 from fedcore.dp.opacus import HistoryEntry, Mechanism
+from fedcore.storage.accountant_file import FILE_NAME, open_accountant
 
 DELTA = 1e-5
 

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from fedcore.dp.distributed import DistributedNoise, gaussian_approx_epsilon, integer_l2_sensitivity, sample_discrete_gaussian, sample_skellam, skellam_epsilon
+from fedcore.dp.distributed import (
+    DistributedNoise,
+    gaussian_approx_epsilon,
+    integer_l2_sensitivity,
+    sample_discrete_gaussian,
+    sample_skellam,
+    skellam_epsilon,
+)
 from fedcore.protocol.distributed_dp import IntegerNoise
 
 DELTA = 1e-5

@@ -10,7 +10,6 @@ from opacus.accountants import RDPAccountant
 from torch import nn
 
 from fedcore.dp.accountant import PrivacyAccountant
-from fedcore.storage.accountant_file import open_accountant
 from fedcore.dp.opacus import (
     HistoryEntry,
     Mechanism,
@@ -20,6 +19,7 @@ from fedcore.dp.opacus import (
     strip_wrapper_names,
     train_private,
 )
+from fedcore.storage.accountant_file import open_accountant
 
 DELTA = 1e-5
 

@@ -13,8 +13,8 @@ from fedcore.client.secure import SecureSession
 from fedcore.dp.accountant import PrivacyAccountant
 from fedcore.dp.opacus import OsEntropy, plan_local_task, refill_generator, train_private
 from fedcore.dp.secagg_noise import NoisyEncoding
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.dp.secure_random import client_generator, is_secure, secure_generator
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.protocol.messages import SecAggSetup
 from fedcore.secagg.config import RoundSpec, SecAggConfig
 from fedcore.secagg.quantize import Quantizer

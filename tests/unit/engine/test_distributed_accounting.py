@@ -13,22 +13,21 @@ from opacus.accountants.analysis.rdp import get_privacy_spent
 
 from fedcore.client.app import ClientApp, FitResult
 from fedcore.dp.distributed import SKELLAM_ORDERS, skellam_epsilon, skellam_rdp
-from fedcore.protocol.distributed_dp import IntegerNoise
 from fedcore.dp.distributed_accountant import DistributedAccountant, DistributedStep
 from fedcore.dp.secagg_noise import NoisyEncoding
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.checkpoint import MAGIC, CheckpointError
-from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.records import RoundRecord
 from fedcore.engine.snapshot import EngineSnapshot
+from fedcore.protocol.distributed_dp import DistributedDPConfig, IntegerNoise
 from fedcore.protocol.messages import Task
 from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.population import Population
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import ReplayApp
+from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.strategy import FedAvg
 
 CLIENTS, DIM, DELTA = 6, 20, 1e-5

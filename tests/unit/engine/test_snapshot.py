@@ -9,8 +9,8 @@ import pytest
 
 from fedcore.engine import Phase, RoundEngine, SelectionConfig
 from fedcore.engine.checkpoint import CheckpointError
-from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.engine.snapshot import EngineSnapshot
+from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
 from fedcore.strategy import FedAvg
 
 from .conftest import Harness, engine_config

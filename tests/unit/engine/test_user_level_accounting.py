@@ -15,8 +15,8 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from fedcore.engine import RoundEngine, SelectionConfig
-from fedcore.storage.checkpoints import load_checkpoint, save_checkpoint
 from fedcore.engine.records import RoundRecord
+from fedcore.storage.checkpoints import load_checkpoint, save_checkpoint
 from fedcore.strategy.dp_fedavg import DPFedAvg
 
 from .conftest import Harness, engine_config
