@@ -10,7 +10,9 @@ from torch import nn
 
 from fedcore.client.scaffold import variate_spec
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
+from fedcore.engine.config import SecureAggregationConfig
 from fedcore.protocol.messages import TrainConfig
+from fedcore.secagg.config import Mode
 from fedcore.sim.backends.sequential import TrainJob, train_sequential
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.driver import InProcessDriver
@@ -75,3 +77,26 @@ def test_a_torch_runner_scaffold_run_keeps_each_clients_variate() -> None:
         mean = np.mean([v[name] for v in variates if v is not None], axis=0)
         np.testing.assert_allclose(result.params[f"scaffold.c/{name}"], mean, atol=1e-5)
         assert np.abs(mean).max() > 1e-3
+
+
+@pytest.mark.parametrize("mode", [Mode.FULL, Mode.SECAGG_PLUS])
+def test_secure_scaffold_rounds_give_the_plain_model_up_to_quantisation(mode: Mode) -> None:
+    # the control-variate changes are masked and summed with the updates, in one vector
+    def run(secagg: SecureAggregationConfig | None) -> dict[str, np.ndarray]:
+        population = Population(6, seed=0, data=_data)
+        model = _model()
+        initial = with_control_variate({k: v.detach().numpy().copy()
+                                        for k, v in model.named_parameters()})
+        everyone = SelectionConfig(count=6, min_results=6, min_available=6)
+        config = EngineConfig(num_rounds=2, train=everyone, evaluate=None,
+                              round_timeout_s=60.0, seed=1, secagg=secagg)
+        engine = RoundEngine(config, Scaffold(num_clients=6, local_epochs=2, batch_size=4,
+                                              learning_rate=0.1),
+                             initial_params=initial, registry=VirtualRegistry(population))
+        return InProcessDriver(engine, population, TorchRunner(model, population)).run().params
+
+    plain = run(None)
+    secure = run(SecureAggregationConfig(mode=mode, max_clients=50, clip=8.0, weight_cap=12))
+    assert np.abs(plain["scaffold.c/weight"]).max() > 1e-2
+    for name, value in plain.items():
+        np.testing.assert_allclose(secure[name], value, atol=1e-5)
