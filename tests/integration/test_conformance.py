@@ -79,6 +79,23 @@ def test_a_client_that_ignores_retry_hints_fails_wait_hint_and_decline_hint() ->
     assert "FAILED wait-hint (docs/protocol.md 2, 3.2; scenario waiting)" in done.stdout
 
 
+def test_a_client_written_from_the_protos_alone_passes_plain_rounds_and_fails_secure_ones(
+        tmp_path: Path) -> None:
+    # arrange: raw_protocol_client.py uses only generated stubs, grpc and numpy; it declines
+    # secure rounds
+    command = (f"{sys.executable} {Path(__file__).with_name('raw_protocol_client.py')} "
+               "{address} {client_id} {token} {add} {examples}")
+
+    # act
+    outcomes = run_kit(ClientCommand(command), ["plain", "secure"], log_dir=tmp_path)
+
+    # assert
+    failed = [(o.scenario, o.requirement.id) for o in outcomes if not o.passed]
+    assert failed == [("secure", "secure-round")], table(outcomes)
+    assert {o.requirement.id for o in outcomes if o.scenario == "plain"} == {
+        "join", "train-update", "evaluate", "done"}
+
+
 @pytest.mark.parametrize(("template", "message"), [
     ("client {client_id}", "must contain {address}"),
     ("client {address} {port}", "unknown placeholder {port}"),
