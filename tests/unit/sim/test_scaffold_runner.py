@@ -69,6 +69,10 @@ def test_a_torch_runner_scaffold_run_keeps_each_clients_variate() -> None:
     assert [r.status for r in result.records] == ["ok"] * 3
     assert all(r.accuracy is not None for r in result.records)  # evaluation skips c
     assert sorted(population.control_variates) == [0, 1, 2, 3]
+    snapshot = engine.snapshot()  # c is checkpointed with the model, so --resume keeps it
+    assert snapshot is not None
+    np.testing.assert_array_equal(snapshot.params["scaffold.c/weight"],
+                                  result.params["scaffold.c/weight"])
     spec = variate_spec({k: v for k, v in initial.items() if not k.startswith("scaffold.")})
     variates = [StoredVariates(population.control_variates, i).load(spec) for i in range(4)]
     assert all(v is not None for v in variates)

@@ -198,3 +198,31 @@ def test_torch_app_adds_the_correction_to_every_step() -> None:
         np.testing.assert_allclose(corrected.params[name], plain.params[name] - 0.05, atol=1e-6)
     two = app.fit_corrected(start, TrainConfig(learning_rate=0.1, local_epochs=2), correction)
     assert two.local_steps == 2
+
+
+def test_the_task_handler_hides_the_variates_from_the_app_and_sends_their_change() -> None:
+    from fedcore.client.app import EvalResult
+    from fedcore.client.handler import TaskHandler
+    from fedcore.protocol.messages import Task, TaskKind
+    from fedcore.protocol.specs import spec_of
+
+    model = with_control_variate({"w": np.zeros(2)})
+    model["scaffold.c/w"] = np.array([0.5, -0.5])
+    seen: list[set[str]] = []
+
+    class App(QuadraticApp):
+        def evaluate(self, params: Params, config: TrainConfig) -> EvalResult:
+            seen.append(set(params))
+            return EvalResult(loss=1.0, num_examples=3)
+
+    handler = TaskHandler(App(1.0, 2.0), "c1")
+    for kind in (TaskKind.TRAIN, TaskKind.EVALUATE):
+        task = Task(round=1, task_id=f"t-{kind.value}", kind=kind, model_spec=spec_of(model),
+                    train=TrainConfig(learning_rate=0.1))
+        handler.check_model(task)  # the app's own layout has no variates: no mismatch
+        result = handler.handle(task, model)
+        if kind is TaskKind.TRAIN:
+            assert set(result.tensors) == {"w", "scaffold.c/w"}
+            assert result.header.spec == spec_of(model)
+            assert np.abs(result.tensors["scaffold.c/w"]).max() > 0
+    assert seen == [{"w"}]
