@@ -68,7 +68,7 @@ def run_coordinator(
     status = _status_page(plan, engine)
     progress = ProgressLog(num_rounds=plan.run.engine.num_rounds,
                            min_clients=plan.run.engine.train.min_available,
-                           phase=lambda: engine.phase.value)
+                           phase=lambda: engine.phase.value, rounds_done=engine.round_number)
 
     def round_done(record: RoundRecord) -> None:
         # checkpoint first: a round the history shows is never lost to a crash in between

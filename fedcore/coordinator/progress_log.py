@@ -29,6 +29,7 @@ class ProgressLog:
         num_rounds: rounds the run will do.
         min_clients: clients that must have joined before a round starts.
         phase: returns the engine's phase ("waiting", "training", ..., "done").
+        rounds_done: rounds completed before (a resumed run).
         every_s: how often an unchanged state is said again.
         clock: monotonic time.
         logger: where the lines go.
@@ -40,6 +41,7 @@ class ProgressLog:
         num_rounds: int,
         min_clients: int,
         phase: Callable[[], str],
+        rounds_done: int = 0,
         every_s: float = STATUS_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger = log,
@@ -52,7 +54,7 @@ class ProgressLog:
         self._log = logger
         self._said: tuple[object, ...] | None = None
         self._said_at = -math.inf
-        self._round = 0
+        self._round = rounds_done
 
     def engine_ticked(self, *, connected: int, outstanding: int, round_number: int) -> None:
         """Log the state when it changed, or when it was last said `every_s` ago."""

@@ -108,3 +108,13 @@ def test_nothing_is_said_once_the_run_is_done(clock, caplog) -> None:  # type: i
     log.engine_ticked(connected=3, outstanding=0, round_number=20)
 
     assert lines(caplog) == []
+
+
+def test_a_resumed_run_waits_for_its_next_round(clock, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO)
+    log = ProgressLog(num_rounds=20, min_clients=3, phase=lambda: "waiting", rounds_done=7,
+                      clock=clock)
+
+    log.engine_ticked(connected=0, outstanding=0, round_number=7)
+
+    assert lines(caplog) == ["waiting for clients: 0 connected, round 8 starts with 3"]
