@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2
 from fedcore.engine.config import Limits
 from fedcore.engine.engine import RoundEngine
 from fedcore.engine.errors import EngineError
+from fedcore.errors import FedcoreError
 from fedcore.proto.v1 import coordinator_pb2 as pb
 from fedcore.proto.v1 import coordinator_pb2_grpc as pb_grpc
 from fedcore.protocol.errors import PayloadTooLarge, WireError
@@ -57,7 +58,7 @@ WRONG_TOKEN = ("wrong or missing auth token: give the client the coordinator's t
 Clock = Callable[[], float]
 
 
-class Refused(Exception):
+class Refused(FedcoreError):
     """An upload refused with `code`; raised inside `SubmitResult`, answered outside it."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
