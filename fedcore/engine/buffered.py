@@ -16,7 +16,8 @@ answered by its deadline (`task_timeout_s`) expires and frees its slot.
 
 Like the round engine it takes messages and returns messages (`Task`, `Wait`, `Done`,
 `TaskResult`), and time is passed in (`now`), so the simulator (`fedcore.sim.buffered`) drives it
-with a simulated clock. Memory: the buffer is one exact running sum (O(model)), plus one copy of
+with a simulated clock and the gRPC coordinator with the wall clock
+(`fedcore.engine.buffered_coordinator`). Memory: the buffer is one exact running sum (O(model)), plus one copy of
 each model version some outstanding task started from (at most min(concurrency,
 max_staleness + 1) versions; they are shared, not copied, per task).
 
@@ -161,6 +162,14 @@ class BufferedEngine:
         """Results folded into the current buffer."""
         return len(self._staleness)
 
+    def clients_out(self) -> set[str]:
+        """Clients with a task out."""
+        return {o.client_id for o in self._out.values()}
+
+    def versions_held(self) -> set[int]:
+        """Model versions kept: the current one and those outstanding tasks started from."""
+        return set(self._models)
+
     def is_out(self, task_id: str) -> bool:
         """Whether task `task_id` is outstanding (handed out, not answered, not expired)."""
         return task_id in self._out
@@ -168,6 +177,11 @@ class BufferedEngine:
     def next_deadline(self) -> float | None:
         """The earliest deadline of an outstanding task (None when none is out)."""
         return min((o.deadline for o in self._out.values()), default=None)
+
+    def task_of(self, task_id: str) -> tuple[str, int] | None:
+        """(client id, version it started from) of outstanding task `task_id`, else None."""
+        out = self._out.get(task_id)
+        return None if out is None else (out.client_id, out.version)
 
     def model_for(self, task_id: str) -> Params:
         """The model version outstanding task `task_id` trains from (read-only use).
@@ -182,21 +196,28 @@ class BufferedEngine:
 
     # ----------------------------------------------------------------- messages
     def poll(self, client_id: str, *, now: float) -> TaskReply:
-        """A training task on the current version while a slot is free (one per client at a
-        time); `Wait` while every slot is taken or this client has a task out; `Done` after."""
+        """A training task on the current version while a slot is free; a client with a task
+        out gets that task again (one per client at a time); `Wait` while every slot is taken;
+        `Done` after the last update."""
         self.tick(now)
         if self.done:
             return Done(reason=f"the buffered run finished after {self.version} updates")
-        busy = any(o.client_id == client_id for o in self._out.values())
-        if busy or len(self._out) >= self.config.concurrency:
-            reason = "a task of this client is out" if busy else "every slot is taken"
-            return Wait(retry_after_s=self.config.retry_after_s, reason=reason)
-        self._issued += 1
-        task_id = f"buf-{self._issued}"
-        self._out[task_id] = _Out(client_id, self.version, now + self.config.task_timeout_s)
-        return Task(round=self.version + 1, task_id=task_id, kind=TaskKind.TRAIN,
-                    train=self.strategy.train_config(self.version + 1),
-                    time_left_s=self.config.task_timeout_s, model_spec=self.spec)
+        mine = next((t for t, o in self._out.items() if o.client_id == client_id), None)
+        if mine is None:
+            if len(self._out) >= self.config.concurrency:
+                return Wait(retry_after_s=self.config.retry_after_s, reason="every slot is taken")
+            self._issued += 1
+            mine = f"buf-{self._issued}"
+            self._out[mine] = _Out(client_id, self.version, now + self.config.task_timeout_s)
+        out = self._out[mine]
+        return Task(round=out.version + 1, task_id=mine, kind=TaskKind.TRAIN,
+                    train=self.strategy.train_config(out.version + 1),
+                    time_left_s=max(0.0, out.deadline - now), model_spec=self.spec)
+
+    def release(self, client_id: str) -> None:
+        """Drop `client_id`'s outstanding task, if any (it left): its slot becomes free."""
+        for task_id in [t for t, o in self._out.items() if o.client_id == client_id]:
+            self._finish(task_id)
 
     def submit(self, result: TaskResult, *, now: float) -> Outcome:
         """Fold a result (the client's update from the version its task started from).

@@ -143,10 +143,14 @@ def test_one_task_per_client_and_done_after_the_last_update() -> None:
     engine = _engine(k=1, concurrency=3, updates=1)
     t = _task(engine, "a")
     other = _task(engine, "b")
-    assert isinstance(engine.poll("a", now=0.0), Wait)
+    again = engine.poll("a", now=0.5)  # a client asking again gets its task again
+    assert isinstance(again, Task) and again.task_id == t.task_id and engine.outstanding == 2
+    assert again.time_left_s == t.time_left_s - 0.5
+    engine.release("b")  # b left: its slot is free
+    assert engine.outstanding == 1 and not engine.is_out(other.task_id)
     assert engine.submit(_result(t, "a", 1.0), now=1.0) is Outcome.APPLIED
     assert engine.done and isinstance(engine.poll("c", now=1.0), Done)
-    assert engine.submit(_result(other, "b", 1.0), now=2.0) is Outcome.AFTER_END
+    assert engine.submit(_result(t, "a", 1.0), now=2.0) is Outcome.AFTER_END
 
 
 def test_config_is_checked() -> None:

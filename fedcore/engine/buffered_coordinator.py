@@ -1,0 +1,181 @@
+"""A `BufferedEngine` with the surface the gRPC coordinator drives (`CoordinatorServer`,
+`CoordinatorService`): sessions, result checks before the payload, records, phases.
+
+Clients need nothing new: they join, ask for work, download the model of their task, train and
+submit as in rounds (`Task.round` is the version their task builds on + 1). What differs from
+round-based serving:
+
+- a hand-out does not wake other clients' long polls (`progress` never changes, so no upload
+  is cut short as "its round closed"); a waiting client hears of a free slot at its next poll;
+- every server step becomes one `RoundRecord` (`round` = the new version, `clients_selected` =
+  `results_received` = K, metrics `mean_staleness`, `max_staleness`, `staleness_weight`), so
+  the history, logs and metrics work unchanged; there is no federated evaluation;
+- no checkpoints and no secure aggregation (docs/algorithms.md).
+"""
+
+from __future__ import annotations
+
+from fedcore.engine.buffered import BufferedEngine, BufferRecord
+from fedcore.engine.config import EngineConfig
+from fedcore.engine.engine import Phase
+from fedcore.engine.errors import EngineError, Reason
+from fedcore.engine.model import RoundModel
+from fedcore.engine.records import RoundRecord, RoundStatus
+from fedcore.engine.registry import ClientRegistry, Registry
+from fedcore.protocol.messages import PROTOCOL_VERSION, ResultHeader, TaskReply, TaskResult
+from fedcore.protocol.params import Array
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec
+
+
+class BufferedCoordinator:
+    """Serve `engine` over gRPC: `CoordinatorServer(BufferedCoordinator(engine, config))`.
+
+    Args:
+        engine: the FedBuff state machine.
+        config: what the service reads besides rounds: limits, chunk and payload sizes, the
+            client timeout, `retry_after_s` (its round settings are not used).
+        registry: who joined (default: sessions as the round engine keeps them).
+    """
+
+    def __init__(self, engine: BufferedEngine, config: EngineConfig, *,
+                 registry: ClientRegistry | None = None) -> None:
+        self.buffered = engine
+        self.config = config
+        self._registry: ClientRegistry = registry or Registry(config.client_timeout_s,
+                                                              limits=config.limits)
+        self._models: dict[int, RoundModel] = {}
+        self._records: list[RoundRecord] = []
+        self._unread = 0
+        self._last_at = 0.0
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def phase(self) -> Phase:
+        """TRAINING until the last update, then DONE."""
+        return Phase.DONE if self.buffered.done else Phase.TRAINING
+
+    @property
+    def round_number(self) -> int:
+        """The model version (server steps taken)."""
+        return self.buffered.version
+
+    @property
+    def params(self) -> dict[str, Array]:
+        """The current global model."""
+        return self.buffered.params
+
+    @property
+    def open_task_id(self) -> str | None:
+        """None: many tasks are open at once (the service uses it only on `progress` changes,
+        which never happen here)."""
+        return None
+
+    @property
+    def progress(self) -> tuple[object, ...]:
+        """Constant (see the module docstring)."""
+        return ("buffered",)
+
+    @property
+    def records(self) -> list[RoundRecord]:
+        """One record per server step."""
+        self._collect()
+        return list(self._records)
+
+    def pop_new_records(self) -> list[RoundRecord]:
+        """Records of the server steps since the last call."""
+        self._collect()
+        new = self._records[len(self._records) - self._unread:] if self._unread else []
+        self._unread = 0
+        return new
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of an outstanding task."""
+        return self.buffered.next_deadline()
+
+    def open_clients(self) -> list[str]:
+        """Clients with a task out (sorted)."""
+        return sorted(self.buffered.clients_out())
+
+    def available_clients(self, now: float) -> list[str]:
+        """Clients connected now."""
+        return self._registry.available(now)
+
+    def retry_after(self, client_id: str, *, now: float) -> float:
+        """`config.retry_after_s`."""
+        return self.config.retry_after_s
+
+    # ----------------------------------------------------------------- requests
+    def join(self, client_id: str, *, now: float, protocol_version: int = PROTOCOL_VERSION,
+             properties: dict[str, str] | None = None) -> bytes:
+        """Register a client and return its session token."""
+        if protocol_version != PROTOCOL_VERSION:
+            raise EngineError(Reason.UNSUPPORTED, f"protocol version {protocol_version} is not "
+                              f"supported; this coordinator speaks {PROTOCOL_VERSION}")
+        return self._registry.join(client_id, now=now, properties=properties or {})
+
+    def authenticate(self, client_id: str, session: bytes, *, now: float) -> None:
+        """Check a request's credentials and note that the client is alive."""
+        self._registry.authenticate(client_id, session, now)
+        self._registry.touch(client_id, now)
+
+    def poll(self, client_id: str, *, now: float) -> TaskReply:
+        """A task while a slot is free (the same one again while the client has one out)."""
+        return self.buffered.poll(client_id, now=now)
+
+    def model_for(self, client_id: str, task_id: str, *, now: float) -> RoundModel:
+        """The model version the client's task trains from."""
+        self._owned(client_id, task_id)
+        owner = self.buffered.task_of(task_id)
+        assert owner is not None
+        model = self._models.get(owner[1])
+        if model is None:
+            self._models = {v: m for v, m in self._models.items()
+                            if v in self.buffered.versions_held()}
+            model = self._models[owner[1]] = RoundModel.of(self.buffered.model_for(task_id))
+        return model
+
+    def check_result(self, header: ResultHeader, *, now: float) -> ModelSpec:
+        """The spec the result's payload must have (a query)."""
+        self._owned(header.client_id, header.task_id)
+        return EMPTY_SPEC if header.declined_reason else self.buffered.spec
+
+    def submit(self, result: TaskResult, *, now: float) -> None:
+        """Fold a result (see `BufferedEngine.submit`)."""
+        self._owned(result.header.client_id, result.header.task_id)
+        self.buffered.submit(result, now=now)
+        if result.header.declined_reason and result.header.permanent:
+            self._registry.exclude(result.header.client_id, result.header.declined_reason)
+
+    def leave(self, client_id: str, *, now: float) -> None:
+        """The client leaves; its outstanding task is dropped."""
+        self.buffered.release(client_id)
+        self._registry.remove(client_id)
+
+    def tick(self, now: float) -> None:
+        """Expire overdue tasks."""
+        self.buffered.tick(now)
+
+    # ----------------------------------------------------------------- internals
+    def _owned(self, client_id: str, task_id: str) -> None:
+        owner = self.buffered.task_of(task_id)
+        if owner is None:
+            raise EngineError(Reason.LATE, f"task {task_id} is no longer open (answered, "
+                              "expired, or the run ended): ask for a new task")
+        if owner[0] != client_id:
+            raise EngineError(Reason.NOT_ASSIGNED, f"task {task_id} is not {client_id!r}'s")
+
+    def _collect(self) -> None:
+        for record in self.buffered.records[len(self._records):]:
+            self._records.append(_as_round(record, self._last_at))
+            self._last_at = record.at_s
+            self._unread += 1
+
+
+def _as_round(record: BufferRecord, previous_at: float) -> RoundRecord:
+    k = len(record.staleness)
+    metrics = dict(record.measurements)
+    metrics["max_staleness"] = float(max(record.staleness))
+    return RoundRecord(round=record.version, status=RoundStatus.OK, clients_selected=k,
+                       results_received=k, train_loss=None, loss=None, accuracy=None,
+                       eval_clients=0, duration_s=max(record.at_s - previous_at, 0.0),
+                       metrics=metrics)
