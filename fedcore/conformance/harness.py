@@ -25,6 +25,7 @@ from fedcore.conformance.observe import RecordingEngine
 from fedcore.conformance.reference_client import AddValue
 from fedcore.engine.config import EngineConfig
 from fedcore.engine.snapshot import EngineSnapshot
+from fedcore.errors import FedcoreError
 from fedcore.protocol.messages import TaskKind
 from fedcore.protocol.params import Array, Params
 from fedcore.strategy import FedAvg
@@ -33,7 +34,7 @@ from fedcore.transport.grpc.server import CoordinatorServer
 PLACEHOLDERS = ("address", "client_id", "token", "add", "examples")
 
 
-class CommandError(ValueError):
+class CommandError(FedcoreError, ValueError):
     """A client command template the kit cannot use."""
 
 
