@@ -234,11 +234,12 @@ def _finish(engine: RecordingEngine, server: CoordinatorServer, client: ClientPr
 
 # ------------------------------------------------------------------------------ scenarios
 def plain(h: Harness) -> list[Outcome]:
-    """Two rounds of FedAvg, each with an evaluation; the run's end."""
+    """Two rounds of FedAvg, each with an evaluation, the model downloaded in 16-byte chunks;
+    the run's end."""
     checks = _Checks("plain")
     cid, add, examples = checks_client(checks), 0.1, 7
     config = EngineConfig(num_rounds=2, train=SelectionConfig(count=1), round_timeout_s=20.0,
-                          eval_timeout_s=20.0)
+                          eval_timeout_s=20.0, chunk_bytes=16)  # the 56-byte model in 4 chunks
     engine = h.engine(config, plain_model())
     server = h.serve(engine)
     client = h.launch(server, cid, add=add, examples=examples)
