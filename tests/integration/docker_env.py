@@ -292,6 +292,8 @@ def build_images(engine: Engine, build_base: str,
         engine.docker("build", "-q", "--build-arg", f"BUILD_BASE={build_base}", *build_args,
                       "-f", str(ROOT / dockerfile), "-t", tag, str(ROOT), timeout=900)
         seconds[tag] = time.monotonic() - t0
+    # Earlier builds' untagged images, once days old, only fill the cache folder.
+    engine.docker("image", "prune", "-f", "--filter", "until=72h", check=False, timeout=300)
     return seconds
 
 
