@@ -164,3 +164,67 @@ def test_a_refused_first_update_does_not_fix_the_layout() -> None:
     agg.add({"b": np.ones(3)}, 1.0)  # other names and shapes: the refused one left nothing
 
     assert list(agg.result().update) == ["b"]
+
+
+def _state(acc: ExactSum) -> tuple[bytes, bytes, dict[int, int], int]:
+    return acc._hi.tobytes(), acc._lo.tobytes(), dict(acc._spill), acc.inexact_steps
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.sampled_from([1, 7, 2000, (1 << 14) + 3]))
+def test_plain_sums_leave_the_state_bit_for_bit_as_two_sum_does(seed: int, size: int) -> None:
+    # the plain path is taken only where it is exact; then hi, lo (signs of zero included),
+    # the spill and the count of inexact steps are what TwoSum alone makes of the same terms
+    rng = np.random.default_rng(seed)
+    small = size <= 2000  # spills and overflows stay within the spill's bound
+    terms: list[tuple[np.ndarray, float]] = []
+    for _ in range(10):
+        kind = rng.integers(0, 4 if small else 3)
+        if kind == 0:  # ordinary float32 updates, integer weights: the plain path holds
+            values = rng.normal(size=size).astype(np.float32)
+        elif kind == 1:  # magnitudes spanning many orders: sums round (TwoSum), some spill
+            spread = 20 if small else 8
+            scale = 10.0 ** rng.integers(-spread, spread, size)
+            values = (rng.normal(size=size) * scale).astype(np.float32)
+        elif kind == 2:  # zeros of both signs, or exact cancellation of the first term
+            values = np.where(rng.random(size) < 0.5, -0.0, 0.0).astype(np.float32)
+        else:  # float64 near the top of the range: sums overflow, which is inexact too
+            values = rng.choice([1e308, -1e308, 3.0], size=size)
+        weight = 1.0 if kind == 3 else float(rng.integers(1, 1 << 20))
+        if kind == 2 and terms and rng.random() < 0.5:
+            values, weight = -terms[0][0], terms[0][1]
+        terms.append((values, weight))
+    fast, slow = ExactSum((size,)), ExactSum((size,), plain_first=False)
+    for values, weight in terms:
+        fast.add(values, weight)
+        slow.add(values, weight)
+        assert _state(fast) == _state(slow)
+    assert fast.divide_into_mean(7.0).tobytes() == slow.divide_into_mean(7.0).tobytes()
+
+
+def test_a_block_whose_plain_sum_rounds_is_folded_with_two_sum() -> None:
+    acc = ExactSum((3,))
+    acc.add(np.array([1.0, 2.0, 3.0]))
+    acc.add(np.array([2.0**-60, 0.0, 0.0]))  # 1 + 2**-60 rounds in float64: TwoSum keeps it
+
+    assert acc._lo.tolist() == [2.0**-60, 0.0, 0.0]
+    assert acc.divide_into_mean(1.0).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_few_rounding_sums_in_a_plain_block_are_folded_with_two_sum_and_spill() -> None:
+    size = 4000
+    base = np.arange(1, size + 1, dtype=np.float64)
+    tiny = np.zeros(size)
+    tiny[5], tiny[9] = 2.0**-60, 2.0**-60  # 1 + 2**-60 rounds: TwoSum keeps it in lo
+    tinier = np.zeros(size)
+    tinier[9] = 2.0**-200  # beyond hi + lo: element 9 spills to an exact integer
+    fast, slow = ExactSum((size,)), ExactSum((size,), plain_first=False)
+    for acc in (fast, slow):
+        for term in (base, tiny, tinier, -base):
+            acc.add(term)
+
+    assert _state(fast) == _state(slow)
+    assert fast.spilled == 1 and fast._lo[5] == 2.0**-60
+    assert all(fast._plain_first)  # two rounding sums in 4000 keep the block on the plain path
+    mean = fast.divide_into_mean(1.0)
+    assert mean[5] == 2.0**-60 and mean[9] == 2.0**-60 + 2.0**-200 and not mean[10]
