@@ -62,7 +62,8 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
     "wire": (["wire/*.py"], ["tests/unit/wire"]),
     "client": (["client/handler.py", "client/sgd.py", "client/torch_app.py",
                 "training/proximal.py"],
-               ["tests/unit/client", "tests/unit/training", "tests/unit/dp/test_pinned_budget.py"]),
+               ["tests/unit/client", "tests/unit/training", "tests/unit/dp/test_pinned_budget.py",
+                "tests/unit/engine/test_signed_rounds.py"]),  # the handler's secure steps
 }
 
 
@@ -87,8 +88,8 @@ _SWAP: dict[type, type] = {
 }
 
 
-def _mutations(node: ast.AST) -> Iterator[tuple[str, ast.AST | None]]:
-    """(kind, replacement) for each mutation of `node` itself (None: delete the statement)."""
+def _mutations(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    """(kind, replacement) for each mutation of `node` itself."""
     if isinstance(node, ast.BinOp) and type(node.op) in _SWAP:
         yield f"{type(node.op).__name__}->{_SWAP[type(node.op)].__name__}", ast.BinOp(
             node.left, _SWAP[type(node.op)](), node.right)
@@ -180,30 +181,41 @@ def _replace(tree: ast.Module, path: tuple[int | str, ...], new: ast.AST) -> ast
     return ast.fix_missing_locations(mutated)
 
 
-def mutants_of(relpath: str) -> list[tuple[Mutant, str]]:
-    """Every mutant of one module, with the full mutated source."""
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A mutant and how to make its source (built only for the mutants that are run)."""
+
+    mutant: Mutant
+    tree: ast.Module
+    spot: tuple[int | str, ...]
+    replacement: ast.AST
+
+    def source(self) -> str:
+        """The whole module with this one mutation."""
+        return ast.unparse(_replace(self.tree, self.spot, self.replacement))
+
+
+def mutants_of(relpath: str) -> list[Candidate]:
+    """Every mutant of one module."""
     source = (ROOT / relpath).read_text()
     tree = ast.parse(source)
     lines = source.splitlines()
     counts: dict[tuple[str, str], int] = {}
-    found: list[tuple[Mutant, str]] = []
-    for path, scope, node in _spots(tree):
+    found: list[Candidate] = []
+    for spot, scope, node in _spots(tree):
         for kind, new in _mutations(node):
             ordinal = counts.get((scope, kind), 0)
             counts[scope, kind] = ordinal + 1
-            mutated = _replace(tree, path, new if new is not None else ast.Pass())
             line = getattr(node, "lineno", 0)
-            after = ast.unparse(new) if isinstance(new, (ast.expr, ast.stmt)) else ""
-            if isinstance(new, ast.If):
-                after = "if False:"
-            found.append((Mutant(id=f"{relpath}::{scope}::{kind}#{ordinal}", path=relpath,
-                                 line=line, kind=kind,
-                                 before=lines[line - 1].strip() if line else "",
-                                 after=after[:200]), ast.unparse(mutated)))
+            after = "if False:" if isinstance(new, ast.If) else ast.unparse(new)
+            mutant = Mutant(id=f"{relpath}::{scope}::{kind}#{ordinal}", path=relpath, line=line,
+                            kind=kind, before=lines[line - 1].strip() if line else "",
+                            after=after.split("\n")[0][:200])
+            found.append(Candidate(mutant, tree, spot, new))
     return found
 
 
-def package_mutants(package: str) -> list[tuple[Mutant, str]]:
+def package_mutants(package: str) -> list[Candidate]:
     patterns, _ = PACKAGES[package]
     files = sorted({p for pattern in patterns for p in (ROOT / "fedcore").glob(pattern)
                     if p.name != "__init__.py"})
@@ -219,14 +231,14 @@ class Scratch:
         shutil.copytree(ROOT / "fedcore", self.dir / "fedcore",
                         ignore=shutil.ignore_patterns("__pycache__"))
 
-    def run(self, tests: list[str], timeout_s: float, mutant: tuple[Mutant, str] | None,
+    def run(self, tests: list[str], timeout_s: float, mutant: Candidate | None,
             ) -> tuple[str, float]:
         """('killed' | 'survived' | 'timeout' | 'no-tests', seconds) for `mutant` (None: none)."""
         target = original = None
         if mutant is not None:
-            target = self.dir / mutant[0].path
+            target = self.dir / mutant.mutant.path
             original = target.read_text()
-            target.write_text(mutant[1])
+            target.write_text(mutant.source())
         env = dict(os.environ, PYTHONPATH=str(self.dir), PYTHONDONTWRITEBYTECODE="1")
         command = [sys.executable, "-P", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                    "-p", "no:randomly", f"--timeout={int(timeout_s)}", *tests]
@@ -264,28 +276,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="ID",
                         help="run only these mutant ids")
     parser.add_argument("--list", action="store_true", help="print the mutants, run nothing")
+    parser.add_argument("--recheck", action="store_true",
+                        help="run only the survivors of the run in --out/--survivors (after new "
+                             "tests or equivalence reasons) and update that run's figures")
     parser.add_argument("--out", type=Path, default=RESULTS / "mutation.json")
     parser.add_argument("--survivors", type=Path, default=RESULTS / "mutation_survivors.json")
     args = parser.parse_args(argv)
 
     packages = args.package or sorted(PACKAGES)
+    previous: dict[str, object] | None = None
+    kept: list[dict[str, object]] = []
+    if args.recheck:
+        previous = json.loads(args.out.read_text())
+        earlier = json.loads(args.survivors.read_text())
+        kept = [s for s in earlier if s["package"] not in packages]
+        args.only = [str(s["id"]) for s in earlier if s["package"] in packages]
+        packages = sorted({str(s["package"]) for s in earlier if s["package"] in packages})
     equivalent = load_equivalent()
-    chosen: dict[str, list[tuple[Mutant, str]]] = {}
+    chosen: dict[str, list[Candidate]] = {}
     population: dict[str, int] = {}
     for package in packages:
         every = package_mutants(package)
         population[package] = len(every)
         if args.only:
-            picked = [m for m in every if m[0].id in args.only]
+            picked = [m for m in every if m.mutant.id in args.only]
         elif args.sample and args.sample < len(every):
             picked = random.Random(f"{args.seed}:{package}").sample(every, args.sample)
         else:
             picked = every
-        chosen[package] = sorted(picked, key=lambda m: m[0].id)
+        chosen[package] = sorted(picked, key=lambda m: m.mutant.id)
     if args.list:
         for package, picked in chosen.items():
-            for mutant, _ in picked:
-                print(json.dumps({"package": package, **asdict(mutant)}))
+            for candidate in picked:
+                print(json.dumps({"package": package, **asdict(candidate.mutant)}))
         return
 
     summary: dict[str, dict[str, object]] = {}
@@ -305,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
                                         "no-tests": 0, "equivalent": 0}
             free = list(scratches)
 
-            def one(mutant: tuple[Mutant, str], tests: list[str] = tests,
+            def one(mutant: Candidate, tests: list[str] = tests,
                     timeout_s: float = timeout_s, outcomes: dict[str, int] = outcomes,
                     free: list[Scratch] = free, package: str = package) -> None:
                 with lock:
@@ -315,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
                 finally:
                     with lock:
                         free.append(scratch)
-                m = mutant[0]
+                m = mutant.mutant
                 with lock:
                     if outcome in ("survived", "no-tests") and m.id in equivalent:
                         outcomes["equivalent"] += 1
@@ -341,6 +364,16 @@ def main(argv: list[str] | None = None) -> None:
             "score": round(killed / counted, 3) if counted else None,
             "baseline_tests_s": round(base_s, 1),
         }
+    if previous is not None:
+        summary = _merge(previous, summary)
+        survivors.extend(kept)
+        result_of_previous = dict(previous)
+        result_of_previous["packages"] = summary
+        result_of_previous["rechecked"] = [*list(previous.get("rechecked") or []),  # type: ignore[call-overload]
+                                           "python -m benchmarks.mutation " + " ".join(
+                                               argv if argv is not None else sys.argv[1:])]
+        _write(args, result_of_previous, survivors)
+        return
     result = {
         "benchmark": "mutation",
         "packages": summary,
@@ -353,11 +386,33 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m benchmarks.mutation " + " ".join(argv if argv is not None
                                                                 else sys.argv[1:]),
     }
+    _write(args, result, survivors)
+
+
+def _write(args: argparse.Namespace, result: dict[str, object],
+           survivors: list[dict[str, object]]) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     args.survivors.write_text(json.dumps(sorted(survivors, key=lambda s: str(s["id"])),
                                          indent=2) + "\n")
     print(json.dumps(result))
+
+
+def _merge(previous: dict[str, object], now: dict[str, dict[str, object]],
+           ) -> dict[str, dict[str, object]]:
+    """The previous run's figures with its survivors' new outcomes (`--recheck`)."""
+    merged: dict[str, dict[str, object]] = {}
+    for package, before in previous["packages"].items():  # type: ignore[attr-defined]
+        after = dict(before)
+        if package in now:
+            again = now[package]
+            for key in ("killed", "timeout", "equivalent"):
+                after[key] = int(before[key]) + int(again[key])  # type: ignore[call-overload]
+            after["survived"] = again["survived"]
+            counted = int(after["sampled"]) - int(after["equivalent"])
+            after["score"] = round(int(after["killed"]) / counted, 3) if counted else None
+        merged[package] = after
+    return merged
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fedcore.client import ClientAppError, EvalResult, FitResult, FunctionalApp, TaskHandler
+from fedcore.compression.codec import Compression, Compressor, Kind
 from fedcore.protocol.messages import Task, TaskKind, TrainConfig
 from fedcore.protocol.params import Params
 from fedcore.protocol.specs import spec_of
@@ -63,3 +64,14 @@ def test_a_secure_step_for_an_unknown_round_is_refused() -> None:
 
     with pytest.raises(ClientAppError, match="no secure-aggregation state"):
         handler.handle(_task(TaskKind.SECAGG), None)
+
+
+def test_a_plain_round_sends_the_compressed_update_when_compression_is_on() -> None:
+    compressor = Compressor(Compression(kind=Kind.QUANTIZE, bits=8), rng=np.random.default_rng(0))
+    handler = TaskHandler(_app(metrics={}), "c1", compressor=compressor)
+
+    result = handler.handle(_task(), {k: v.copy() for k, v in MODEL.items()})
+
+    assert "w" not in result.tensors  # not the dense update
+    codes = [name for name in result.tensors if name.startswith("w") and name.endswith("q8")]
+    assert len(codes) == 1 and result.tensors[codes[0]].dtype == np.uint8
