@@ -25,8 +25,9 @@ BROKEN = (f"{sys.executable} {Path(__file__).with_name('broken_conformance_clien
           "--examples {{examples}}")
 
 
-def _kit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedcore.conformance", *args],
+def _kit(log_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fedcore.conformance", "--log-dir",
+                           str(log_dir), *args],
                           check=False, capture_output=True, text=True, timeout=150)
 
 
@@ -42,9 +43,10 @@ def test_the_reference_client_passes_every_requirement_of_every_scenario(tmp_pat
     assert "0 of" not in report and f"{len(outcomes)} of {len(outcomes)} requirements passed" in report
 
 
-def test_a_client_that_sends_its_model_instead_of_the_update_fails_train_update_only() -> None:
+def test_a_client_that_sends_its_model_instead_of_the_update_fails_train_update_only(
+        tmp_path: Path) -> None:
     # act
-    done = _kit("--client-cmd", BROKEN.format(flaw="model-not-update"), "--scenarios", "plain",
+    done = _kit(tmp_path, "--client-cmd", BROKEN.format(flaw="model-not-update"), "--scenarios", "plain",
                 "--json")
 
     # assert: exit 1; the report's one JSON line names the failed requirement and the elements
@@ -58,9 +60,10 @@ def test_a_client_that_sends_its_model_instead_of_the_update_fails_train_update_
     assert all(r["passed"] for r in report["requirements"] if r["id"] != "train-update")
 
 
-def test_a_client_that_ignores_retry_hints_fails_wait_hint_and_decline_hint() -> None:
+def test_a_client_that_ignores_retry_hints_fails_wait_hint_and_decline_hint(
+        tmp_path: Path) -> None:
     # act
-    done = _kit("--client-cmd", BROKEN.format(flaw="ignore-hints"), "--scenarios",
+    done = _kit(tmp_path, "--client-cmd", BROKEN.format(flaw="ignore-hints"), "--scenarios",
                 "waiting,decline")
 
     # assert: the table marks both hints FAIL with how soon it polled; the rest passes
