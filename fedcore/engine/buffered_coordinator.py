@@ -5,8 +5,9 @@ Clients need nothing new: they join, ask for work, download the model of their t
 submit as in rounds (`Task.round` is the version their task builds on + 1). What differs from
 round-based serving:
 
-- a hand-out does not wake other clients' long polls (`progress` never changes, so no upload
-  is cut short as "its round closed"); a waiting client hears of a free slot at its next poll;
+- a hand-out does not wake other clients' long polls (`progress` changes only when the run
+  ends, so no upload is cut short as "its round closed" before then); a waiting client hears
+  of a free slot at its next poll;
 - every server step becomes one `RoundRecord` (`round` = the new version, `clients_selected` =
   `results_received` = K, metrics `mean_staleness`, `max_staleness`, `staleness_weight`), so
   the history, logs and metrics work unchanged; there is no federated evaluation;
@@ -66,14 +67,14 @@ class BufferedCoordinator:
 
     @property
     def open_task_id(self) -> str | None:
-        """None: many tasks are open at once (the service uses it only on `progress` changes,
-        which never happen here)."""
+        """None: many tasks are open at once (the service reads it when `progress` changes,
+        i.e. at the end of the run, to end every upload still in flight)."""
         return None
 
     @property
     def progress(self) -> tuple[object, ...]:
-        """Constant (see the module docstring)."""
-        return ("buffered",)
+        """Changes only when the run ends (see the module docstring)."""
+        return ("buffered", self.buffered.done)
 
     @property
     def records(self) -> list[RoundRecord]:

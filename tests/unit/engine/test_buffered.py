@@ -158,3 +158,41 @@ def test_config_is_checked() -> None:
         BufferedConfig(buffer_size=4, concurrency=2, num_updates=1)
     with pytest.raises(ValueError, match="buffer_size"):
         BufferedConfig(buffer_size=0, concurrency=2, num_updates=1)
+
+
+def test_the_grpc_facade_checks_ownership_and_reports_each_step_as_a_round() -> None:
+    from fedcore.engine import EngineConfig
+    from fedcore.engine.buffered_coordinator import BufferedCoordinator
+    from fedcore.engine.engine import Phase
+
+    engine = _engine(k=1, concurrency=2, updates=2)
+    facade = BufferedCoordinator(engine, EngineConfig(num_rounds=1))
+    session = facade.join("a", now=0.0)
+    facade.authenticate("a", session, now=0.0)
+    task = facade.poll("a", now=0.0)
+    assert isinstance(task, Task)
+    assert facade.open_clients() == ["a"] and facade.phase is Phase.TRAINING
+    model = facade.model_for("a", task.task_id, now=0.0)
+    assert model.spec == engine.spec and facade.check_result(
+        _result(task, "a", 1.0).header, now=0.0) == engine.spec
+    with pytest.raises(EngineError) as other:
+        facade.model_for("b", task.task_id, now=0.0)
+    assert other.value.reason is Reason.NOT_ASSIGNED
+    before = facade.progress
+    facade.submit(_result(task, "a", 1.0), now=3.0)
+    with pytest.raises(EngineError) as late:  # answered: no longer open
+        facade.check_result(_result(task, "a", 1.0).header, now=3.0)
+    assert late.value.reason is Reason.LATE
+    assert facade.progress == before  # a server step wakes no one, cuts no upload short
+    [record] = facade.pop_new_records()
+    assert (record.round, record.results_received, record.duration_s) == (1, 1, 3.0)
+    assert record.metrics["max_staleness"] == 0.0 and facade.pop_new_records() == []
+    second = facade.poll("a", now=4.0)
+    assert isinstance(second, Task)
+    facade.leave("a", now=4.5)  # its task is dropped with it
+    assert engine.outstanding == 0
+    third = facade.poll("b", now=5.0)
+    assert isinstance(third, Task)
+    facade.submit(_result(third, "b", 1.0), now=6.0)
+    assert facade.phase is Phase.DONE and facade.progress != before
+    assert [r.round for r in facade.records] == [1, 2]
