@@ -35,6 +35,7 @@ from fedcore.engine.plan import RunPlan
 from fedcore.protocol.messages import LocalDPConfig
 from fedcore.strategy.base import Strategy
 from fedcore.strategy.fedavg import FedAvg
+from fedcore.strategy.scaffold import Scaffold
 from fedcore.transport.probe import AddressError, split_address
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class StrategyName(enum.Enum):
     FEDADAM = "fedadam"
     FEDYOGI = "fedyogi"
     FEDAVGM = "fedavgm"
+    SCAFFOLD = "scaffold"
 
 
 class InitialModelFrom(enum.Enum):
@@ -107,6 +109,7 @@ class StrategyConfig:
     learning_rate: float = default_of(FedAvg, "learning_rate")
     proximal_mu: float = default_of(FedAvg, "proximal_mu")
     server_lr: float = default_of(FedAvg, "server_lr")
+    num_clients: int = 0  # SCAFFOLD's N; 0: simulation.clients in a simulation
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)
     robust: RobustSection = field(default_factory=RobustSection)
 
@@ -375,6 +378,8 @@ def _strategy(sections: RunSections) -> Strategy:
 def _base_strategy(sections: RunSections) -> Strategy:
     s = sections.strategy
     user, local = sections.privacy.user, sections.privacy.local
+    if s.name is StrategyName.SCAFFOLD:
+        return _scaffold(sections)
     if user is not None:
         if sections.secagg is not None:
             raise ConfigError("[privacy.user] noises what the coordinator sees, which secure "
@@ -394,5 +399,26 @@ def _base_strategy(sections: RunSections) -> Strategy:
         )
     except ConfigError:  # [privacy.local]'s, named already
         raise
+    except ValueError as err:
+        raise ConfigError(f"[strategy]: {err}") from err
+
+
+def _scaffold(sections: RunSections) -> Strategy:
+    """SCAFFOLD (`fedcore.strategy.scaffold`): N from strategy.num_clients, else the simulated
+    population; no DP, no robust rule (refused in `with_server_side`)."""
+    s = sections.strategy
+    if sections.privacy.local is not None or sections.privacy.user is not None:
+        raise ConfigError("strategy.name = 'scaffold' does not combine with [privacy.local] or "
+                          "[privacy.user] here: remove one of them")
+    population = getattr(getattr(sections, "simulation", None), "clients", 0)
+    num_clients = s.num_clients or population
+    if num_clients < 1:
+        raise ConfigError("strategy.name = 'scaffold' needs strategy.num_clients, the number of "
+                          "clients in the federation (SCAFFOLD moves its server control "
+                          "variate by results / num_clients of their mean change)")
+    try:
+        return Scaffold(num_clients=num_clients, local_epochs=s.local_epochs,
+                        batch_size=s.batch_size, learning_rate=s.learning_rate,
+                        server_lr=s.server_lr)
     except ValueError as err:
         raise ConfigError(f"[strategy]: {err}") from err

@@ -2,7 +2,7 @@
 the run's base strategy (FedAvg, FedProx or DP-FedAvg), and the combinations refused at start.
 
     [strategy]
-    name = "fedadam"          # fedavg, fedprox, fedadagrad, fedadam, fedyogi, fedavgm
+    name = "fedadam"          # fedavg, fedprox, fedadagrad, fedadam, fedyogi, fedavgm, scaffold
     [strategy.optimizer]      # Reddi et al. 2021's hyper-parameters (eta and tau are tuned)
     eta = 0.01
     [strategy.robust]
@@ -17,6 +17,7 @@ from fedcore.config.tables import ConfigError
 from fedcore.strategy.base import Strategy
 from fedcore.strategy.fedavg import FedAvg
 from fedcore.strategy.robust import Defence, RobustAggregation
+from fedcore.strategy.scaffold import Scaffold
 from fedcore.strategy.server_opt import Rule, ServerOptimizer
 
 OPTIMIZERS = {rule.value: rule for rule in Rule}
@@ -59,6 +60,10 @@ def with_server_side(
     """
     strategy = base
     if robust.aggregator is not Defence.MEAN:
+        if isinstance(base, Scaffold):
+            raise ConfigError(f"strategy.robust.aggregator = {robust.aggregator.value!r} is not "
+                              "combined with SCAFFOLD (its control variates travel with the "
+                              "updates): use aggregator = 'mean'")
         if secure:
             raise ConfigError(_SECURE_REFUSAL[robust.aggregator.needs_every_update].format(
                 robust.aggregator.value))

@@ -15,8 +15,10 @@ from fedcore.engine.engine import RoundEngine
 from fedcore.engine.registry import ClientRegistry
 from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.protocol.params import Params
+from fedcore.protocol.scaffold import has_control
 from fedcore.protocol.specs import ModelSpec
 from fedcore.strategy.base import Strategy
+from fedcore.strategy.scaffold import Scaffold, with_control_spec, with_control_variate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +59,14 @@ def build_run(
         if initial_params is not None or initial_from_client:
             raise ValueError("the plan's initial_model is the run's first model: pass no other")
         initial_params = plan.initial_model()
+    if isinstance(plan.strategy, Scaffold):  # its server control variate rides in the model
+        if initial_from_client:
+            raise ValueError("SCAFFOLD starts from the operator's initial model (it adds its "
+                             "control variates to it): set server.initial_model")
+        if initial_params is not None and not has_control(initial_params):
+            initial_params = with_control_variate(initial_params)
+        if model_spec is not None:
+            model_spec = with_control_spec(model_spec)
     return RoundEngine(plan.engine, plan.strategy, initial_params=initial_params,
                        initial_from_client=initial_from_client, model_spec=model_spec,
                        registry=registry)

@@ -38,6 +38,7 @@ from fedcore.sim.pools import training_pool
 from fedcore.sim.population import DataSource, Population, partitioned_data
 from fedcore.sim.registry import VirtualRegistry
 from fedcore.sim.runners import TorchRunner
+from fedcore.sim.scaffold import StoredVariates
 from fedcore.sim.stragglers import StragglerModel
 from fedcore.sim.timing import TimingModel
 from fedcore.strategy.base import Strategy
@@ -90,7 +91,8 @@ def run(
         accept_partial_work=config.stragglers.accept_partial_work, seed=sim.seed,
     )
     handler = {} if config.compression is None else {
-        "handler": compressing_handlers(config.compression, seed=sim.seed)}
+        "handler": compressing_handlers(config.compression, seed=sim.seed, variates=lambda cid: (
+            StoredVariates(population.control_variates, population.index_of(cid))))}
     driver = InProcessDriver(
         engine, population, runner, timing=timing, stragglers=stragglers, on_round=record,
         **handler,

@@ -37,6 +37,7 @@ from fedcore.aggregate.mean import WeightedMean
 from fedcore.protocol.messages import TrainConfig
 from fedcore.protocol.params import Array, Params
 from fedcore.protocol.scaffold import control_name, has_control, split_control
+from fedcore.protocol.specs import ModelSpec, TensorSpec
 from fedcore.protocol.update import apply_mean
 
 
@@ -61,6 +62,16 @@ def with_control_variate(params: Params, names: Iterable[str] | None = None) -> 
     out = {k: np.asarray(v) for k, v in params.items()}
     out.update({control_name(n): np.zeros_like(np.asarray(params[n])) for n in chosen})
     return out
+
+
+def with_control_spec(spec: ModelSpec) -> ModelSpec:
+    """`spec` plus a control variate for each floating-point tensor, as `with_control_variate`
+    adds them (unchanged when it already has control variates)."""
+    if has_control([t.name for t in spec.tensors]):
+        return spec
+    extra = tuple(TensorSpec(name=control_name(t.name), dtype=t.dtype, shape=t.shape)
+                  for t in spec.tensors if np.issubdtype(t.dtype, np.floating))
+    return ModelSpec(tensors=spec.tensors + extra)
 
 
 class Scaffold:

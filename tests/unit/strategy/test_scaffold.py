@@ -226,3 +226,45 @@ def test_the_task_handler_hides_the_variates_from_the_app_and_sends_their_change
             assert result.header.spec == spec_of(model)
             assert np.abs(result.tensors["scaffold.c/w"]).max() > 0
     assert seen == [{"w"}]
+
+
+# -------------------------------------------------------------- configuration
+def _sim_config(**overrides: object) -> object:
+    from fedcore.sim.config import load_simulation_config
+
+    return load_simulation_config(None, {
+        "simulation.clients": 6, "simulation.model": "logreg", "simulation.seed": 0,
+        "data.dataset": "digits", "data.partition": "dirichlet", "data.dirichlet_alpha": 0.3,
+        "rounds.num_rounds": 2, "rounds.clients_per_round": 3, "rounds.min_results": 3,
+        "rounds.min_available": 3, "strategy.name": "scaffold", "strategy.local_epochs": 1,
+        "strategy.batch_size": 16, "strategy.learning_rate": 0.1, **overrides})
+
+
+@pytest.mark.parametrize("compression", [False, True])
+def test_fedcore_simulate_runs_scaffold_from_its_configuration(compression: bool) -> None:
+    from fedcore.sim.simulate import run
+
+    extra = {"compression.enabled": True, "compression.kind": "quantize",
+             "compression.bits": 8} if compression else {}
+    result = run(_sim_config(**extra), write=False)  # type: ignore[arg-type]
+    assert [r.status for r in result.records] == ["ok", "ok"]
+    control = [k for k in result.params if k.startswith("scaffold.c/")]
+    assert control and max(float(np.abs(result.params[k]).max()) for k in control) > 0
+
+
+def test_scaffold_configuration_refuses_what_it_cannot_do() -> None:
+    from fedcore.config import ConfigError, load_config, plan_run
+    from fedcore.engine.plan import build_run
+    from fedcore.protocol.specs import spec_of
+
+    with pytest.raises(ConfigError, match="aggregator"):
+        plan_run(_sim_config(**{"strategy.robust.aggregator": "median"}))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="num_clients"):
+        load_config(None, {"strategy.name": "scaffold"})
+    plan = load_config(None, {"strategy.name": "scaffold", "strategy.num_clients": 40}).run
+    assert isinstance(plan.strategy, Scaffold) and plan.strategy.num_clients == 40
+    with pytest.raises(ValueError, match="initial model"):
+        build_run(plan, initial_from_client=True)
+    model = {"w": np.zeros(3, np.float32), "n": np.zeros(1, np.int64)}
+    engine = build_run(plan, initial_params=model, model_spec=spec_of(model))
+    assert engine.params is not None and set(engine.params) == {"w", "n", "scaffold.c/w"}
