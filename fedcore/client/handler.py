@@ -13,7 +13,7 @@ import numpy as np
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
 from fedcore.client.floor import PrivacyFloor, PrivatePlanner
-from fedcore.client.scaffold import BlobVariates, VariateStore, corrected_fit
+from fedcore.client.scaffold import BlobVariates, HoldsVariates, VariateStore, corrected_fit
 from fedcore.client.secure import (
     SecureRefusal,
     SecureSession,
@@ -51,8 +51,9 @@ class TaskHandler:
         compressor: compresses plain rounds' updates before they are sent
             (`fedcore.compression`); secure rounds always send the dense masked update.
         control_variates: where SCAFFOLD's client control variate is kept between rounds
-            (`fedcore.client.scaffold`); None keeps it in memory. Used only when the
-            downloaded model carries control variates.
+            (`fedcore.client.scaffold`); None: where the app says (`HoldsVariates`, e.g. a
+            simulated client), else in memory. Used only when the downloaded model carries
+            control variates.
 
     Raises:
         ValueError: the identity is another client's; `floor.require_signed` without an
@@ -78,6 +79,8 @@ class TaskHandler:
         self.floor = floor
         self.secure_rng = secure_rng
         self.compressor = compressor
+        if control_variates is None and isinstance(app, HoldsVariates):
+            control_variates = app.variate_store
         self.control_variates: VariateStore = (
             control_variates if control_variates is not None else BlobVariates())
         self._secure: tuple[str, SecureSession] | None = None  # (task id, session)

@@ -67,6 +67,17 @@ class VariateStore(Protocol):
         ...
 
 
+@runtime_checkable
+class HoldsVariates(Protocol):
+    """An app that knows where its client's c_i lives (the simulator's replayed clients); the
+    task handler uses it when it was given no store of its own."""
+
+    @property
+    def variate_store(self) -> VariateStore | None:
+        """The client's control-variate store, or None."""
+        ...
+
+
 class BlobVariates:
     """c_i as raw float64 bytes in a `BlobStore` (a client's `StateDir`; memory by default).
 

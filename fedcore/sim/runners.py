@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fedcore.client.app import ClientApp, ClientAppError, DeclineTask, EvalResult, FitResult
+from fedcore.client.scaffold import VariateStore
 from fedcore.protocol.messages import LocalDPConfig, Task, TrainConfig
 from fedcore.protocol.params import Metrics, Params
 from fedcore.protocol.scaffold import has_control, split_control
@@ -39,7 +40,7 @@ from fedcore.sim.backends.sequential import (
 from fedcore.sim.backends.vmap import train_vectorised
 from fedcore.sim.population import Population
 from fedcore.sim.privacy import ClientPrivacy
-from fedcore.sim.scaffold import client_correction
+from fedcore.sim.scaffold import StoredVariates, client_correction
 
 _Outcome = TypeVar("_Outcome", FitResult, EvalResult)
 
@@ -78,9 +79,11 @@ class ReplayApp:
     """
 
     def __init__(self, outcome: FitResult | EvalResult | DeclineTask, *,
-                 correction: dict[str, npt.NDArray[np.float64]] | None = None) -> None:
+                 correction: dict[str, npt.NDArray[np.float64]] | None = None,
+                 variate_store: VariateStore | None = None) -> None:
         self.outcome = outcome
         self.correction = correction
+        self.variate_store = variate_store  # where the handler keeps c_i (SCAFFOLD)
 
     def get_parameters(self) -> Params:
         """Never asked: simulations start from the coordinator's initial parameters."""
@@ -217,7 +220,9 @@ class TorchRunner:
                            settings=task.train, epochs=epochs, corrections=corrections)
             return {clients[local.client]: ReplayApp(
                 fitted(local, params, {"loss": local.train_loss}),
-                correction=corrections[local.client])
+                correction=corrections[local.client],
+                variate_store=StoredVariates(self.population.control_variates,
+                                             indices[local.client]))
                 for local in train_sequential(job, device=self.device)}
         job = TrainJob(model=self.model, global_params=params, clients=data, seeds=seeds,
                        settings=task.train, epochs=epochs)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from fedcore.client.handler import TaskHandler
 from fedcore.client.scaffold import variate_spec
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
@@ -54,7 +55,9 @@ def test_the_sequential_kernel_adds_the_correction_to_each_step() -> None:
         next(train_vectorised(job([d])))
 
 
-def test_a_torch_runner_scaffold_run_keeps_each_clients_variate() -> None:
+@pytest.mark.parametrize("plain_handlers", [False, True])
+def test_a_torch_runner_scaffold_run_keeps_each_clients_variate(plain_handlers: bool) -> None:
+    # plain TaskHandlers (as a custom handler factory builds them) find c_i through the app
     population = Population(4, seed=0, data=_data)
     model = _model()
     initial = with_control_variate({k: v.detach().numpy().copy()
@@ -65,7 +68,9 @@ def test_a_torch_runner_scaffold_run_keeps_each_clients_variate() -> None:
     engine = RoundEngine(config, Scaffold(num_clients=4, local_epochs=2, batch_size=4,
                                           learning_rate=0.1),
                          initial_params=initial, registry=VirtualRegistry(population))
-    result = InProcessDriver(engine, population, TorchRunner(model, population)).run()
+    handler = {"handler": TaskHandler} if plain_handlers else {}
+    result = InProcessDriver(engine, population, TorchRunner(model, population),
+                             **handler).run()  # type: ignore[arg-type]
     assert [r.status for r in result.records] == ["ok"] * 3
     assert all(r.accuracy is not None for r in result.records)  # evaluation skips c
     assert sorted(population.control_variates) == [0, 1, 2, 3]
