@@ -63,7 +63,9 @@ class ExactSum:
         for block, start in enumerate(range(0, flat.size, _BLOCK)):
             stop = min(start + _BLOCK, flat.size)
             term = scratch.view(0, stop - start)
-            np.multiply(flat[start:stop], weight, out=term, dtype=np.float64, casting="unsafe")
+            np.copyto(term, flat[start:stop], casting="unsafe")  # RNE64(v), as multiply casts
+            if weight != 1.0:  # RNE64(1 * v) is v: no pass needed
+                np.multiply(term, weight, out=term)
             if not (self._plain_first[block] and self._add_plain_block(start, stop, term, scratch)):
                 self._plain_first[block] = False  # many of its sums round: TwoSum from now on
                 self._add_block(start, stop, term, scratch)
