@@ -50,10 +50,24 @@ def test_simulate_runs_a_config_and_writes_the_history(tmp_path: Path) -> None:
 
 
 def test_simulate_names_a_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["simulate", "--backend", "quantum", "--out", str(tmp_path)])
+    config = tmp_path / "bad.toml"
+    config.write_text('[simulation]\nbackend = "quantum"\n')
+
+    code = main(["simulate", "--config", str(config), "--out", str(tmp_path / "out")])
 
     assert code == 2
-    assert "simulation.backend" in capsys.readouterr().err
+    assert "simulation.backend must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_simulate_refuses_a_bad_backend_flag_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["simulate", "--backend", "quantum", "--out", str(tmp_path)])
+
+    assert exited.value.code == 2
+    assert "--backend" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["synthetic_fedavg.toml", "digits_dirichlet.toml"])
