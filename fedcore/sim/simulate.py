@@ -15,7 +15,6 @@ import numpy as np
 from torch import nn
 
 from fedcore.client.torch_app import state_to_params
-from fedcore.compression.simulated import compressing_handlers
 from fedcore.config import plan_run
 from fedcore.data.digits import load_digits_split
 from fedcore.data.mnist import load_mnist
@@ -26,6 +25,7 @@ from fedcore.engine import RoundRecord
 from fedcore.engine.plan import build_run
 from fedcore.report.history import HistoryWriter
 from fedcore.report.plot import plot_history
+from fedcore.sim.compression import compressing_handlers
 from fedcore.sim.config import (
     BackendKind,
     Dataset,

@@ -11,7 +11,7 @@ import pytest
 
 from fedcore.client import BackgroundClient, EvalResult, FitResult, FunctionalApp, TrainConfig
 from fedcore.compression.codec import UPLOAD_BYTES, Compression, Kind
-from fedcore.compression.simulated import compressing_handlers
+from fedcore.sim.compression import compressing_handlers
 from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.protocol.params import Params
 from fedcore.sim.driver import InProcessDriver, SimulationResult
