@@ -158,3 +158,66 @@ def test_importing_the_client_package_loads_no_grpc() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert out.stdout.strip() == "[]"
+
+
+def package_graph() -> dict[str, set[str]]:
+    """fedcore's subpackages (and top-level modules) -> those they import, the client facade's
+    lazy re-export of the gRPC driver aside."""
+    graph: dict[str, set[str]] = {}
+    for rel, tree in modules():
+        if rel == CLIENT_FACADE:
+            continue
+        source = rel.split("/")[0].removesuffix(".py")
+        for name in imported_names(rel, tree):
+            parts = name.split(".")
+            if parts[0] == "fedcore" and len(parts) > 1 and parts[1] != source:
+                graph.setdefault(source, set()).add(parts[1])
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for succ in sorted(graph.get(node, ())):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_detects_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles_between_subpackages() -> None:
+    found = cycles(package_graph())
+
+    assert not found, f"subpackages import each other in a cycle (move the shared piece down): {found}"
+
+
+def test_the_protocol_vocabulary_imports_nothing_above_it() -> None:
+    above = package_graph().get("protocol", set()) - {"errors", "secagg"}
+
+    assert not above, f"fedcore/protocol/ may import only fedcore.errors and secagg's messages: {above}"
