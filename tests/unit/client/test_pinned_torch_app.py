@@ -5,11 +5,13 @@ asks for OS entropy."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedcore.client.torch_app import TorchApp
+from fedcore.client.app import ClientAppError
+from fedcore.client.torch_app import TorchApp, resolve_device
 from fedcore.protocol.messages import LocalDPConfig, TrainConfig
 
 
@@ -43,3 +45,27 @@ def test_private_training_is_reproducible_from_torchs_seed_by_default() -> None:
     for name, value in runs[0].items():
         np.testing.assert_array_equal(value, runs[1][name])
     assert any(not np.array_equal(v, start[k]) for k, v in runs[0].items())
+
+
+def test_no_local_dp_has_no_plan() -> None:
+    assert _app().plan_local_dp(TrainConfig()) is None
+
+
+def test_parameters_with_other_names_are_refused_and_the_model_is_untouched() -> None:
+    app = _app()
+    before = app.get_parameters()
+    renamed = {f"x.{k}": v + 1 for k, v in before.items()}
+
+    with pytest.raises(ClientAppError, match="names do not match"):
+        app.fit(renamed, TrainConfig())
+
+    for name, value in app.get_parameters().items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_auto_device_resolves_to_a_real_device() -> None:
+    device = resolve_device("auto")
+
+    assert isinstance(device, torch.device)
+    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
