@@ -31,3 +31,16 @@ def test_a_real_entry_is_recorded_and_stored() -> None:
     assert accountant.history == (HistoryEntry(noise_multiplier=0.5, sample_rate=0.2, steps=3),)
     assert accountant.epsilon(1e-5) > 0
     assert stored == [1]
+
+
+def test_only_a_run_of_the_same_parameters_merges_with_the_last_entry() -> None:
+    a = HistoryEntry(noise_multiplier=1.0, sample_rate=0.1, steps=10)
+    b = HistoryEntry(noise_multiplier=2.0, sample_rate=0.1, steps=5)
+    accountant = PrivacyAccountant(history=[a, b])
+
+    accountant.record(HistoryEntry(noise_multiplier=1.0, sample_rate=0.1, steps=4))
+    accountant.record(HistoryEntry(noise_multiplier=1.0, sample_rate=0.1, steps=6))
+
+    assert accountant.history == (a, b, HistoryEntry(noise_multiplier=1.0, sample_rate=0.1,
+                                                     steps=10))
+    assert accountant.steps == 25
