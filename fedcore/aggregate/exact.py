@@ -77,7 +77,7 @@ class ExactSum:
         s = RNE64(hi + t) is exact iff RNE64(s - hi) == t and RNE64(s - t) == hi (TwoSum's error
         is then (hi - hi) + (t - t) = +0, which leaves lo as it is: the state is bit for bit what
         TwoSum makes; an overflow or a NaN fails both tests). Sums of float32 terms under
-        integer weights are nearly always exact in float64: 8 passes instead of 16."""
+        integer weights are nearly always exact in float64: about half the passes of TwoSum."""
         n = stop - start
         hi = self._hi[start:stop]
         s, d = scratch.view(1, n), scratch.view(2, n)
