@@ -132,6 +132,9 @@ class ExactSum:
         """RNE64(RNE64(S) / total), computed in place: the sum is consumed."""
         out, lo = self._hi, self._lo
         for index, extra in self._spill.items():
+            if not (np.isfinite(out[index]) and np.isfinite(lo[index])):
+                lo[index] = 0.0  # the sum overflowed float64 after spilling: it stays infinite
+                continue
             exact = extra + _units(out[index]) + _units(lo[index])
             out[index], lo[index] = _units_to_float(exact), 0.0
         with np.errstate(over="ignore"):

@@ -225,7 +225,7 @@ class PlainCollector:
             raise RoundFailed(f"a {self.kind.value} task has no aggregate")
         try:
             result = self._aggregator.result()
-        except ValueError as err:  # e.g. Krum with fewer updates than its f allows
+        except (ValueError, ArithmeticError) as err:  # e.g. Krum with fewer updates than its f
             raise RoundFailed(f"the round's updates could not be combined: {err}") from err
         return dataclasses.replace(result, measurements={
             **result.measurements, UPLOAD_BYTES: float(self.upload_bytes)})

@@ -525,9 +525,15 @@ class RoundEngine:
             return
         draft.results_received = aggregate.count
         assert self._model is not None
-        self._model = RoundModel.of(
-            self.strategy.apply(self._model.params, aggregate), owned=True
-        )
+        params = self.strategy.apply(self._model.params, aggregate)
+        try:
+            check_finite(params)
+        except WireError as err:  # updates at the edge of the dtype's range: clients' doing
+            draft.status = RoundStatus.FAILED
+            draft.reason = f"the new model is not finite ({err}); the model is unchanged"
+            self._finish_round(draft, now)
+            return
+        self._model = RoundModel.of(params, owned=True)
         draft.metrics.update(aggregate.measurements)
         if not self._open_evaluation(draft, now):
             self._finish_round(draft, now)
