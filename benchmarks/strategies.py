@@ -4,11 +4,11 @@
 [--sections strategies,attacks,compression,secure] [--out FILE]` prints one JSON line:
 
 - `strategies[setting][strategy]`: for FedAvg, FedProx, FedAdam, FedYogi, FedAdagrad, FedAvgM,
-  SCAFFOLD and FedBuff, `rounds_to_target` (first round, or FedBuff server step, whose central
+  SCAFFOLD and FedBuff (and FedBuff for 10 x the server steps, `fedbuff_10x`), `rounds_to_target` (first round, or FedBuff server step, whose central
   test accuracy reaches the setting's `target`; null if never), `simulated_s_to_target` (the
   simulated wall-clock at that point, under the setting's `TimingModel`: slow devices stay
   slow, and a synchronous round waits for its slowest client), `final_accuracy`,
-  `simulated_s` and `client_updates`;
+  `simulated_s`, `client_updates` and the `curve` ([simulated s, accuracy] per round);
 - `defences[setting][defence]`: for each defence (mean, median, trimmed mean, multi-Krum,
   norm bounding) the final clean accuracy without attack and under each attack from 10% and
   20% of the clients (`scaled`: 10 x the honest update; `sign_flip`: -5 x it; `backdoor`:
@@ -64,6 +64,7 @@ from fedcore.protocol.messages import Task, TaskKind, TaskResult
 from fedcore.protocol.params import Params
 from fedcore.protocol.scaffold import split_control
 from fedcore.secagg.config import SecAggConfig
+from fedcore.sim.backends.sequential import LocalData
 from fedcore.sim.buffered import BufferedDriver
 from fedcore.sim.central import CentralEvaluator
 from fedcore.sim.config import load_simulation_config
@@ -77,7 +78,6 @@ from fedcore.strategy.scaffold import Scaffold, with_control_variate
 from fedcore.training.models import logistic_regression, seeded
 
 SEED = 0
-LocalData = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
 # Slow devices stay slow: a task takes examples * epochs * 10 ms * speed + 1 s, speed
 # lognormal(0, 1) fixed per client (as benchmarks.scaffold_fedbuff).
 TIMING = TimingModel(s_per_example=0.01, speed_sigma=1.0, latency_s=1.0, seed=SEED)
@@ -210,7 +210,7 @@ SECURE_CLIP = 1.0
 
 # ---- attacks -------------------------------------------------------------------------------
 
-def stamp_trigger(x: npt.NDArray[np.float32], side: int) -> npt.NDArray[np.float32]:
+def stamp_trigger(x: npt.NDArray[np.floating], side: int) -> npt.NDArray[np.float32]:
     """Flattened square images with the trigger: the bottom-right k x k pixels set to the
     brightest value 1.0, k = max(2, side // 8) (a 3 x 3 patch on MNIST, 2 x 2 on digits)."""
     k = max(2, side // 8)
@@ -234,7 +234,7 @@ def backdoored(source: Callable[[int], LocalData], attackers: frozenset[int], si
     return load
 
 
-def attack_success_rate(predict: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.int64]],
+def attack_success_rate(predict: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.integer]],
                         test: LocalData, side: int, target: int = BACKDOOR_TARGET) -> float:
     """Share of the test images not of class `target` classified as `target` once stamped."""
     x, y = test
@@ -256,7 +256,8 @@ class Poisoner(TaskHandler):
         if task.kind is not TaskKind.TRAIN or not result.tensors:
             return result
         return dataclasses.replace(result, tensors={
-            k: (v * self.factor).astype(v.dtype) if np.issubdtype(v.dtype, np.floating) else v
+            k: (np.asarray(v, np.float64) * self.factor).astype(v.dtype)
+            if np.issubdtype(v.dtype, np.floating) else v
             for k, v in result.tensors.items()})
 
 
@@ -294,13 +295,15 @@ class Bench:
     def accuracy(self, params: Params) -> float:
         return self.evaluate(split_control(params)[0]).accuracy
 
-    def predict(self, params: Params) -> Callable[[npt.NDArray[np.float32]], npt.NDArray[np.int64]]:
+    def predict(self, params: Params
+                ) -> Callable[[npt.NDArray[np.float32]], npt.NDArray[np.integer]]:
         state = {k: torch.from_numpy(np.array(v)) for k, v in split_control(params)[0].items()}
 
-        def run(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        def run(x: npt.NDArray[np.float32]) -> npt.NDArray[np.integer]:
             with torch.no_grad():
                 logits = torch.func.functional_call(self.model, state, (torch.as_tensor(x),))
-            return logits.argmax(-1).numpy()
+            labels: npt.NDArray[np.integer] = logits.argmax(-1).numpy()
+            return labels
 
         return run
 

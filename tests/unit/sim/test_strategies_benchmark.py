@@ -54,7 +54,7 @@ def test_attack_success_rate_counts_stamped_images_of_other_classes_put_in_the_t
     x = np.zeros((6, 64), dtype=np.float32)
     y = np.array([0, 0, 1, 2, 3, 4], dtype=np.int64)
 
-    def fooled(images: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    def fooled(images: npt.NDArray[np.float32]) -> npt.NDArray[np.integer]:
         # a model that obeys the trigger on half of what it sees
         hit = images.reshape(-1, 8, 8)[:, 7, 7] == 1.0
         out = np.where(hit, 0, 9).astype(np.int64)
@@ -71,10 +71,12 @@ def test_sign_flipping_attackers_negate_the_round_update_through_the_deployed_ha
     everyone = frozenset(bench.population().client(i).client_id for i in range(TINY.clients))
     _, honest = bench.synchronous("fedavg", {})
     _, flipped = bench.synchronous("fedavg", {}, handler=attack_handlers(everyone, -1.0))
-    for name, start in bench.initial.items():
-        step = honest[name] - start
+    for name, initial in bench.initial.items():
+        start = np.asarray(initial, np.float64)
+        step = np.asarray(honest[name], np.float64) - start
         assert np.abs(step).max() > 1e-3
-        np.testing.assert_allclose(flipped[name] - start, -step, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(flipped[name], np.float64) - start, -step,
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_secure_bit_width_sets_the_masked_bytes_and_each_clients_levels() -> None:
