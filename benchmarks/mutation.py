@@ -239,7 +239,9 @@ class Scratch:
             target = self.dir / mutant.mutant.path
             original = target.read_text()
             target.write_text(mutant.source())
-        env = dict(os.environ, PYTHONPATH=str(self.dir), PYTHONDONTWRITEBYTECODE="1")
+        # the copy first; the repository after it, for tests that import `benchmarks`
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(self.dir), str(ROOT)]),
+                   PYTHONDONTWRITEBYTECODE="1")
         command = [sys.executable, "-P", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                    "-p", "no:randomly", f"--timeout={int(timeout_s)}", *tests]
         start = time.monotonic()
