@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from fedcore.protocol.messages import Done, ResultHeader, Task, TaskKind, TrainConfig, Wait
 from fedcore.protocol.specs import SUPPORTED_DTYPES, ModelSpec, TensorSpec
 from fedcore.wire.convert import (
+    MAX_RETRY_AFTER_S,
     result_header_from_proto,
     result_header_to_proto,
     spec_from_proto,
@@ -55,7 +58,8 @@ task_replies = st.one_of(
         time_left_s=st.floats(min_value=0.0, max_value=1e6),
         model_spec=specs(),
     ),
-    st.builds(Wait, retry_after_s=st.floats(min_value=0.0, max_value=1e6), reason=st.text()),
+    st.builds(Wait, retry_after_s=st.floats(min_value=0.0, max_value=MAX_RETRY_AFTER_S),
+              reason=st.text()),
     st.builds(Done, reason=st.text()),
 )
 
@@ -85,6 +89,14 @@ def test_spec_round_trip_keeps_native_numpy_dtypes(spec: ModelSpec) -> None:
 @given(reply=task_replies)
 def test_task_reply_round_trip(reply: Task | Wait | Done) -> None:
     assert task_reply_from_proto(task_reply_to_proto(reply)) == reply
+
+
+@given(seconds=st.floats(min_value=MAX_RETRY_AFTER_S, allow_infinity=True) | st.just(math.nan))
+def test_a_wait_beyond_an_hour_or_nan_is_clamped_when_read(seconds: float) -> None:
+    back = task_reply_from_proto(task_reply_to_proto(Wait(retry_after_s=seconds, reason="")))
+
+    assert isinstance(back, Wait)
+    assert back.retry_after_s == (0.0 if math.isnan(seconds) else MAX_RETRY_AFTER_S)
 
 
 @given(header=result_headers, session=st.binary(max_size=32))
