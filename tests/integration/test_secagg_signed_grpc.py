@@ -34,7 +34,8 @@ def test_signed_rounds_over_grpc_give_the_exact_mean_and_keep_strangers_out(
         secagg=SecureAggregationConfig(max_clients=N, phase_timeout_s=10.0, clip=1.0,
                                        roster=load_roster(roster_path)),
     )
-    server = start_coordinator(config, {"w": np.zeros((3, 4), np.float32)})
+    server = start_coordinator(config, {"w": np.zeros((3, 4), np.float32),
+                                        "b": np.zeros(4, np.float32)})  # secagg_client.py's model
     adds = {i: 0.01 * (i + 1) for i in range(N)}
     dies = 2  # killed when the consistency request arrives, after its masked input
 
