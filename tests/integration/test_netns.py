@@ -112,7 +112,7 @@ def test_rounds_across_namespaces_over_mutual_tls(topology: Topology, tmp_path: 
         token = (pki / "token").read_text().strip()
         clients = [
             start(in_ns(
-                ns, sys.executable, str(CLIENT_SCRIPT), f"{address}:{PORT}", f"c{k}",
+                ns, sys.executable, str(CLIENT_SCRIPT), f"{address}:{PORT}", f"client-{k}",
                 "--add", str(k), "--tls-ca", str(pki / "ca.pem"),
                 "--tls-cert", str(pki / f"client-{k}.pem"),
                 "--tls-key", str(pki / f"client-{k}-key.pem"), "--auth-token", token,
@@ -136,5 +136,5 @@ def test_rounds_across_namespaces_over_mutual_tls(topology: Topology, tmp_path: 
     store = RunStore(out / "runs.sqlite")
     peers = {c["client_id"]: c["peer"] for c in store.clients()}
     store.close()
-    assert "10.231.1.2" in peers["c1"] and "10.231.2.2" in peers["c2"]  # over the veth links
-    assert "(client-1)" in peers["c1"]  # the certificate's common name
+    assert "10.231.1.2" in peers["client-1"] and "10.231.2.2" in peers["client-2"]  # veth links
+    assert "(client-1)" in peers["client-1"]  # the certificate's common name, bound to the id
