@@ -22,6 +22,7 @@ from fedcore.dp.distributed_accountant import DistributedAccountant
 from fedcore.engine.collect import Collector, PlainCollector, RoundFailed
 from fedcore.engine.config import EngineConfig, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
+from fedcore.engine.initial import InitBackoff, check_initial_model
 from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RecordDraft, RoundRecord, RoundStatus
 from fedcore.engine.registry import ClientRegistry, Registry
@@ -68,21 +69,14 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
-NO_INITIAL_MODEL = (
-    "no initial model: pass the operator's initial parameters (initial_params), or opt in to "
-    "taking them from a joined client (initial_from_client=True)"
-)
-INIT_BACKOFF_MAX_S = 60.0  # the longest a client that failed an INITIALIZE task waits for another
-
-
 class RoundEngine:
     """Runs `config.num_rounds` rounds of train (+ evaluate) over the clients that join.
 
     The first global model is the operator's `initial_params`; only with `initial_from_client`
     (the operator's opt-in) is one joined client asked for it, and a client that declines or
     fails that task is not asked again before a backoff (`config.retry_after_s`, doubling up to
-    `INIT_BACKOFF_MAX_S`). `model_spec` pins the model's layout: initial parameters of any
-    other layout are refused.
+    `fedcore.engine.initial.INIT_BACKOFF_MAX_S`). `model_spec` pins the model's layout: initial
+    parameters of any other layout are refused.
 
     Raises:
         ValueError: neither or both of `initial_params` and `initial_from_client`, or
@@ -101,18 +95,9 @@ class RoundEngine:
         registry: ClientRegistry | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
-        if (initial_params is None) != initial_from_client:
-            raise ValueError(NO_INITIAL_MODEL if initial_params is None else
-                             "initial_params and initial_from_client exclude each other: the "
-                             "first model is the operator's or a client's")
-        if model_spec is not None and initial_params is not None:
-            try:
-                check_matches(spec_of(initial_params), model_spec)
-            except WireError as err:
-                raise ValueError(f"the initial parameters do not match the model spec: {err}"
-                                 ) from err
+        check_initial_model(initial_params, initial_from_client, model_spec)
         self._model_spec = model_spec
-        self._init_backoff: dict[str, tuple[int, float]] = {}  # client -> (failures, not before)
+        self._init_backoff = InitBackoff(config.retry_after_s)
         self.config = config
         self._random_bytes = random_bytes  # graph seeds of unsigned SecAgg+ rounds: a CSPRNG
         self.strategy = strategy
@@ -229,11 +214,8 @@ class RoundEngine:
         """How long `client_id` should wait before asking for work again (a query, e.g. for the
         retry hint after a decline): what is left of its INITIALIZE backoff, else
         `config.retry_after_s`."""
-        if self._model is None:
-            not_before = self._init_backoff.get(client_id, (0, now))[1]
-            if not_before > now:
-                return not_before - now
-        return self.config.retry_after_s
+        left = self._init_backoff.remaining(client_id, now) if self._model is None else 0.0
+        return left if left > 0 else self.config.retry_after_s
 
     def available_clients(self, now: float) -> list[str]:
         """Clients that could be selected now."""
@@ -488,11 +470,7 @@ class RoundEngine:
     def _initializer(self, now: float, rng: random.Random | None = None) -> str | None:
         """A client to ask for the initial parameters: one not backing off (random with `rng`,
         else the first in order), or None."""
-        ready = sorted(c for c in self._registry.available(now)
-                       if self._init_backoff.get(c, (0, now))[1] <= now)
-        if not ready:
-            return None
-        return rng.choice(ready) if rng is not None else ready[0]
+        return self._init_backoff.pick(self._registry.available(now), now, rng)
 
     def _close_initialize(self, task: TaskRound, now: float) -> None:
         """The first result becomes the model; without one the engine waits, and does not ask
@@ -501,12 +479,7 @@ class RoundEngine:
             self._model = RoundModel.of(task.collector.aggregate().update, owned=True)
             self._init_backoff.clear()
         except RoundFailed:
-            stale = now - INIT_BACKOFF_MAX_S  # long past: forgotten (memory stays bounded)
-            self._init_backoff = {c: b for c, b in self._init_backoff.items() if b[1] > stale}
-            for client in task.selected:
-                failures = self._init_backoff.get(client, (0, now))[0] + 1
-                delay = min(INIT_BACKOFF_MAX_S, self.config.retry_after_s * 2 ** (failures - 1))
-                self._init_backoff[client] = (failures, now + delay)
+            self._init_backoff.failed(task.selected, now)
         self._enter(Phase.WAITING)
 
     def _close_train(self, state: RoundOpen, now: float) -> None:
