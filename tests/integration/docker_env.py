@@ -101,6 +101,7 @@ class Engine:
         self.work = Path(tempfile.mkdtemp(prefix="fedcore-dockerd-"))
         self.socket = self.work / "docker.sock"
         self.log_path = self.work / "dockerd.log"
+        self.overrides: list[Path] = []
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}", "DOCKER_BUILDKIT": "0",
                     "COMPOSE_DOCKER_CLI_BUILD": "0"}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -141,8 +142,10 @@ class Engine:
 
     def compose(self, project: str, *args: str, check: bool = True,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """docker-compose on the repository's docker-compose.yml as project `project`."""
-        return _run(["docker-compose", "-p", project, "-f", str(ROOT / "docker-compose.yml"), *args],
+        """docker-compose on the repository's docker-compose.yml (then `self.overrides`, each
+        a compose file layered on top) as project `project`."""
+        files = [ROOT / "docker-compose.yml", *self.overrides]
+        return _run(["docker-compose", "-p", project, *(f"--file={f}" for f in files), *args],
                     self.env, check, timeout, None, cwd=ROOT)
 
     def has_image(self, name: str) -> bool:

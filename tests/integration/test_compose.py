@@ -18,6 +18,7 @@ import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,9 @@ from .docker_env import Engine, Unavailable, build_images, ensure_base, missing
 pytestmark = pytest.mark.timeout(1500)
 
 PROJECT = "fedcorecomposetest"
-ROUNDS = 20      # server/coordinator.example.toml: rounds.num_rounds
+ROUNDS = 60      # the example's 20 rounds (rounds.num_rounds) last ~2 s: too short to pause in
+COMMAND = ["--log-format", "json", "server", "--config", "/app/server/coordinator.example.toml",
+           "--resume", "--rounds", str(ROUNDS)]  # docker-compose.yml's, with more rounds
 CLIENTS = 3      # docker-compose.yml: client replicas
 KILL_AFTER = 2   # rounds completed before the coordinator is killed
 
@@ -113,8 +116,13 @@ def gauge(text: str, name: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def test_compose_demo_runs_its_rounds_through_a_coordinator_restart(engine: Engine) -> None:
+def test_compose_demo_runs_its_rounds_through_a_coordinator_restart(
+    engine: Engine, tmp_path: Path
+) -> None:
     eng = engine
+    override = tmp_path / "more-rounds.yml"
+    override.write_text(json.dumps({"services": {"coordinator": {"command": COMMAND}}}))
+    eng.overrides = [override]  # JSON is YAML
 
     def diagnose() -> str:
         return logs(eng, "coordinator")[-3000:] + logs(eng, "client")[-2000:]
