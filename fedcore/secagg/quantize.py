@@ -64,10 +64,6 @@ class Quantizer:
         step = 2 * self.clip / self.levels
         return total.astype(np.float64) * step - count * self.clip
 
-    def error_bound(self, count: int) -> float:
-        """The largest per-coordinate error of a decoded sum of `count` clients."""
-        return count * 2 * self.clip / self.levels
-
 
 def append_weight(weighted_update: npt.ArrayLike, weight: float, *, clip: float) -> Floats:
     """The vector a client quantises for weighted FedAvg: [w * x..., w * clip].
