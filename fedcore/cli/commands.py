@@ -68,6 +68,7 @@ def simulate(args: argparse.Namespace) -> int:
             "rounds.num_rounds": args.rounds, "simulation.clients": args.clients,
             "simulation.backend": args.backend, "simulation.device": args.device,
             "simulation.seed": args.seed, "simulation.out_dir": args.out,
+            "simulation.tensorboard": args.tensorboard,
         }.items()
         if value is not None
     }

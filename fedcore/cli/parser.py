@@ -216,6 +216,10 @@ def _simulate_args(simulate: argparse.ArgumentParser) -> None:
                           + key(RunConfig, "simulation", "seed"))
     simulate.add_argument("--out", help="directory for history files "
                           + key(RunConfig, "simulation", "out_dir"))
+    simulate.add_argument("--tensorboard", action="store_true", default=None,
+                          help="also write TensorBoard event files to OUT/tensorboard (needs "
+                          "the [tensorboard] extra) " + key(RunConfig, "simulation",
+                                                            "tensorboard"))
 
 
 def _key(default: Any, section: str, name: str) -> str:

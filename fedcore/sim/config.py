@@ -80,6 +80,8 @@ class RunConfig:
     device: str = "cpu"
     seed: int = 0
     out_dir: str = "runs/sim"
+    tensorboard: bool = False
+    """Also write TensorBoard event files to `out_dir`/tensorboard (the [tensorboard] extra)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from fedcore.engine import RoundRecord
 from fedcore.engine.plan import build_run
 from fedcore.report.history import HistoryWriter
 from fedcore.report.plot import plot_history
+from fedcore.report.tensorboard import TensorBoardWriter
 from fedcore.sim.compression import compressing_handlers
 from fedcore.sim.config import (
     BackendKind,
@@ -79,10 +80,14 @@ def run(
         dropout=t.dropout, seed=sim.seed,
     )
     history = HistoryWriter(Path(sim.out_dir)) if write else None
+    board = (TensorBoardWriter(Path(sim.out_dir) / "tensorboard")
+             if write and sim.tensorboard else None)
 
     def record(r: RoundRecord) -> None:
         if history is not None:
             history.append(r)
+        if board is not None:
+            board.append(r)
         if on_round is not None:
             on_round(r)
 
@@ -102,6 +107,8 @@ def run(
     finally:
         if pool is not None:
             pool.close()
+        if board is not None:
+            board.close()
     if history is not None and history.rows:
         plot_history(history.rows, history.out_dir / "training.png", title="fedcore simulation")
     return result
