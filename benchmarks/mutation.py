@@ -230,6 +230,9 @@ class Scratch:
         self.dir = Path(tempfile.mkdtemp(prefix="fedcore-mutation-"))
         shutil.copytree(ROOT / "fedcore", self.dir / "fedcore",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        for entry in ROOT.iterdir():  # what tests find next to the package (protos/, docs/)
+            if entry.name not in ("fedcore", ".git", ".venv"):
+                (self.dir / entry.name).symlink_to(entry)
 
     def run(self, tests: list[str], timeout_s: float, mutant: Candidate | None,
             ) -> tuple[str, float]:
