@@ -3,9 +3,14 @@ ValueError at construction, so no client or server machine is ever built from it
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from fedcore.secagg.config import RoundSpec, SecAggConfig
+from fedcore.secagg.errors import SecAggError
+from fedcore.secagg.keys import check_advertisement
+from fedcore.secagg.messages import AdvertiseKeys
 
 CONFIG = SecAggConfig(max_clients=4, threshold=3, clip=1.0)
 
@@ -26,3 +31,20 @@ def test_the_smallest_round_is_accepted() -> None:
 def test_a_round_outside_threshold_and_max_clients_is_refused(clients: int) -> None:
     with pytest.raises(ValueError, match="num_clients|threshold"):
         RoundSpec(config=CONFIG, round_id=1, num_clients=clients, dim=3)
+
+
+def test_a_configuration_of_exactly_one_level_per_client_is_accepted() -> None:
+    config = SecAggConfig(max_clients=3, threshold=2, clip=1.0, bit_width=2)  # (2**2 - 1) // 3
+
+    assert config.levels == 1
+    with pytest.raises(ValueError, match="no quantisation levels"):
+        SecAggConfig(max_clients=4, threshold=2, clip=1.0, bit_width=2)
+
+
+def test_an_unsigned_round_refuses_an_advertisement_with_a_signature() -> None:
+    advert = AdvertiseKeys(sender=1, cipher_pk=bytes(32), mask_pk=bytes(32),
+                           seed_commitment=bytes(32))
+    check_advertisement(advert, round_id=1, identities=None)  # the plain one passes
+
+    with pytest.raises(SecAggError, match="unsigned round carries a signature"):
+        check_advertisement(replace(advert, signature=bytes(64)), round_id=1, identities=None)
