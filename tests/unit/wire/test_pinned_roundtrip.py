@@ -3,12 +3,20 @@ unpinned by benchmarks/mutation.py: gRPC integration tests cover these, the unit
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fedcore.proto.v1 import secagg_pb2 as spb
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Done, SubmitReply, Task, TaskKind, TrainConfig, Wait
-from fedcore.secagg.messages import MaskedInput, SealedShare, ShareRelay
+from fedcore.secagg.messages import (
+    GraphCommitment,
+    GraphCommitments,
+    MaskedInput,
+    SealedShare,
+    ShareRelay,
+    UnmaskRequest,
+)
 from fedcore.wire import convert
 from fedcore.wire.secagg import (
     client_message_from_proto,
@@ -16,6 +24,7 @@ from fedcore.wire.secagg import (
     server_step_from_proto,
     server_step_to_proto,
 )
+from fedcore.wire.tensor import iter_chunks
 
 
 def test_every_task_reply_round_trips() -> None:
@@ -63,3 +72,23 @@ def test_a_setup_of_an_unknown_mode_is_refused() -> None:
 def test_only_client_messages_are_encoded() -> None:
     with pytest.raises(TypeError, match="not a secure-aggregation client message"):
         client_message_to_proto(Done())  # type: ignore[arg-type]
+
+
+def test_graph_commitments_and_unmask_requests_round_trip() -> None:
+    steps = [
+        GraphCommitments(recipient=1, commitments=(GraphCommitment(sender=1, commitment=b"x" * 32),
+                                                   GraphCommitment(sender=2, commitment=b"y" * 32))),
+        UnmaskRequest(recipient=1, survivors=(1, 3), dropped=(2,)),
+    ]
+
+    for step in steps:
+        assert server_step_from_proto(server_step_to_proto(step)) == step
+
+
+def test_the_default_chunks_carry_a_large_payload_in_pieces_of_at_most_one_mib() -> None:
+    payload = {"w": np.arange(600_000, dtype=np.float32)}  # 2.4 MB
+
+    chunks = list(iter_chunks(payload))
+
+    assert [offset for offset, _ in chunks] == [0, 1 << 20, 2 << 20]
+    assert b"".join(data for _, data in chunks) == payload["w"].tobytes()
