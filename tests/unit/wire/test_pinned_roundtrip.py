@@ -10,6 +10,7 @@ from fedcore.proto.v1 import secagg_pb2 as spb
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Done, SubmitReply, Task, TaskKind, TrainConfig, Wait
 from fedcore.secagg.messages import (
+    EncryptedShares,
     GraphCommitment,
     GraphCommitments,
     MaskedInput,
@@ -24,7 +25,7 @@ from fedcore.wire.secagg import (
     server_step_from_proto,
     server_step_to_proto,
 )
-from fedcore.wire.tensor import iter_chunks
+from fedcore.wire.tensor import iter_chunk_views, iter_chunks
 
 
 def test_every_task_reply_round_trips() -> None:
@@ -92,3 +93,20 @@ def test_the_default_chunks_carry_a_large_payload_in_pieces_of_at_most_one_mib()
 
     assert [offset for offset, _ in chunks] == [0, 1 << 20, 2 << 20]
     assert b"".join(data for _, data in chunks) == payload["w"].tobytes()
+
+
+def test_chunk_views_cross_tensor_boundaries_at_exact_offsets() -> None:
+    payload = {"a": np.arange(10, dtype=np.uint8), "b": np.arange(10, 20, dtype=np.uint8)}
+
+    chunks = [(offset, b"".join(bytes(v) for v in views))
+              for offset, views in iter_chunk_views(payload, 8)]
+
+    assert [(offset, len(data)) for offset, data in chunks] == [(0, 8), (8, 8), (16, 4)]
+    assert b"".join(data for _, data in chunks) == bytes(range(20))
+
+
+def test_encrypted_shares_round_trip() -> None:
+    message = EncryptedShares(sender=2, shares=(SealedShare(sender=2, receiver=1, ciphertext=b"q"),
+                                                SealedShare(sender=2, receiver=3, ciphertext=b"r")))
+
+    assert client_message_from_proto(client_message_to_proto(message)) == message
