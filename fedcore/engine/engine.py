@@ -29,7 +29,14 @@ from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.engine.selection import round_rng
 from fedcore.engine.snapshot import EngineSnapshot
-from fedcore.engine.task_round import LEFT, Initializing, RoundOpen, TaskRound
+from fedcore.engine.task_round import (
+    LEFT,
+    Finished,
+    Initializing,
+    RoundOpen,
+    TaskRound,
+    Waiting,
+)
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import (
     PROTOCOL_VERSION,
@@ -67,6 +74,22 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.EVALUATING: frozenset({Phase.WAITING, Phase.DONE}),
     Phase.DONE: frozenset(),
 }
+
+EngineState = Waiting | Initializing | RoundOpen | Finished
+"""The engine holds exactly one of these; its phase is derived from it, never stored beside it."""
+
+
+def phase_of(state: EngineState) -> Phase:
+    """The phase a state object stands for."""
+    match state:
+        case Waiting():
+            return Phase.WAITING
+        case Initializing():
+            return Phase.INITIALIZING
+        case RoundOpen(task=task):
+            return Phase.TRAINING if task.kind is TaskKind.TRAIN else Phase.EVALUATING
+        case Finished():
+            return Phase.DONE
 
 
 class RoundEngine:
@@ -109,9 +132,8 @@ class RoundEngine:
         else:
             self._registry = Registry(config.client_timeout_s, limits=config.limits)
         self._model = RoundModel.of(initial_params) if initial_params is not None else None
-        self._phase = Phase.WAITING
         self._round = 0
-        self._state: Initializing | RoundOpen | None = None  # None: WAITING or DONE
+        self._state: EngineState = Waiting()  # the phase follows from it (`phase`)
         self._task_seq = 0
         self._closed: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._records: list[RoundRecord] = []
@@ -147,14 +169,14 @@ class RoundEngine:
         engine._records = list(snapshot.records)
         engine._distributed = DistributedAccountant(snapshot.distributed_dp)
         engine._boundary = snapshot
-        engine._phase = Phase.DONE if snapshot.round >= config.num_rounds else Phase.WAITING
+        engine._state = Finished() if snapshot.round >= config.num_rounds else Waiting()
         return engine
 
     # ----------------------------------------------------------------- queries
     @property
     def phase(self) -> Phase:
-        """The current phase of the run."""
-        return self._phase
+        """The current phase of the run: what the state object is."""
+        return phase_of(self._state)
 
     @property
     def round_number(self) -> int:
@@ -168,7 +190,7 @@ class RoundEngine:
 
     @property
     def _task(self) -> TaskRound | None:
-        return self._state.task if self._state is not None else None
+        return self._state.task if isinstance(self._state, Initializing | RoundOpen) else None
 
     @property
     def open_task_id(self) -> str | None:
@@ -180,7 +202,7 @@ class RoundEngine:
         """Changes whenever a waiting client may have new work (drivers wake long-polls on it)."""
         task = self._task
         inner = task.collector.progress() if task else None
-        return (self._phase, self._round, self.open_task_id, inner)
+        return (self.phase, self._round, self.open_task_id, inner)
 
     def next_deadline(self) -> float | None:
         """When the engine next acts on its own (a round or protocol-phase deadline)."""
@@ -255,7 +277,7 @@ class RoundEngine:
         """The client's task in the open round, or when to ask again, or that the run is over.
 
         A query: it changes nothing (drivers call `tick` to let time pass)."""
-        if self._phase is Phase.DONE:
+        if isinstance(self._state, Finished):
             return Done(reason=self._done_reason())
         task = self._task
         step = task.collector.next_step(client_id) if task and task.is_open_for(client_id) else None
@@ -322,15 +344,16 @@ class RoundEngine:
     def tick(self, now: float) -> None:
         """Advance time: close settled rounds and start the next when clients are available."""
         self._settle(now)
-        if self._phase is Phase.WAITING:
+        if isinstance(self._state, Waiting):
             self._try_start(now)
 
     # ----------------------------------------------------------------- internals
-    def _enter(self, phase: Phase) -> None:
-        """Move to `phase`, which `TRANSITIONS` must allow from the current one."""
-        if phase not in TRANSITIONS[self._phase]:
-            raise RuntimeError(f"engine bug: no transition {self._phase.value} -> {phase.value}")
-        self._phase = phase
+    def _enter(self, state: EngineState) -> None:
+        """Move to `state`, whose phase `TRANSITIONS` must allow from the current one."""
+        before, after = self.phase, phase_of(state)
+        if after not in TRANSITIONS[before]:
+            raise RuntimeError(f"engine bug: no transition {before.value} -> {after.value}")
+        self._state = state
 
     def _checked(self, header: ResultHeader) -> tuple[TaskRound, ModelSpec]:
         """The open task a result belongs to and the payload layout it must have."""
@@ -377,8 +400,9 @@ class RoundEngine:
     def _settle(self, now: float) -> None:
         if self._task is not None:
             self._task.collector.on_time(now)
-        while (state := self._state) is not None and state.task.is_settled(now):
-            self._state = None
+        while isinstance(state := self._state, Initializing | RoundOpen) and (
+            state.task.is_settled(now)
+        ):
             task = state.task
             self._closed[task.task_id] = "deadline passed" if now >= task.deadline else "round closed"
             while len(self._closed) > 64:
@@ -390,7 +414,8 @@ class RoundEngine:
                     self._close_train(state, now)
                 case RoundOpen():
                     self._close_evaluate(state, now)
-            if self._phase is Phase.WAITING:
+            assert self._state is not state, "engine bug: a settled task left its state open"
+            if isinstance(self._state, Waiting):
                 self._try_start(now)
 
     def _try_start(self, now: float) -> None:
@@ -398,8 +423,7 @@ class RoundEngine:
         if self._model is None:
             if self._initializer(now) is not None:
                 task = self._open(TaskKind.INITIALIZE, SelectionConfig(count=1), available, now)
-                self._state = Initializing(task)
-                self._enter(Phase.INITIALIZING)
+                self._enter(Initializing(task))
             return
         if available < self.config.train.min_available:
             return
@@ -407,8 +431,7 @@ class RoundEngine:
         draft = RecordDraft(round=self._round, opened_at=now)
         task = self._open(TaskKind.TRAIN, self.config.train, available, now)
         draft.clients_selected = len(task.selected)
-        self._state = RoundOpen(task, draft)
-        self._enter(Phase.TRAINING)
+        self._enter(RoundOpen(task, draft))
 
     def _open(
         self, kind: TaskKind, sel: SelectionConfig, available: int, now: float
@@ -480,7 +503,7 @@ class RoundEngine:
             self._init_backoff.clear()
         except RoundFailed:
             self._init_backoff.failed(task.selected, now)
-        self._enter(Phase.WAITING)
+        self._enter(Waiting())
 
     def _close_train(self, state: RoundOpen, now: float) -> None:
         task, draft = state.task, state.draft
@@ -520,8 +543,7 @@ class RoundEngine:
         if available < selection.min_results:
             draft.reason = "evaluation skipped: too few clients available"
             return False
-        self._state = RoundOpen(self._open(TaskKind.EVALUATE, selection, available, now), draft)
-        self._enter(Phase.EVALUATING)
+        self._enter(RoundOpen(self._open(TaskKind.EVALUATE, selection, available, now), draft))
         return True
 
     def _aggregator(self, selected: int, available: int) -> Aggregator:
@@ -555,7 +577,7 @@ class RoundEngine:
     def _finish_round(self, draft: RecordDraft, now: float) -> None:
         self._records.append(draft.finish(now))
         self._unread += 1
-        self._enter(Phase.DONE if self._round >= self.config.num_rounds else Phase.WAITING)
+        self._enter(Finished() if self._round >= self.config.num_rounds else Waiting())
         assert self._model is not None
         self._boundary = EngineSnapshot(
             round=self._round, task_seq=self._task_seq, params=self._model.params,
@@ -573,13 +595,13 @@ class RoundEngine:
         )
 
     def _wait_reason(self, client_id: str) -> str:
-        match self._phase:
+        match self.phase:
             case Phase.WAITING if self._model is None and client_id in self._init_backoff:
                 return "waiting: the initial model is asked of other clients first"
             case Phase.WAITING:
                 return "waiting for clients to join"
             case _:
-                return f"round {self._round} ({self._phase.value}) is full"
+                return f"round {self._round} ({self.phase.value}) is full"
 
     def _done_reason(self) -> str:
         return f"the run finished after {self._round} rounds"

@@ -73,6 +73,16 @@ class TaskRound:
         return len(self.received) >= self.min_results
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The engine's state between rounds (and before the first): no task is open."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The engine's state once the run has done its rounds."""
+
+
 @dataclass(slots=True)
 class Initializing:
     """The engine's state while INITIALIZING: the task asking one client for the model."""

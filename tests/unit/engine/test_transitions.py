@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedcore.engine.engine import TRANSITIONS, Phase
+from fedcore.engine.engine import TRANSITIONS, EngineState, Phase, phase_of
+from fedcore.engine.task_round import Finished, Initializing, RoundOpen, Waiting
 
 
 def test_every_phase_has_a_row_and_done_is_final() -> None:
@@ -19,8 +20,24 @@ def test_a_move_outside_the_table_raises_and_changes_nothing(make_harness, targe
     if target in TRANSITIONS[current]:
         pytest.skip(f"{current.value} -> {target.value} is legal")
     before = h.snapshot()
+    state = _state_for(h.engine._state, target)
+    assert phase_of(state) is target
 
     with pytest.raises(RuntimeError, match="no transition"):
-        h.engine._enter(target)
+        h.engine._enter(state)
 
     assert h.snapshot() == before
+
+
+def _state_for(current: EngineState, phase: Phase) -> EngineState:
+    """A state object of `phase`, built around the open round's task."""
+    assert isinstance(current, RoundOpen)
+    match phase:
+        case Phase.WAITING:
+            return Waiting()
+        case Phase.INITIALIZING:
+            return Initializing(current.task)
+        case Phase.DONE:
+            return Finished()
+        case _:  # TRAINING: the open training round itself (training -> training is no move)
+            return RoundOpen(current.task, current.draft)
