@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from fedcore.secagg.config import RoundSpec, SecAggConfig
-from fedcore.secagg.errors import SecAggError
+from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
+from fedcore.secagg.errors import ProtocolError, SecAggError
 from fedcore.secagg.keys import check_advertisement
-from fedcore.secagg.messages import AdvertiseKeys
+from fedcore.secagg.messages import AdvertiseKeys, GraphCommitment, GraphCommitments
+
+from .conftest import signed_cohort, snapshot
 
 CONFIG = SecAggConfig(max_clients=4, threshold=3, clip=1.0)
 
@@ -48,3 +50,19 @@ def test_an_unsigned_round_refuses_an_advertisement_with_a_signature() -> None:
 
     with pytest.raises(SecAggError, match="unsigned round carries a signature"):
         check_advertisement(replace(advert, signature=bytes(64)), round_id=1, identities=None)
+
+
+def test_a_client_refuses_commitments_out_of_order_and_keeps_waiting_for_them() -> None:
+    cohort = signed_cohort(n=8, threshold=5, mode=Mode.SECAGG_PLUS, degree=4)
+    assert cohort.spec.committed_graph
+    adverts = {c: m.advertise_keys() for c, m in sorted(cohort.clients.items())}
+    commitments = [GraphCommitment(sender=c, commitment=a.graph_commitment)
+                   for c, a in adverts.items()]
+    client = cohort.clients[1]
+    before = snapshot(client)
+
+    with pytest.raises(ProtocolError, match="not sorted distinct ids"):
+        client.handle(GraphCommitments(recipient=1, commitments=tuple(reversed(commitments))))
+
+    assert snapshot(client) == before  # the refusal changed nothing
+    client.handle(GraphCommitments(recipient=1, commitments=tuple(commitments)))  # in order: taken
