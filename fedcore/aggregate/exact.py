@@ -22,6 +22,8 @@ nearest to the exact sum (ties to even): a function of the multiset of terms alo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -51,15 +53,19 @@ class ExactSum:
         # per block of _BLOCK elements: whether to try the plain (exact-or-nothing) sum first
         self._plain_first = [plain_first] * -(-size // _BLOCK)
 
-    def add(self, values: Array, weight: float = 1.0) -> None:
+    def add(self, values: Array, weight: float = 1.0, *, scratch: Scratch | None = None) -> None:
         """Add the terms RNE64(weight * v) for the values v of `values` (any numeric dtype of
-        `shape`; unsigned integers read as two's complement), exactly, block by block."""
+        `shape`; unsigned integers read as two's complement), exactly, block by block.
+
+        `scratch` (`Scratch.for_sizes`), shared by the sums of one aggregation, spares an
+        allocation per call; without it one is made."""
         flat = np.asarray(values).reshape(-1)
         if flat.size != self._hi.size:
             raise ValueError(f"term has {flat.size} elements, the sum {self._hi.size}")
-        if np.issubdtype(flat.dtype, np.unsignedinteger):
+        if flat.dtype.kind == "u":
             flat = flat.view(np.dtype(f"i{flat.dtype.itemsize}"))
-        scratch = _Scratch(min(_BLOCK, flat.size))
+        if scratch is None or scratch.size < min(_BLOCK, flat.size):
+            scratch = Scratch(min(_BLOCK, flat.size))
         for block, start in enumerate(range(0, flat.size, _BLOCK)):
             stop = min(start + _BLOCK, flat.size)
             term = scratch.view(0, stop - start)
@@ -70,7 +76,7 @@ class ExactSum:
                 self._plain_first[block] = False  # many of its sums round: TwoSum from now on
                 self._add_block(start, stop, term, scratch)
 
-    def _add_plain_block(self, start: int, stop: int, t: F64, scratch: _Scratch) -> bool:
+    def _add_plain_block(self, start: int, stop: int, t: F64, scratch: Scratch) -> bool:
         """Fold the block as hi += t where that is exact and with TwoSum (`_add_some`) where it
         is not; False, changing nothing, when too many elements are not (`_add_block` then).
 
@@ -113,7 +119,7 @@ class ExactSum:
         self._hi[positions] = s
         self._lo[positions] = low
 
-    def _add_block(self, start: int, stop: int, t: F64, scratch: _Scratch) -> None:
+    def _add_block(self, start: int, stop: int, t: F64, scratch: Scratch) -> None:
         """hi + t = s + e and lo + e = low + f (TwoSum, Knuth); exact where f == 0. An
         overflow makes f NaN, which counts as inexact too."""
         n = stop - start
@@ -165,12 +171,19 @@ class ExactSum:
         low[indices] = 0.0
 
 
-class _Scratch:
-    """Six float64 and two boolean buffers of one block, reused for every block of an addition."""
+class Scratch:
+    """Six float64 and two boolean buffers of one block, reused for every block of an addition
+    (and, given to `ExactSum.add`, for every addition of an aggregation)."""
 
     def __init__(self, size: int) -> None:
-        self._buffers = np.empty((6, max(size, 1)), np.float64)
-        self._flags = np.empty((2, max(size, 1)), np.bool_)
+        self.size = max(size, 1)
+        self._buffers = np.empty((6, self.size), np.float64)
+        self._flags = np.empty((2, self.size), np.bool_)
+
+    @classmethod
+    def for_sizes(cls, sizes: Iterable[int]) -> Scratch:
+        """Scratch big enough for the blocks of tensors of these sizes."""
+        return cls(min(_BLOCK, max(sizes, default=1)))
 
     def view(self, index: int, n: int) -> F64:
         return self._buffers[index, :n]

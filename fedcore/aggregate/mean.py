@@ -22,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
-from fedcore.aggregate.exact import ExactSum
+from fedcore.aggregate.exact import ExactSum, Scratch
 from fedcore.protocol.params import Array
 
 
@@ -35,7 +35,9 @@ class WeightedMean:
 
     def __init__(self) -> None:
         self._sums: dict[str, ExactSum] | None = None
-        self._total_weight = Fraction(0)
+        self._scratch: Scratch | None = None
+        self._int_weight = 0  # integral weights (example counts) summed as ints: exact, cheap
+        self._other_weight = Fraction(0)
         self._count = 0
         self._result: AggregateResult | None = None
 
@@ -56,9 +58,13 @@ class WeightedMean:
             _check_term_finite(name, value, weight)
         if self._sums is None:  # the first accepted update fixes names and shapes
             self._sums = {name: ExactSum(np.shape(value)) for name, value in update.items()}
+            self._scratch = Scratch.for_sizes(int(np.size(v)) for v in update.values())
         for name, value in update.items():
-            self._sums[name].add(value, weight)
-        self._total_weight += Fraction(weight)
+            self._sums[name].add(value, weight, scratch=self._scratch)
+        if float(weight).is_integer():
+            self._int_weight += int(weight)
+        else:
+            self._other_weight += Fraction(weight)
         self._count += 1
 
     def result(self) -> AggregateResult:
@@ -66,7 +72,7 @@ class WeightedMean:
         if self._sums is None:
             raise ValueError("no updates were added; a mean of nothing is undefined")
         if self._result is None:
-            total = float(self._total_weight)
+            total = float(self._int_weight + self._other_weight)  # RNE64 of the exact sum
             update: dict[str, Array] = {}
             inexact = 0
             for name, acc in self._sums.items():
@@ -83,9 +89,9 @@ class WeightedMean:
 def _check_term_finite(name: str, value: Array, weight: float) -> None:
     """Raise `ValueError` if RNE64(weight * v) overflows for some value v of `value`."""
     dtype = value.dtype
-    if np.issubdtype(dtype, np.floating):
+    if dtype.kind == "f":
         bound = float(np.finfo(dtype.type).max)  # type: ignore[type-var]
-    elif np.issubdtype(dtype, np.integer):
+    elif dtype.kind in "iu":
         bound = float(2 ** (8 * dtype.itemsize))
     else:
         bound = 1.0
