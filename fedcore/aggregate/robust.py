@@ -23,6 +23,7 @@ aggregation is done by honest clients before masking (see docs/strategies.md).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 
@@ -34,7 +35,7 @@ from fedcore.aggregate.mean import WeightedMean
 from fedcore.protocol.params import Array
 
 
-class _Buffered:
+class _Buffered(abc.ABC):
     """Holds every update's floating-point tensors (unweighted), checked against the first
     one's layout; other tensors go to a streaming weighted mean."""
 
@@ -88,9 +89,10 @@ class _Buffered:
             self._updates = []
         return self._result
 
+    @abc.abstractmethod
     def _combine(self, updates: list[dict[str, Array]]) -> tuple[dict[str, Array],
                                                                   dict[str, float]]:
-        raise NotImplementedError
+        """The round's update and measurements from every update received (each rule's own)."""
 
 
 class CoordinateMedian(_Buffered):

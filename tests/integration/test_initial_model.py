@@ -79,7 +79,7 @@ def test_a_stranger_joining_first_with_a_5_element_model_cannot_set_the_initial_
     # model (the stranger made every round fail)
     assert summary.finished and summary.tasks_completed == 2
     assert [r.status for r in server.engine.records] == ["failed", "ok", "ok"]
-    assert server.engine.records[0].duration_s < config.round_timeout_s
+    assert "every selected client left" in server.engine.records[0].reason  # not its deadline
     assert spec_of(server.engine.params) == spec_of(MODEL)
 
 
