@@ -1,7 +1,7 @@
 """FedAvg on pathological non-IID MNIST (McMahan et al. 2017, Table 2, CNN, E = 5, B = 10).
 
 100 clients, each 2 label-sorted shards of 300 training images; C = 0.1 (10 clients per
-round), E = 5 local epochs, B = 10, SGD; the CNN of the paper (`fedcore.models.mnist_cnn`).
+round), E = 5 local epochs, B = 10, SGD; the CNN of the paper (`fedcore.training.models.mnist_cnn`).
 Accuracy is the global model's on the 10k MNIST test set after each evaluated round
 (server-side `CentralEvaluator`); training goes through the real round engine
 (`InProcessDriver`). `--algorithm fedsgd` runs the paper's FedSGD baseline (E = 1, B = all

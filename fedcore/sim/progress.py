@@ -20,7 +20,7 @@ HEADER = (
 
 
 def run_with_progress(config: SimulationConfig, console: Console | None = None) -> SimulationResult:
-    """`fedcore.simulation.run(config)`, printing each round as it completes."""
+    """`fedcore.sim.simulate.run(config)`, printing each round as it completes."""
     from fedcore.sim import simulate as simulation  # late: keeps `fedcore --help` fast
 
     console = console or Console()

@@ -1,4 +1,4 @@
-"""Simulate a federation in one process: `fedcore.simulation.run(config)` or `fedcore simulate`.
+"""Simulate a federation in one process: `fedcore.sim.simulate.run(config)` or `fedcore simulate`.
 
 The run goes through the same round engine, strategies and client semantics as a deployment
 (see `fedcore.sim.driver`) and writes the same history files (JSON, CSV, PNG).

@@ -37,7 +37,7 @@ PerExampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainSettings(Protocol):
-    """Local training hyper-parameters (`fedcore.messages.TrainConfig` satisfies it)."""
+    """Local training hyper-parameters (`fedcore.protocol.messages.TrainConfig` satisfies it)."""
 
     @property
     def local_epochs(self) -> int: ...
