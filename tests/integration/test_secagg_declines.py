@@ -14,7 +14,7 @@ from fedcore.strategy import FedAvg
 from .conftest import run_over_grpc
 
 pytestmark = pytest.mark.timeout(60)
-PHASE_TIMEOUT_S = 30.0
+PHASE_TIMEOUT_S = 3600.0  # a phase that waited for its deadline would outlast the test
 ADDS = [0.1, 0.2, 0.3]
 
 
@@ -41,11 +41,10 @@ def test_one_declining_client_does_not_make_a_secure_round_wait_the_phase_timeou
         FedAvg(), initial_params={"w": np.zeros(3, np.float32)},
     )
 
-    # act
+    # act: the run must end within 50 s, so no phase may wait for its (hour-long) deadline
     run_over_grpc(engine, [app(a) for a in ADDS] + [app(None)], timeout=50)
 
-    # assert, on the engine's clock: the round ended before any phase deadline
+    # assert: the round summed exactly the three who trained
     (record,) = engine.records
     assert (record.status, record.results_received) == ("ok", 3), record.reason
-    assert record.duration_s < PHASE_TIMEOUT_S
     np.testing.assert_allclose(engine.params["w"], np.mean(ADDS), atol=1e-6)
