@@ -275,24 +275,38 @@ class BufferedEngine:
         update: dict[str, Array] = {
             k: np.asarray(v, np.float64) * scale for k, v in mean.update.items()}
         staleness = tuple(self._staleness)
+        self._buffer, self._staleness = WeightedMean(), []
+        self._advance(update, staleness, now, total_weight=mean.total_weight,
+                      measurements={"staleness_weight": float(mean.total_weight)})
+
+    def _advance(self, update: dict[str, Array], staleness: tuple[int, ...], now: float, *,
+                 total_weight: float, measurements: dict[str, float]) -> None:
+        """One server step on `update` (already scaled as Algorithm 1 says): the new version,
+        its record, and the models no outstanding task needs any more released."""
         self.params = self.strategy.apply(self.params, AggregateResult(
-            update=update, count=len(staleness), total_weight=mean.total_weight))
+            update=update, count=len(staleness), total_weight=total_weight))
         self.version += 1
         self._models[self.version] = self.params
-        self._buffer, self._staleness = WeightedMean(), []
         if self.done:  # what is still out can no longer count
-            self._out.clear()
+            self._drop_outstanding()
         self._release_models()
         self.records.append(BufferRecord(
             version=self.version, at_s=now, staleness=staleness,
-            measurements={"mean_staleness": float(np.mean(staleness)),
-                          "staleness_weight": float(mean.total_weight)}))
+            measurements={"mean_staleness": float(np.mean(staleness)), **measurements}))
+
+    def _drop_outstanding(self) -> None:
+        """Forget every outstanding task (the run ended)."""
+        self._out.clear()
+
+    def _versions_in_use(self) -> set[int]:
+        """Model versions outstanding work started from."""
+        return {o.version for o in self._out.values()}
 
     def _finish(self, task_id: str) -> None:
         del self._out[task_id]
         self._release_models()
 
     def _release_models(self) -> None:
-        needed = {o.version for o in self._out.values()} | {self.version}
+        needed = self._versions_in_use() | {self.version}
         for version in [v for v in self._models if v not in needed]:
             del self._models[version]
