@@ -36,9 +36,17 @@ from fedcore.aggregate.base import AggregateResult
 from fedcore.aggregate.mean import WeightedMean
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.errors import WireError
-from fedcore.protocol.messages import Done, Task, TaskKind, TaskReply, TaskResult, Wait
+from fedcore.protocol.messages import (
+    Done,
+    ResultHeader,
+    Task,
+    TaskKind,
+    TaskReply,
+    TaskResult,
+    Wait,
+)
 from fedcore.protocol.params import Array, Params
-from fedcore.protocol.specs import ModelSpec, check_matches, spec_of
+from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
 from fedcore.protocol.update import update_values
 from fedcore.strategy.base import Strategy
 from fedcore.wire.tensor import check_finite
@@ -98,6 +106,7 @@ class Outcome(enum.Enum):
     STALE = "stale"  # older than max_staleness: refused, its slot freed
     DECLINED = "declined"  # the client declined the task: its slot freed
     AFTER_END = "after_end"  # the run was done before it arrived: dropped
+    FAILED = "failed"  # a secure buffer's protocol aborted: nothing applied
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,6 +191,36 @@ class BufferedEngine:
         """(client id, version it started from) of outstanding task `task_id`, else None."""
         out = self._out.get(task_id)
         return None if out is None else (out.client_id, out.version)
+
+    @property
+    def activity(self) -> tuple[object, ...]:
+        """Changes whenever a waiting client may have new work; plain buffers hand out work
+        at the poll, so nothing here wakes anyone."""
+        return ()
+
+    def version_of(self, client_id: str, task_id: str) -> int:
+        """The version `client_id`'s outstanding task `task_id` trains from.
+
+        Raises:
+            EngineError: LATE (no such task is out: answered, expired, or the run ended) or
+                NOT_ASSIGNED (another client's task).
+        """
+        out = self._out.get(task_id)
+        if out is None:
+            raise EngineError(Reason.LATE, f"task {task_id} is no longer open (answered, "
+                              "expired, or the run ended): ask for a new task")
+        if out.client_id != client_id:
+            raise EngineError(Reason.NOT_ASSIGNED, f"task {task_id} is not {client_id!r}'s")
+        return out.version
+
+    def expected_spec(self, header: ResultHeader) -> ModelSpec:
+        """The payload layout the result `header` announces must have (none for a decline).
+
+        Raises:
+            EngineError: as `version_of`.
+        """
+        self.version_of(header.client_id, header.task_id)
+        return EMPTY_SPEC if header.declined_reason else self.spec
 
     def model_for(self, task_id: str) -> Params:
         """The model version outstanding task `task_id` trains from (read-only use).
