@@ -74,3 +74,34 @@ def test_gaussian_noise_with_one_expected_client_divides_by_one() -> None:
 
     assert result.measurements["denominator"] == 1.0
     np.testing.assert_allclose(result.update["w"], [6.0])  # the sum over a denominator of 1
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_an_exact_sum_refuses_a_term_of_another_size_and_keeps_its_value(size: int) -> None:
+    from fedcore.aggregate.exact import ExactSum
+
+    total = ExactSum((4,))
+    total.add(np.array([1.0, 2.0, 3.0, 4.0]))
+
+    with pytest.raises(ValueError):
+        total.add(np.full(size, 100.0))
+    total.add(np.array([1.0, 1.0, 1.0, 1.0]))
+
+    np.testing.assert_array_equal(total.divide_into_mean(2.0), [1.0, 1.5, 2.0, 2.5])
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0, float("inf"), float("nan")])
+def test_a_norm_bound_must_be_positive_and_finite(bound: float) -> None:
+    from fedcore.aggregate.robust import NormBound
+
+    with pytest.raises(ValueError):
+        NormBound(bound)
+
+
+def test_a_tiny_norm_bound_is_accepted_and_clips_to_it() -> None:
+    from fedcore.aggregate.robust import NormBound
+
+    agg = NormBound(1e-3)
+    agg.add({"w": np.array([3.0, 4.0])}, 1.0)
+
+    np.testing.assert_allclose(agg.result().update["w"], [6e-4, 8e-4], rtol=1e-5)  # just under C

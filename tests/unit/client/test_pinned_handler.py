@@ -75,3 +75,15 @@ def test_a_plain_round_sends_the_compressed_update_when_compression_is_on() -> N
     assert "w" not in result.tensors  # not the dense update
     codes = [name for name in result.tensors if name.startswith("w") and name.endswith("q8")]
     assert len(codes) == 1 and result.tensors[codes[0]].dtype == np.uint8
+
+
+def test_a_deadline_under_a_second_away_still_bounds_training() -> None:
+    from dataclasses import replace
+
+    from fedcore.client.handler import limit_train_time
+
+    task = replace(_task(), time_left_s=0.5)
+
+    limited = limit_train_time(task, local_max_s=0.0, elapsed_s=0.0)
+    assert limited is not None and limited.train.max_train_s == 0.5
+    assert limit_train_time(task, local_max_s=0.0, elapsed_s=0.5) is None  # no time left

@@ -1,0 +1,49 @@
+"""Engine settings at their boundaries and the buffered facade's retry hint, found unpinned by a
+fresh mutation sample (benchmarks/mutation.py): the smallest legal value of each setting is
+accepted, the next one down refused with a ValueError at construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcore.engine import EngineConfig
+from fedcore.engine.buffered import BufferedConfig, BufferedEngine
+from fedcore.engine.buffered_coordinator import BufferedCoordinator
+from fedcore.engine.snapshot import EngineSnapshot
+from fedcore.strategy import FedAvg
+
+
+def test_one_round_is_the_fewest_a_run_may_have() -> None:
+    assert EngineConfig(num_rounds=1).num_rounds == 1
+    for rounds in (0, -1):
+        with pytest.raises(ValueError):
+            EngineConfig(num_rounds=rounds)
+
+
+@pytest.mark.parametrize("field", ["max_payload_bytes", "chunk_bytes"])
+def test_payload_and_chunk_sizes_of_one_byte_are_accepted_and_zero_refused(field: str) -> None:
+    assert getattr(EngineConfig(num_rounds=1, **{field: 1}), field) == 1
+    with pytest.raises(ValueError):
+        EngineConfig(num_rounds=1, **{field: 0})
+
+
+def test_a_snapshot_before_any_round_or_task_is_accepted() -> None:
+    snapshot = EngineSnapshot(round=0, task_seq=0, params={"w": np.zeros(1)})
+
+    assert (snapshot.round, snapshot.task_seq) == (0, 0)
+
+
+@pytest.mark.parametrize(("round_", "task_seq"), [(-1, 0), (0, -1)])
+def test_a_snapshot_with_a_negative_count_is_refused(round_: int, task_seq: int) -> None:
+    with pytest.raises(ValueError):
+        EngineSnapshot(round=round_, task_seq=task_seq, params={"w": np.zeros(1)})
+
+
+def test_the_buffered_facade_tells_clients_the_configured_retry_delay() -> None:
+    engine = BufferedEngine(BufferedConfig(buffer_size=1, concurrency=1, num_updates=1), FedAvg(),
+                            {"w": np.zeros(1)})
+    facade = BufferedCoordinator(engine, EngineConfig(num_rounds=1, retry_after_s=2.5))
+    facade.join("a", now=0.0)
+
+    assert facade.retry_after("a", now=0.0) == 2.5
