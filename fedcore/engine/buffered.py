@@ -21,7 +21,11 @@ with a simulated clock and the gRPC coordinator with the wall clock
 each model version some outstanding task started from (at most min(concurrency,
 max_staleness + 1) versions; they are shared, not copied, per task).
 
-Secure aggregation is not implemented for buffers; docs/algorithms.md says what it would cost.
+`snapshot()` / `BufferedEngine.restore` carry what must survive a coordinator restart (model,
+version, the strategy's state, counters, records); outstanding tasks and a partly filled buffer
+are not kept: after a restart their results are refused as not outstanding, and the clients ask
+for a new task. Secure aggregation is not implemented for buffers; docs/algorithms.md says what
+it would cost.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from fedcore.protocol.messages import (
 from fedcore.protocol.params import Array, Params
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
 from fedcore.protocol.update import update_values
-from fedcore.strategy.base import Strategy
+from fedcore.strategy.base import StatefulStrategy, Strategy
 from fedcore.wire.tensor import check_finite
 
 
@@ -73,9 +77,9 @@ class BufferedConfig:
         retry_after_s: what `Wait` tells a client while every slot is taken.
     """
 
-    buffer_size: int
-    concurrency: int
-    num_updates: int
+    buffer_size: int = 10
+    concurrency: int = 20
+    num_updates: int = 10
     task_timeout_s: float = 600.0
     max_staleness: int = 0
     staleness_exponent: float = 0.5
@@ -119,6 +123,39 @@ class BufferRecord:
     measurements: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferedSnapshot:
+    """What a buffered run keeps across a restart, as plain data (see `fedcore.engine.checkpoint`).
+
+    Args:
+        version: server steps taken.
+        params: the global model at `version`.
+        records: one per server step so far.
+        strategy_state: a stateful strategy's tensors (e.g. server-optimizer moments).
+        tasks_issued: training tasks handed out so far (task ids go on from it).
+        stale_refused, expired, declined: the engine's counters.
+    """
+
+    version: int
+    params: dict[str, Array]
+    records: tuple[BufferRecord, ...] = ()
+    strategy_state: dict[str, Array] = field(default_factory=dict)
+    tasks_issued: int = 0
+    stale_refused: int = 0
+    expired: int = 0
+    declined: int = 0
+
+    def __post_init__(self) -> None:
+        counts = (self.version, self.tasks_issued, self.stale_refused, self.expired, self.declined)
+        if min(counts) < 0:
+            raise ValueError(f"a buffered snapshot's counters must be >= 0, got {counts}")
+        if not self.params:
+            raise ValueError("a snapshot needs the global model")
+        if len(self.records) != self.version:
+            raise ValueError(f"a snapshot at version {self.version} needs one record per "
+                             f"server step, got {len(self.records)}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Out:
     client_id: str
@@ -154,6 +191,45 @@ class BufferedEngine:
         self._issued = 0
         self._buffer = WeightedMean()
         self._staleness: list[int] = []
+
+    @classmethod
+    def restore(cls, config: BufferedConfig, strategy: Strategy, snapshot: BufferedSnapshot
+                ) -> BufferedEngine:
+        """An engine that goes on from `snapshot` with no task out and an empty buffer (a
+        stateful `strategy` takes back its state).
+
+        Raises:
+            ValueError: the snapshot is past `config.num_updates`, or the strategy refuses its
+                state.
+        """
+        if snapshot.version > config.num_updates:
+            raise ValueError(f"the snapshot is at version {snapshot.version}, past num_updates "
+                             f"({config.num_updates}): raise num_updates to go on")
+        engine = cls(config, strategy, snapshot.params)
+        if isinstance(strategy, StatefulStrategy):
+            strategy.load_state_arrays(snapshot.strategy_state)
+        elif snapshot.strategy_state:
+            raise ValueError("the snapshot holds a strategy state this run's strategy has not: "
+                             "resume with the strategy that wrote it")
+        engine.version = snapshot.version
+        engine._models = {engine.version: engine.params}
+        engine.records = list(snapshot.records)
+        engine._issued = snapshot.tasks_issued
+        engine.stale_refused = snapshot.stale_refused
+        engine.expired = snapshot.expired
+        engine.declined = snapshot.declined
+        return engine
+
+    def snapshot(self) -> BufferedSnapshot:
+        """What `restore` needs to go on from the current version (outstanding tasks and the
+        partly filled buffer are left out)."""
+        state = self.strategy.state_arrays() if isinstance(self.strategy, StatefulStrategy) else {}
+        return BufferedSnapshot(
+            version=self.version, params={k: np.array(v) for k, v in self.params.items()},
+            records=tuple(self.records),
+            strategy_state={k: np.array(v) for k, v in state.items()},
+            tasks_issued=self._issued, stale_refused=self.stale_refused, expired=self.expired,
+            declined=self.declined)
 
     # ----------------------------------------------------------------- queries
     @property

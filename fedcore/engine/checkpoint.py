@@ -5,7 +5,10 @@ completed round. Layout: the magic line `FEDCORE-CHECKPOINT 1\n`, an 8-byte litt
 header length, a JSON header (round counter, task sequence, records, tensor specs, the
 distributed-DP ledger: each round's noise setting, so ε is never re-priced), then the
 raw little-endian bytes of the model and of the strategy state (fedcore's wire encoding).
-Nothing is pickled: decoding a checkpoint never executes code.
+A buffered run's checkpoint (`BufferedSnapshot`) has the same layout; its header says
+`"kind": "buffered"` and holds the version, counters and server-step records instead (a header
+without `kind` is a round-based run's). Nothing is pickled: decoding a checkpoint never
+executes code.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from fedcore.dp.distributed_accountant import (
     steps_from_json,
     steps_to_json,
 )
+from fedcore.engine.buffered import BufferedSnapshot, BufferRecord
 from fedcore.engine.records import RoundRecord, RoundStatus
 from fedcore.engine.snapshot import EngineSnapshot
 from fedcore.errors import FedcoreError
@@ -35,6 +39,7 @@ from fedcore.wire.tensor import decode, encode
 MAGIC = b"FEDCORE-CHECKPOINT 1\n"
 _LEN = struct.Struct("<Q")
 MAX_HEADER_BYTES = 64 << 20
+ROUNDS, BUFFERED = "rounds", "buffered"
 
 
 class CheckpointError(FedcoreError, ValueError):
@@ -43,34 +48,93 @@ class CheckpointError(FedcoreError, ValueError):
 
 def checkpoint_to_bytes(snapshot: EngineSnapshot) -> bytes:
     """`snapshot` in the checkpoint layout."""
-    model_spec, state_spec = spec_of(snapshot.params), spec_of(snapshot.strategy_state)
-    header = {
+    return _pack({
         "round": snapshot.round,
         "task_seq": snapshot.task_seq,
         "records": [_record_to_json(r) for r in snapshot.records],
-        "model": _spec_to_json(model_spec),
-        "strategy_state": _spec_to_json(state_spec),
         "distributed_dp": steps_to_json(snapshot.distributed_dp),
-    }
-    head = json.dumps(header).encode()
-    return b"".join(
-        (MAGIC, _LEN.pack(len(head)), head, encode(snapshot.params), encode(snapshot.strategy_state))
-    )
+    }, snapshot.params, snapshot.strategy_state)
+
+
+def buffered_checkpoint_to_bytes(snapshot: BufferedSnapshot) -> bytes:
+    """A buffered run's `snapshot` in the checkpoint layout."""
+    return _pack({
+        "kind": BUFFERED,
+        "version": snapshot.version,
+        "tasks_issued": snapshot.tasks_issued,
+        "stale_refused": snapshot.stale_refused,
+        "expired": snapshot.expired,
+        "declined": snapshot.declined,
+        "records": [dataclasses.asdict(r) for r in snapshot.records],
+    }, snapshot.params, snapshot.strategy_state)
 
 
 def checkpoint_from_bytes(data: bytes) -> EngineSnapshot:
-    """The snapshot `data` holds.
+    """The round-based run's snapshot `data` holds.
 
     Raises:
-        CheckpointError: `data` is not a whole fedcore checkpoint.
+        CheckpointError: `data` is not a whole fedcore checkpoint of a round-based run.
     """
+    header, params, state = _unpack(data, ROUNDS)
     try:
-        return _parse(data)
+        records = tuple(_record_from_json(r) for r in header["records"])
+        return EngineSnapshot(
+            round=int(header["round"]), task_seq=int(header["task_seq"]), params=params,
+            records=records, strategy_state=state,
+            distributed_dp=_distributed_dp(header, records),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"damaged: {err}") from err
+
+
+def buffered_checkpoint_from_bytes(data: bytes) -> BufferedSnapshot:
+    """The buffered run's snapshot `data` holds.
+
+    Raises:
+        CheckpointError: `data` is not a whole fedcore checkpoint of a buffered run.
+    """
+    header, params, state = _unpack(data, BUFFERED)
+    try:
+        return BufferedSnapshot(
+            version=int(header["version"]), params=params, strategy_state=state,
+            records=tuple(_buffer_record_from_json(r) for r in header["records"]),
+            tasks_issued=int(header["tasks_issued"]), stale_refused=int(header["stale_refused"]),
+            expired=int(header["expired"]), declined=int(header["declined"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"damaged: {err}") from err
+
+
+def _pack(header: dict[str, Any], params: dict[str, Array], state: dict[str, Array]) -> bytes:
+    model_spec, state_spec = spec_of(params), spec_of(state)
+    head = json.dumps({**header, "model": _spec_to_json(model_spec),
+                       "strategy_state": _spec_to_json(state_spec)}).encode()
+    return b"".join((MAGIC, _LEN.pack(len(head)), head, encode(params), encode(state)))
+
+
+def _unpack(data: bytes, kind: str) -> tuple[dict[str, Any], dict[str, Array], dict[str, Array]]:
+    """The header, model and strategy state of a checkpoint of `kind`."""
+    try:
+        header, body = _header(data)
+        found = header.get("kind", ROUNDS)
+        if found != kind:
+            raise CheckpointError(
+                f"a {found} run's checkpoint, and this run is {kind}: "
+                + ("add [buffered] to go on with it" if found == BUFFERED
+                   else "remove [buffered] to go on with it"))
+        model_spec = _spec_from_json(header["model"])
+        state_spec = _spec_from_json(header["strategy_state"])
+        if len(body) != model_spec.nbytes + state_spec.nbytes:
+            raise ValueError(f"payload has {len(body)} bytes, the header announces more or fewer")
+        return (header, _owned(decode(model_spec, body[: model_spec.nbytes])),
+                _owned(decode(state_spec, body[model_spec.nbytes :])))
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError, WireError, struct.error) as err:
         raise CheckpointError(f"damaged: {err}") from err
 
 
-def _parse(data: bytes) -> EngineSnapshot:
+def _header(data: bytes) -> tuple[dict[str, Any], memoryview]:
     if not data.startswith(MAGIC):
         raise ValueError("not a fedcore checkpoint (bad magic)")
     (n,) = _LEN.unpack_from(data, len(MAGIC))
@@ -78,20 +142,9 @@ def _parse(data: bytes) -> EngineSnapshot:
         raise ValueError(f"header of {n} bytes is too large")
     start = len(MAGIC) + _LEN.size
     header = json.loads(data[start : start + n])
-    model_spec = _spec_from_json(header["model"])
-    state_spec = _spec_from_json(header["strategy_state"])
-    records = tuple(_record_from_json(r) for r in header["records"])
-    body = memoryview(data)[start + n :]
-    if len(body) != model_spec.nbytes + state_spec.nbytes:
-        raise ValueError(f"payload has {len(body)} bytes, the header announces more or fewer")
-    return EngineSnapshot(
-        round=int(header["round"]),
-        task_seq=int(header["task_seq"]),
-        params=_owned(decode(model_spec, body[: model_spec.nbytes])),
-        records=records,
-        strategy_state=_owned(decode(state_spec, body[model_spec.nbytes :])),
-        distributed_dp=_distributed_dp(header, records),
-    )
+    if not isinstance(header, dict):
+        raise TypeError("the header is not a JSON object")
+    return header, memoryview(data)[start + n :]
 
 
 def _distributed_dp(header: dict[str, Any], records: tuple[RoundRecord, ...]) -> tuple[
@@ -133,3 +186,9 @@ def _record_to_json(record: RoundRecord) -> dict[str, Any]:
 def _record_from_json(row: dict[str, Any]) -> RoundRecord:
     return RoundRecord(**{**row, "status": RoundStatus(row["status"]),
                           "metrics": {str(k): float(v) for k, v in row["metrics"].items()}})
+
+
+def _buffer_record_from_json(row: dict[str, Any]) -> BufferRecord:
+    return BufferRecord(version=int(row["version"]), at_s=float(row["at_s"]),
+                        staleness=tuple(int(t) for t in row["staleness"]),
+                        measurements={str(k): float(v) for k, v in row["measurements"].items()})
