@@ -84,6 +84,7 @@ class TaskHandler:
         self.control_variates: VariateStore = (
             control_variates if control_variates is not None else BlobVariates())
         self._secure: tuple[str, SecureSession] | None = None  # (task id, session)
+        self.trained_examples = 0  # of the last local training (a secure result hides it)
         self._matched: ModelSpec | None = None  # the run's layout, once checked against the app's
 
     def check_model(self, task: Task) -> None:
@@ -179,6 +180,7 @@ class TaskHandler:
                 raise ClientAppError(
                     f"fit() returned parameters that do not match the model: {err}") from err
             delta = {name: update_of(new[name], params[name]) for name in new}
+        self.trained_examples = int(fit.num_examples)
         for name, value in delta.items():  # an integer change too large for its width
             try:
                 check_representable(name, value, params[name])

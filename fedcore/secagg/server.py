@@ -82,6 +82,13 @@ TRANSITIONS: dict[Phase, frozenset[type[ClientMessage]]] = {
 }
 
 
+def _phase_over(message: type[ClientMessage], now: Phase) -> bool:
+    """Whether the phase that collects `message` came before `now` (or the round ended)."""
+    order = list(Phase)
+    collected_in = next(p for p, kinds in TRANSITIONS.items() if message in kinds)
+    return order.index(collected_in) < order.index(now)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class SecAggResult:
     """The unmasked sum: `total[i]` = sum over `survivors` of their quantised input, mod 2**b."""
@@ -164,6 +171,8 @@ class SecAggServer:
         """
         name = type(msg).__name__
         if type(msg) not in TRANSITIONS[self._phase]:
+            if _phase_over(type(msg), self._phase):  # a slow client's answer: late, not wrong
+                raise self._refuse(name, "its phase is over", Refusal.NOT_IN_PHASE)
             raise self._refuse(name, "not expected in this phase")
         if msg.sender not in self._expected:
             raise self._refuse(name, f"client {msg.sender} is not part of this phase",

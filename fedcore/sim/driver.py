@@ -124,7 +124,7 @@ class InProcessDriver:
         arrivals = sorted(
             (
                 start + task.time_left_s * PARTIAL_ARRIVAL if cid in partial
-                else start + self._seconds(cid, task, results[cid].header.num_examples),
+                else start + self._seconds(cid, task, self._examples(cid, results[cid])),
                 cid,
             )
             for cid in working
@@ -196,6 +196,12 @@ class InProcessDriver:
         if task.kind is not TaskKind.TRAIN:
             return {}, set()
         return self.stragglers.partial_work(clients, task.round, task.train.local_epochs)
+
+    def _examples(self, cid: str, result: TaskResult) -> int:
+        """The examples `cid` trained on: a secure result's header hides them (they are in the
+        masked sum), its handler knows them."""
+        handler = self._handlers.get(cid)
+        return handler.trained_examples if handler is not None else result.header.num_examples
 
     def _seconds(self, cid: str, task: Task, examples: int) -> float:
         index = self.population.index_of(cid)

@@ -9,7 +9,7 @@ from fedcore.secagg import client as client_mod
 from fedcore.secagg import server as server_mod
 from fedcore.secagg.client import SecAggClient
 from fedcore.secagg.config import Mode
-from fedcore.secagg.errors import ProtocolError, RoundAborted
+from fedcore.secagg.errors import ProtocolError, Refusal, RoundAborted
 from fedcore.secagg.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -171,6 +171,11 @@ def test_server_refuses_message_outside_table_and_changes_nothing(phase, msg):
 
     assert (info.value.phase, info.value.got) == (phase.name, type(msg).__name__)
     assert snapshot(machine) == before
+    # a message whose phase is over is a slow client's (late); one from a later phase is wrong
+    order = list(server_mod.Phase)
+    collected_in = next(p for p, kinds in server_mod.TRANSITIONS.items() if type(msg) in kinds)
+    late = order.index(collected_in) < order.index(phase)
+    assert info.value.kind is (Refusal.NOT_IN_PHASE if late else Refusal.INVALID)
 
 
 @pytest.mark.parametrize("phase", [server_mod.Phase.DONE, server_mod.Phase.ABORTED])
