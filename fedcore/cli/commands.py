@@ -69,6 +69,7 @@ def simulate(args: argparse.Namespace) -> int:
             "simulation.backend": args.backend, "simulation.device": args.device,
             "simulation.seed": args.seed, "simulation.out_dir": args.out,
             "simulation.tensorboard": args.tensorboard,
+            **_buffered_overrides(args),
         }.items()
         if value is not None
     }
@@ -101,6 +102,10 @@ def server(args: argparse.Namespace) -> int:
             "rounds.min_available": args.min_clients,
             "rounds.min_results": args.min_results,
             "rounds.round_timeout_s": args.round_timeout,
+            **_buffered_overrides(args),
+            "buffered.buffer_size": args.buffer_size,
+            "buffered.concurrency": args.concurrency,
+            "buffered.task_timeout_s": args.task_timeout,
         }.items()
         if value is not None
     }
@@ -109,12 +114,19 @@ def server(args: argparse.Namespace) -> int:
                   "--address" if args.address is not None else "[server] address")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # e.g. `docker stop`
-    with _round_progress(args.progress, plan.run.engine.num_rounds) as on_round:
+    buffered = plan.run.buffered
+    steps = plan.run.engine.num_rounds if buffered is None else buffered.num_updates
+    with _round_progress(args.progress, steps) as on_round:
         records = run_coordinator(plan, resume=args.resume, stop=stop, on_round=on_round)
     if records:
         out = Path(plan.config.server.out_dir)
         plot_history([r.to_dict() for r in records], out / "training.png")
     return 0
+
+
+def _buffered_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--buffered (the [buffered] table, present) and --num-updates as dotted keys."""
+    return {"buffered": {} if args.buffered else None, "buffered.num_updates": args.num_updates}
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -104,7 +105,7 @@ def _demo_args(demo: argparse.ArgumentParser) -> None:
 
 
 def _server_args(server: argparse.ArgumentParser) -> None:
-    from fedcore.config import RoundsConfig, ServerConfig, TLSConfig
+    from fedcore.config import BufferedSection, RoundsConfig, ServerConfig, TLSConfig
 
     def key(cls: type, section: str, name: str) -> str:
         return _key(getattr(cls(), name), section, name)
@@ -129,6 +130,16 @@ def _server_args(server: argparse.ArgumentParser) -> None:
     server.add_argument("--round-timeout", type=argtypes.float_above(0),
                         help="seconds a round waits for results "
                         + key(RoundsConfig, "rounds", "round_timeout_s"))
+    _buffered_args(server, key)
+    server.add_argument("--buffer-size", type=argtypes.int_at_least(1),
+                        help="FedBuff (implies --buffered): results per server step (K) "
+                        + key(BufferedSection, "buffered", "buffer_size"))
+    server.add_argument("--concurrency", type=argtypes.int_at_least(1),
+                        help="FedBuff (implies --buffered): training tasks out at once "
+                        + key(BufferedSection, "buffered", "concurrency"))
+    server.add_argument("--task-timeout", type=argtypes.float_above(0),
+                        help="FedBuff (implies --buffered): seconds before an unanswered task expires "
+                        + key(BufferedSection, "buffered", "task_timeout_s"))
     server.add_argument("--initial-model", help=".npz of the operator's initial parameters "
                         "(a fresh run needs it, or --initial-model-from client) "
                         + key(ServerConfig, "server", "initial_model"))
@@ -205,6 +216,7 @@ def _simulate_args(simulate: argparse.ArgumentParser) -> None:
                           help="TOML file (see benchmarks/configs/); flags override it")
     simulate.add_argument("--rounds", type=argtypes.int_at_least(1),
                           help=f"number of rounds {key(RoundsConfig, 'rounds', 'num_rounds')}")
+    _buffered_args(simulate, key)
     simulate.add_argument("--clients", type=argtypes.int_at_least(1),
                           help="registered (virtual) clients "
                           + key(RunConfig, "simulation", "clients"))
@@ -220,6 +232,18 @@ def _simulate_args(simulate: argparse.ArgumentParser) -> None:
                           help="also write TensorBoard event files to OUT/tensorboard (needs "
                           "the [tensorboard] extra) " + key(RunConfig, "simulation",
                                                             "tensorboard"))
+
+
+def _buffered_args(parser: argparse.ArgumentParser, key: Callable[[type, str, str], str]) -> None:
+    """--buffered and --num-updates, which `fedcore server` and `fedcore simulate` share."""
+    from fedcore.config import BufferedSection
+
+    parser.add_argument("--buffered", action="store_true", default=None,
+                        help="asynchronous buffered aggregation (FedBuff) instead of rounds: "
+                        "the [buffered] table, with its defaults where the file has none")
+    parser.add_argument("--num-updates", type=argtypes.int_at_least(1),
+                        help="FedBuff (implies --buffered): server steps in the run "
+                        + key(BufferedSection, "buffered", "num_updates"))
 
 
 def _key(default: Any, section: str, name: str) -> str:

@@ -3,13 +3,14 @@
 A file's sections (`CoordinatorConfig`; the simulator's `SimulationConfig` inherits the run's,
 `RunSections`) are read once by `fedcore.config.tables`. [secagg] is the engine's own
 `SecureAggregationConfig`; [privacy] is one choice, made by the table present ([privacy.local]
-or [privacy.user]); sections that map onto several domain objects take their defaults from
-them. `plan_run` builds the run they describe (`RunPlan`) once, at start. Unknown keys
+or [privacy.user]); [buffered], when present, runs FedBuff instead of rounds; sections that map
+onto several domain objects take their defaults from them. `plan_run` builds the run they describe (`RunPlan`) once, at start. Unknown keys
 and bad values fail with the key's dotted name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,14 @@ from fedcore.config.tables import build as build
 from fedcore.config.tables import default_of as default_of
 from fedcore.config.tables import load_toml as load_toml
 from fedcore.config.tables import toml_fields as toml_fields
+from fedcore.engine.buffered import BufferedConfig
 from fedcore.engine.config import (
     EngineConfig,
     Limits,
     SecureAggregationConfig,
     SelectionConfig,
 )
-from fedcore.engine.plan import RunPlan
+from fedcore.engine.plan import RunPlan, check_buffered
 from fedcore.protocol.messages import LocalDPConfig
 from fedcore.strategy.base import Strategy
 from fedcore.strategy.fedavg import FedAvg
@@ -97,6 +99,33 @@ class RoundsConfig:
                 f"rounds.min_results ({self.min_results}) cannot exceed rounds.min_available "
                 f"({self.min_available}), or no round could succeed: lower min_results "
                 "(--min-results) or raise min_available (--min-clients)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferedSection:
+    """[buffered]: asynchronous buffered aggregation (FedBuff, `BufferedConfig`) instead of
+    rounds; the table's presence turns it on (docs/algorithms.md)."""
+
+    buffer_size: int = default_of(BufferedConfig, "buffer_size")
+    concurrency: int = default_of(BufferedConfig, "concurrency")
+    num_updates: int = default_of(BufferedConfig, "num_updates")
+    task_timeout_s: float = default_of(BufferedConfig, "task_timeout_s")
+    max_staleness: int = default_of(BufferedConfig, "max_staleness")
+    staleness_exponent: float = default_of(BufferedConfig, "staleness_exponent")
+
+    def __post_init__(self) -> None:
+        self.config()  # a bad value fails as it is read, as "[buffered]: <key> must ..."
+
+    def config(self) -> BufferedConfig:
+        """The engine's settings these keys describe.
+
+        Raises:
+            ValueError: a value out of range, named by its key.
+        """
+        return BufferedConfig(
+            buffer_size=self.buffer_size, concurrency=self.concurrency,
+            num_updates=self.num_updates, task_timeout_s=self.task_timeout_s,
+            max_staleness=self.max_staleness, staleness_exponent=self.staleness_exponent)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,6 +330,7 @@ class RunSections:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secagg: SecureAggregationConfig | None = field(default=None, metadata=SWITCHED)
+    buffered: BufferedSection | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,8 +359,40 @@ def plan_run(
     Raises:
         ConfigError: a value is invalid or settings conflict; the message names the key.
     """
-    return RunPlan(engine=_engine_config(sections, max_payload_bytes, limits or Limits()),
+    plan = RunPlan(engine=_engine_config(sections, max_payload_bytes, limits or Limits()),
                    strategy=_strategy(sections))
+    if sections.buffered is None:
+        return plan
+    plan = dataclasses.replace(plan, buffered=sections.buffered.config())
+    try:
+        check_buffered(plan)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    _check_buffered_sections(sections)
+    return plan
+
+
+# What a buffered run reads of [rounds]: how long a silent client counts as connected.
+_ROUNDS_USED_BY_BUFFERED = frozenset({"client_timeout_s"})
+
+
+def _check_buffered_sections(sections: RunSections) -> None:
+    """Refuse [rounds] keys that a buffered run would silently ignore, and DP-SGD budgets
+    planned over rounds it does not have."""
+    defaults = RoundsConfig()
+    unused = [f"rounds.{f.name}" for f in dataclasses.fields(RoundsConfig)
+              if f.name not in _ROUNDS_USED_BY_BUFFERED
+              and getattr(sections.rounds, f.name) != getattr(defaults, f.name)]
+    if unused:
+        raise ConfigError(
+            f"{', '.join(unused)}: [buffered] runs without rounds, so these have no effect; "
+            "remove them (buffered.num_updates sets the run's length, buffered.concurrency the "
+            "tasks out at once, buffered.task_timeout_s a task's deadline)")
+    local = sections.privacy.local
+    if local is not None and local.target_epsilon > 0:
+        raise ConfigError("privacy.local.target_epsilon plans the clients' noise over "
+                          "rounds.num_rounds rounds, which a buffered run ([buffered]) does not "
+                          "have: set privacy.local.noise_multiplier instead")
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> ServerPlan:

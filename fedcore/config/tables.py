@@ -64,7 +64,8 @@ MOVED = {
 
 
 def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The tables of a TOML file (empty for None) with dotted-key `overrides` applied."""
+    """The tables of a TOML file (empty for None) with dotted-key `overrides` applied (a dict
+    value is a table, merged into the file's)."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -79,7 +80,10 @@ def load_toml(path: Path | None, overrides: dict[str, Any] | None = None) -> dic
             if not isinstance(table, dict):
                 raise ConfigError(f"{'.'.join(tables[:depth])} must be a table (a [section]), "
                                   f"got {table!r}: it cannot hold {dotted}")
-        table[key] = value
+        if isinstance(value, dict) and isinstance(table.get(key), dict):
+            table[key].update(value)  # a table given by a flag (`{}`: present) joins the file's
+        else:
+            table[key] = value
     return data
 
 

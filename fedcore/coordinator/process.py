@@ -1,7 +1,8 @@
 """A coordinator process: the gRPC server plus what operations need around it.
 
 Wires TLS, token authentication, the SQLite run store, per-round checkpoints, `--resume`,
-Prometheus metrics, the live status page and the history files around a `RoundEngine` and
+Prometheus metrics, the live status page and the history files around a `RoundEngine` (or, with
+[buffered], a `BufferedCoordinator`, checkpointed after each server step) and
 `CoordinatorServer`.
 Installs no signal handler: the caller (the CLI) sets `stop` to end the run.
 """
@@ -21,9 +22,15 @@ from fedcore.coordinator.model_files import load_model_spec, load_npz
 from fedcore.coordinator.progress_log import ProgressLog
 from fedcore.coordinator.status_page import StatusBoard, StatusPage
 from fedcore.engine import RoundEngine, RoundRecord
-from fedcore.engine.plan import build_run
+from fedcore.engine.buffered_coordinator import BufferedCoordinator
+from fedcore.engine.plan import build_buffered, build_run
 from fedcore.report.history import HistoryWriter
-from fedcore.storage.checkpoints import FILENAME, load_checkpoint, save_checkpoint
+from fedcore.storage.checkpoints import (
+    FILENAME,
+    load_buffered_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from fedcore.storage.run_store import RunStore
 from fedcore.transport.grpc.observer import Observers
 from fedcore.transport.grpc.server import CoordinatorServer
@@ -66,8 +73,7 @@ def run_coordinator(
     store = RunStore(out / config.server.run_store) if config.server.run_store else None
     metrics = CoordinatorMetrics() if config.server.metrics_port else None
     status = _status_page(plan, engine)
-    progress = ProgressLog(num_rounds=plan.run.engine.num_rounds,
-                           min_clients=plan.run.engine.train.min_available,
+    progress = ProgressLog(num_rounds=_length(plan), min_clients=_min_clients(plan),
                            phase=lambda: engine.phase.value, rounds_done=engine.round_number)
 
     def round_done(record: RoundRecord) -> None:
@@ -115,10 +121,13 @@ def run_coordinator(
     return engine.records
 
 
-def build_engine(plan: ServerPlan, *, resume: bool) -> RoundEngine:
-    """A fresh engine, or one restored from the checkpoint in `server.out_dir`."""
+def build_engine(plan: ServerPlan, *, resume: bool) -> RoundEngine | BufferedCoordinator:
+    """A fresh engine, or one restored from the checkpoint in `server.out_dir` (a buffered
+    run's, served by a `BufferedCoordinator`, when `plan.run.buffered` is set)."""
     config = plan.config
     out = Path(config.server.out_dir)
+    if plan.run.buffered is not None:
+        return _buffered_coordinator(plan, resume=resume)
     spec = load_model_spec(Path(config.server.model_spec)) if config.server.model_spec else None
     snapshot = load_checkpoint(out)
     if snapshot is not None and not resume:
@@ -138,6 +147,46 @@ def build_engine(plan: ServerPlan, *, resume: bool) -> RoundEngine:
                          model_spec=spec)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def _buffered_coordinator(plan: ServerPlan, *, resume: bool) -> BufferedCoordinator:
+    config = plan.config
+    out = Path(config.server.out_dir)
+    snapshot = load_buffered_checkpoint(out)
+    if snapshot is not None and not resume:
+        raise ConfigError(
+            f"{out / FILENAME} holds version {snapshot.version} of an earlier buffered run: pass "
+            "--resume to continue it, or choose another output directory"
+        )
+    if config.server.initial_model_from is InitialModelFrom.CLIENT:
+        raise ConfigError("server.initial_model_from = \"client\" is for round-based runs: a "
+                          "buffered run ([buffered]) starts from server.initial_model "
+                          "(--initial-model)")
+    try:
+        if snapshot is not None:
+            log.info("resuming a buffered run at version %d from %s", snapshot.version,
+                     out / FILENAME)
+            engine = build_buffered(plan.run, snapshot=snapshot)
+        else:
+            if resume:
+                log.info("no checkpoint in %s: starting a new run", out)
+            initial = (load_npz(Path(config.server.initial_model))
+                       if config.server.initial_model else None)
+            engine = build_buffered(plan.run, initial_params=initial)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return BufferedCoordinator(engine, plan.run.engine)
+
+
+def _length(plan: ServerPlan) -> int:
+    """Rounds, or a buffered run's server steps."""
+    buffered = plan.run.buffered
+    return plan.run.engine.num_rounds if buffered is None else buffered.num_updates
+
+
+def _min_clients(plan: ServerPlan) -> int:
+    """Clients a round waits for (a buffered run hands a task to the first who asks)."""
+    return plan.run.engine.train.min_available if plan.run.buffered is None else 1
 
 
 def initial_model_from_client(plan: ServerPlan) -> bool:
@@ -164,12 +213,13 @@ def initial_model_from_client(plan: ServerPlan) -> bool:
     return True
 
 
-def _status_page(plan: ServerPlan, engine: RoundEngine) -> StatusPage | None:
+def _status_page(plan: ServerPlan, engine: RoundEngine | BufferedCoordinator
+                 ) -> StatusPage | None:
     """The live status page `server.status_port` asks for (not yet serving), or None."""
     if not plan.config.server.status_port:
         return None
     board = StatusBoard(
-        num_rounds=plan.run.engine.num_rounds, min_clients=plan.run.engine.train.min_available,
+        num_rounds=_length(plan), min_clients=_min_clients(plan),
         phase=lambda: engine.phase.value, records=engine.records,
     )
     return StatusPage(board)

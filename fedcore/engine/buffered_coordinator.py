@@ -11,12 +11,15 @@ round-based serving:
 - every server step becomes one `RoundRecord` (`round` = the new version, `clients_selected` =
   `results_received` = K, metrics `mean_staleness`, `max_staleness`, `staleness_weight`), so
   the history, logs and metrics work unchanged; there is no federated evaluation;
-- no checkpoints and no secure aggregation (docs/algorithms.md).
+- `snapshot()` is the engine's (`BufferedEngine.snapshot`), for a checkpoint after each server
+  step; a coordinator built on a restored engine reports its earlier steps in `records` but
+  not again as new ones;
+- no secure aggregation (docs/algorithms.md).
 """
 
 from __future__ import annotations
 
-from fedcore.engine.buffered import BufferedEngine, BufferRecord
+from fedcore.engine.buffered import BufferedEngine, BufferedSnapshot, BufferRecord
 from fedcore.engine.config import EngineConfig
 from fedcore.engine.engine import Phase
 from fedcore.engine.errors import EngineError, Reason
@@ -48,6 +51,8 @@ class BufferedCoordinator:
         self._records: list[RoundRecord] = []
         self._unread = 0
         self._last_at = 0.0
+        self._collect()  # a restored engine's steps are history, not new
+        self._unread = 0
 
     # ----------------------------------------------------------------- queries
     @property
@@ -88,6 +93,10 @@ class BufferedCoordinator:
         new = self._records[len(self._records) - self._unread:] if self._unread else []
         self._unread = 0
         return new
+
+    def snapshot(self) -> BufferedSnapshot:
+        """What a checkpoint keeps (see `BufferedEngine.snapshot`)."""
+        return self.buffered.snapshot()
 
     def next_deadline(self) -> float | None:
         """The earliest deadline of an outstanding task."""
@@ -167,12 +176,14 @@ class BufferedCoordinator:
 
     def _collect(self) -> None:
         for record in self.buffered.records[len(self._records):]:
-            self._records.append(_as_round(record, self._last_at))
+            self._records.append(as_round_record(record, self._last_at))
             self._last_at = record.at_s
             self._unread += 1
 
 
-def _as_round(record: BufferRecord, previous_at: float) -> RoundRecord:
+def as_round_record(record: BufferRecord, previous_at: float) -> RoundRecord:
+    """Server step `record` as a round record (see the module docstring); its duration is the
+    time since the step before (`previous_at`)."""
     k = len(record.staleness)
     metrics = dict(record.measurements)
     metrics["max_staleness"] = float(max(record.staleness))

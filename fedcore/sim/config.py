@@ -110,6 +110,13 @@ def load_simulation_config(
     config = build(SimulationConfig, data, "")
     if config.simulation.clients < 1:
         raise ConfigError("simulation.clients must be >= 1")
+    if config.buffered is not None and config.compression is not None:
+        raise ConfigError("[compression] applies to plain rounds; a buffered run ([buffered]) "
+                          "takes dense updates: turn one of them off")
+    if config.buffered is not None and config.stragglers.fraction > 0:
+        raise ConfigError("stragglers.fraction: partial work by a round's deadline is a round "
+                          "notion; a buffered run ([buffered]) gets its slow devices from "
+                          "[timing] (speed_sigma): remove [stragglers]")
     if config.compression is not None and config.secagg is not None:
         raise ConfigError("[compression] applies to plain rounds; under [secagg] clients send "
                           "the dense masked update: turn one of them off")

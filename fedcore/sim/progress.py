@@ -33,7 +33,8 @@ def run_with_progress(config: SimulationConfig, console: Console | None = None) 
         TextColumn("[bold]simulation"), BarColumn(), MofNCompleteColumn(), TextColumn("rounds"),
         TimeElapsedColumn(), console=console,
     )
-    bar = progress.add_task("rounds", total=config.rounds.num_rounds)
+    steps = config.rounds.num_rounds if config.buffered is None else config.buffered.num_updates
+    bar = progress.add_task("rounds", total=steps)
 
     def on_round(record: RoundRecord) -> None:
         progress.console.print(round_row(record))

@@ -1,7 +1,9 @@
 """Simulate a federation in one process: `fedcore.sim.simulate.run(config)` or `fedcore simulate`.
 
 The run goes through the same round engine, strategies and client semantics as a deployment
-(see `fedcore.sim.driver`) and writes the same history files (JSON, CSV, PNG).
+(see `fedcore.sim.driver`) and writes the same history files (JSON, CSV, PNG). With [buffered]
+it is FedBuff instead, through the deployed buffered engine (`fedcore.sim.buffered`): each
+server step is one row of the history, and there is no federated evaluation.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from fedcore.data.partition import dirichlet_partition, iid_partition, shard_par
 from fedcore.data.split import DatasetSplit
 from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.engine import RoundRecord
-from fedcore.engine.plan import build_run
+from fedcore.engine.buffered import BufferRecord
+from fedcore.engine.buffered_coordinator import as_round_record
+from fedcore.engine.plan import RunPlan, build_buffered, build_run
+from fedcore.protocol.params import Params
 from fedcore.report.history import HistoryWriter
 from fedcore.report.plot import plot_history
 from fedcore.report.tensorboard import TensorBoardWriter
+from fedcore.sim.buffered import BufferedDriver
 from fedcore.sim.compression import compressing_handlers
 from fedcore.sim.config import (
     BackendKind,
@@ -38,7 +44,7 @@ from fedcore.sim.driver import InProcessDriver, SimulationResult
 from fedcore.sim.pools import training_pool
 from fedcore.sim.population import DataSource, Population, partitioned_data
 from fedcore.sim.registry import VirtualRegistry
-from fedcore.sim.runners import TorchRunner
+from fedcore.sim.runners import TaskRunner, TorchRunner
 from fedcore.sim.scaffold import StoredVariates
 from fedcore.sim.stragglers import StragglerModel
 from fedcore.sim.timing import TimingModel
@@ -67,8 +73,6 @@ def run(
     data, num_features, num_classes = _data_source(config)
     population = Population(sim.clients, seed=sim.seed, data=data)
     model = seeded(_model(sim.model, num_features, num_classes), sim.seed)
-    engine = build_run(plan, initial_params=state_to_params(model),
-                       registry=VirtualRegistry(population))
     pool = training_pool(sim.backend, sim.workers)
     runner = TorchRunner(
         model, population, vectorised=sim.backend is not BackendKind.SEQUENTIAL,
@@ -98,12 +102,17 @@ def run(
     handler = {} if config.compression is None else {
         "handler": compressing_handlers(config.compression, seed=sim.seed, variates=lambda cid: (
             StoredVariates(population.control_variates, population.index_of(cid))))}
-    driver = InProcessDriver(
-        engine, population, runner, timing=timing, stragglers=stragglers, on_round=record,
-        **handler,
-    )
     try:
-        result = driver.run()
+        if plan.buffered is not None:
+            result = _run_buffered(plan, config, population, runner, timing, record,
+                                   state_to_params(model))
+        else:
+            engine = build_run(plan, initial_params=state_to_params(model),
+                               registry=VirtualRegistry(population))
+            result = InProcessDriver(
+                engine, population, runner, timing=timing, stragglers=stragglers,
+                on_round=record, **handler,
+            ).run()
     finally:
         if pool is not None:
             pool.close()
@@ -112,6 +121,23 @@ def run(
     if history is not None and history.rows:
         plot_history(history.rows, history.out_dir / "training.png", title="fedcore simulation")
     return result
+
+
+def _run_buffered(plan: RunPlan, config: SimulationConfig, population: Population,
+                  runner: TaskRunner, timing: TimingModel,
+                  record: Callable[[RoundRecord], None], initial: Params) -> SimulationResult:
+    """FedBuff in simulated time; each server step is recorded as a round."""
+    records: list[RoundRecord] = []
+    engine = build_buffered(plan, initial_params=initial)
+
+    def on_update(step: BufferRecord, _params: Params) -> None:
+        steps = engine.records
+        records.append(as_round_record(step, steps[-2].at_s if len(steps) > 1 else 0.0))
+        record(records[-1])
+
+    done = BufferedDriver(engine, population, runner, timing=timing, on_update=on_update,
+                          seed=config.simulation.seed).run()
+    return SimulationResult(records=records, params=done.params, simulated_s=done.simulated_s)
 
 
 def _model(kind: ModelKind, num_features: int, num_classes: int) -> nn.Module:

@@ -186,7 +186,7 @@ def test_the_simulator_s_file_shares_the_run_sections() -> None:
 
     shared = {f.name for f in dataclasses.fields(RunSections)}
 
-    assert shared == {"rounds", "strategy", "privacy", "secagg"}
+    assert shared == {"rounds", "strategy", "privacy", "secagg", "buffered"}
     assert issubclass(CoordinatorConfig, RunSections) and issubclass(SimulationConfig, RunSections)
 
 

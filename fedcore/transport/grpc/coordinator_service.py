@@ -19,6 +19,7 @@ from typing import NoReturn, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from fedcore.engine.buffered_coordinator import BufferedCoordinator
 from fedcore.engine.config import Limits
 from fedcore.engine.engine import RoundEngine
 from fedcore.engine.errors import EngineError
@@ -68,7 +69,7 @@ class Refused(FedcoreError):
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    """Thin gRPC adapter around a `RoundEngine`.
+    """Thin gRPC adapter around a `RoundEngine` (or a FedBuff `BufferedCoordinator`).
 
     `GetTask` long-polls: a client told to wait is held for up to `long_poll_s` until the engine
     changes (a round opens), so rounds start without polling delay. One poll per client is
@@ -77,7 +78,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     def __init__(
         self,
-        engine: RoundEngine,
+        engine: RoundEngine | BufferedCoordinator,
         *,
         clock: Clock = time.monotonic,
         long_poll_s: float = 5.0,

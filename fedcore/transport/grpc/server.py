@@ -11,6 +11,7 @@ from collections.abc import Callable
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from fedcore.engine.buffered_coordinator import BufferedCoordinator
 from fedcore.engine.engine import Phase, RoundEngine
 from fedcore.engine.records import RoundRecord
 from fedcore.transport.grpc.coordinator_service import (
@@ -31,7 +32,7 @@ class CoordinatorServer:
     """A gRPC coordinator around `engine`, started with `start()` and stopped with `stop()`.
 
     Args:
-        engine: the round engine it drives.
+        engine: the round engine it drives (or a FedBuff `BufferedCoordinator`).
         address: host:port to listen on; port 0 picks a free one (see `port`).
         on_round: called (on the server thread) with each completed round's record.
         credentials: TLS server credentials; None serves plaintext (loopback, tests).
@@ -47,7 +48,7 @@ class CoordinatorServer:
 
     def __init__(
         self,
-        engine: RoundEngine,
+        engine: RoundEngine | BufferedCoordinator,
         *,
         address: str = "127.0.0.1:0",
         on_round: Callable[[RoundRecord], None] | None = None,
