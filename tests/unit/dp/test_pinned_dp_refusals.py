@@ -116,3 +116,21 @@ def test_the_noise_std_is_capped_at_max_noise_std_where_the_bits_would_allow_mor
     assert sigma <= MAX_NOISE_STD
     assert sigma > 0.99 * MAX_NOISE_STD  # the cap binds: the bits alone would allow far more
     assert encoding.quantizer.levels + 2 * encoding.offset <= secagg.levels
+
+
+def test_the_truncation_refusal_sits_exactly_at_the_documented_bound() -> None:
+    """A delta 1% above the bound's need is accepted, 1% below refused (d, 2, T²/(2(σ²+T/3))
+    and 1e-6 all matter)."""
+    secagg = SecAggConfig(max_clients=1000, threshold=5, clip=1.0, bit_width=19)
+    z = 0.0065
+    encoding = NoisyEncoding.for_round(DistributedDPConfig(noise_multiplier=z, clip_norm=1.0),
+                                       secagg, 10)
+    needed = _truncation(encoding) * secagg.max_clients / 1e-6  # the least delta that absorbs it
+    assert 1e-9 < needed < 1e-3  # the bound bites here, yet a legal delta covers it
+
+    accepted = NoisyEncoding.for_round(
+        DistributedDPConfig(noise_multiplier=z, clip_norm=1.0, delta=needed * 1.01), secagg, 10)
+    assert accepted.offset == encoding.offset  # delta changes the check only, not the encoding
+    with pytest.raises(ValueError):
+        NoisyEncoding.for_round(
+            DistributedDPConfig(noise_multiplier=z, clip_norm=1.0, delta=needed * 0.99), secagg, 10)
