@@ -1,0 +1,110 @@
+"""Aggregator settings at their boundaries and the refusals coverage of the aggregate tests found
+unexercised: the smallest legal value of each setting is accepted, the next one down refused
+with a ValueError; an aggregate once taken refuses more updates (the result stays as it was);
+adaptive clipping's update rule computed by hand at zero count noise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fedcore.aggregate.clip import ClipStats
+from fedcore.aggregate.dp_noise import (
+    AdaptiveClipping,
+    AdaptiveClipState,
+    GaussianNoise,
+    next_clip_state,
+)
+from fedcore.aggregate.mean import WeightedMean
+from fedcore.aggregate.robust import CoordinateMedian, MultiKrum
+
+
+def _noise(**settings: float) -> GaussianNoise:
+    return GaussianNoise(WeightedMean(), rng=np.random.default_rng(0),
+                         **{"noise_multiplier": 1.0, "clip_norm": 1.0, **settings})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("settings", [{"noise_multiplier": -1e-9}, {"noise_multiplier": math.nan},
+                                      {"noise_multiplier": math.inf}, {"clip_norm": 0.0},
+                                      {"clip_norm": -1.0}, {"clip_norm": math.inf}])
+def test_gaussian_noise_refuses_a_negative_noise_or_a_non_positive_clip(
+        settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        _noise(**settings)
+
+
+def test_gaussian_noise_of_zero_is_the_plain_sum_over_the_clients() -> None:
+    noised = _noise(noise_multiplier=0.0, clip_norm=1e-300)
+    noised.add({"w": np.array([0.0])}, 1.0)
+
+    assert noised.result().update["w"][0] == 0.0
+
+
+@pytest.mark.parametrize("settings", [{"target_quantile": -0.01}, {"target_quantile": 1.01},
+                                      {"learning_rate": 0.0}, {"count_noise_std": -0.1},
+                                      {"count_noise_std": math.nan}])
+def test_adaptive_clipping_refuses_settings_out_of_range(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        AdaptiveClipping(**{"count_noise_std": 1.0, **settings})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("quantile", [0.0, 1.0])
+def test_adaptive_clipping_accepts_the_extreme_quantiles(quantile: float) -> None:
+    assert AdaptiveClipping(count_noise_std=0.0, target_quantile=quantile).target_quantile == quantile
+
+
+def test_the_clip_moves_by_exp_of_minus_eta_times_the_quantile_error() -> None:
+    config = AdaptiveClipping(count_noise_std=0.0, target_quantile=0.5, learning_rate=0.2)
+    stats = ClipStats(count=4, unclipped_count=3, norm_sum=2.0)  # 3 of 4 within the bound
+
+    state, measured = next_clip_state(AdaptiveClipState(clip_norm=2.0), stats, config=config,
+                                      expected_clients=4, rng=np.random.default_rng(0))
+
+    assert measured["noisy_unclipped_fraction"] == pytest.approx(0.75)
+    assert state.clip_norm == pytest.approx(2.0 * math.exp(-0.2 * (0.75 - 0.5)))
+    with pytest.raises(ValueError):
+        next_clip_state(AdaptiveClipState(clip_norm=2.0), stats, config=config,
+                        expected_clients=0, rng=np.random.default_rng(0))
+    one, _ = next_clip_state(AdaptiveClipState(clip_norm=2.0), ClipStats(
+        count=1, unclipped_count=1, norm_sum=0.5), config=config, expected_clients=1,
+        rng=np.random.default_rng(0))
+    assert one.clip_norm == pytest.approx(2.0 * math.exp(-0.2 * 0.5))
+
+
+@pytest.mark.parametrize("make", [WeightedMean, CoordinateMedian])
+def test_an_aggregate_once_taken_refuses_more_updates(make) -> None:  # type: ignore[no-untyped-def]
+    agg = make()
+    agg.add({"w": np.array([1.0])}, 1.0)
+    first = agg.result().update["w"].copy()
+
+    with pytest.raises(ValueError):
+        agg.add({"w": np.array([100.0])}, 1.0)
+    np.testing.assert_array_equal(first, [1.0])
+
+
+def test_the_mean_taken_twice_is_the_same() -> None:
+    agg = WeightedMean()
+    agg.add({"w": np.array([1.0])}, 1.0)
+    first = agg.result().update["w"].copy()
+    with pytest.raises(ValueError):
+        agg.add({"w": np.array([100.0])}, 1.0)
+
+    np.testing.assert_array_equal(agg.result().update["w"], first)
+
+
+def test_a_robust_aggregate_of_nothing_is_refused() -> None:
+    with pytest.raises(ValueError):
+        CoordinateMedian().result()
+
+
+def test_krum_needs_non_negative_settings_and_zero_byzantine_is_the_mean() -> None:
+    for settings in ({"byzantine": -1}, {"byzantine": 0, "select": -1}):
+        with pytest.raises(ValueError):
+            MultiKrum(**settings)
+    agg = MultiKrum(byzantine=0)
+    for value in (1.0, 2.0, 6.0):
+        agg.add({"w": np.array([value])}, 1.0)
+
+    np.testing.assert_allclose(agg.result().update["w"], [3.0])
