@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 import numpy as np
 
@@ -193,10 +194,11 @@ class BufferedEngine:
         self._staleness: list[int] = []
 
     @classmethod
-    def restore(cls, config: BufferedConfig, strategy: Strategy, snapshot: BufferedSnapshot
-                ) -> BufferedEngine:
+    def restore(cls, config: BufferedConfig, strategy: Strategy, snapshot: BufferedSnapshot,
+                **engine_args: Any) -> Self:
         """An engine that goes on from `snapshot` with no task out and an empty buffer (a
-        stateful `strategy` takes back its state).
+        stateful `strategy` takes back its state); `engine_args` go to the constructor (a
+        `SecureBufferedEngine`'s `secure`).
 
         Raises:
             ValueError: the snapshot is past `config.num_updates`, or the strategy refuses its
@@ -205,7 +207,7 @@ class BufferedEngine:
         if snapshot.version > config.num_updates:
             raise ValueError(f"the snapshot is at version {snapshot.version}, past num_updates "
                              f"({config.num_updates}): raise num_updates to go on")
-        engine = cls(config, strategy, snapshot.params)
+        engine = cls(config, strategy, snapshot.params, **engine_args)
         if isinstance(strategy, StatefulStrategy):
             strategy.load_state_arrays(snapshot.strategy_state)
         elif snapshot.strategy_state:

@@ -5,16 +5,19 @@ Clients need nothing new: they join, ask for work, download the model of their t
 submit as in rounds (`Task.round` is the version their task builds on + 1). What differs from
 round-based serving:
 
-- a hand-out does not wake other clients' long polls (`progress` changes only when the run
-  ends, so no upload is cut short as "its round closed" before then); a waiting client hears
-  of a free slot at its next poll;
+- a hand-out does not wake other clients' long polls (`progress` changes when the run ends,
+  and with secure buffers when a group forms or its protocol moves on; uploads are ended only
+  for tasks that closed, `is_task_open`); a waiting client hears of a free slot at its next
+  poll;
 - every server step becomes one `RoundRecord` (`round` = the new version, `clients_selected` =
   `results_received` = K, metrics `mean_staleness`, `max_staleness`, `staleness_weight`), so
   the history, logs and metrics work unchanged; there is no federated evaluation;
 - `snapshot()` is the engine's (`BufferedEngine.snapshot`), for a checkpoint after each server
   step; a coordinator built on a restored engine reports its earlier steps in `records` but
   not again as new ones;
-- no secure aggregation (docs/algorithms.md).
+- with `[secagg]` the engine is a `fedcore.engine.buffered_secure.SecureBufferedEngine`: each
+  buffer is one secure-aggregation group, whose members answer its protocol steps as in a
+  secure round; a roster, when set, is checked at join.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from fedcore.engine.records import RoundRecord, RoundStatus
 from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.protocol.messages import PROTOCOL_VERSION, ResultHeader, TaskReply, TaskResult
 from fedcore.protocol.params import Array
-from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec
+from fedcore.protocol.specs import ModelSpec
 
 
 class BufferedCoordinator:
@@ -78,8 +81,13 @@ class BufferedCoordinator:
 
     @property
     def progress(self) -> tuple[object, ...]:
-        """Changes only when the run ends (see the module docstring)."""
-        return ("buffered", self.buffered.done)
+        """Changes when the run ends and, with secure buffers, whenever a group forms or moves
+        to a new protocol phase (see the module docstring)."""
+        return ("buffered", self.buffered.done, self.buffered.activity)
+
+    def is_task_open(self, task_id: str) -> bool:
+        """Whether results for `task_id` are still taken (uploads for others are ended)."""
+        return self.buffered.is_out(task_id)
 
     @property
     def records(self) -> list[RoundRecord]:
@@ -121,6 +129,11 @@ class BufferedCoordinator:
         if protocol_version != PROTOCOL_VERSION:
             raise EngineError(Reason.UNSUPPORTED, f"protocol version {protocol_version} is not "
                               f"supported; this coordinator speaks {PROTOCOL_VERSION}")
+        roster = self.config.secagg.roster if self.config.secagg is not None else None
+        if roster is not None and client_id not in roster:
+            raise EngineError(Reason.NOT_ALLOWED, f"client {client_id!r} is not on this "
+                              "federation's roster: ask the operator to add its identity key "
+                              "(`fedcore identity`)")
         return self._registry.join(client_id, now=now, properties=properties or {})
 
     def authenticate(self, client_id: str, session: bytes, *, now: float) -> None:
@@ -134,24 +147,21 @@ class BufferedCoordinator:
 
     def model_for(self, client_id: str, task_id: str, *, now: float) -> RoundModel:
         """The model version the client's task trains from."""
-        self._owned(client_id, task_id)
-        owner = self.buffered.task_of(task_id)
-        assert owner is not None
-        model = self._models.get(owner[1])
+        version = self.buffered.version_of(client_id, task_id)
+        model = self._models.get(version)
         if model is None:
             self._models = {v: m for v, m in self._models.items()
                             if v in self.buffered.versions_held()}
-            model = self._models[owner[1]] = RoundModel.of(self.buffered.model_for(task_id))
+            model = self._models[version] = RoundModel.of(self.buffered.model_for(task_id))
         return model
 
     def check_result(self, header: ResultHeader, *, now: float) -> ModelSpec:
         """The spec the result's payload must have (a query)."""
-        self._owned(header.client_id, header.task_id)
-        return EMPTY_SPEC if header.declined_reason else self.buffered.spec
+        return self.buffered.expected_spec(header)
 
     def submit(self, result: TaskResult, *, now: float) -> None:
         """Fold a result (see `BufferedEngine.submit`)."""
-        self._owned(result.header.client_id, result.header.task_id)
+        self.buffered.version_of(result.header.client_id, result.header.task_id)
         self.buffered.submit(result, now=now)
         if result.header.declined_reason and result.header.permanent:
             self._registry.exclude(result.header.client_id, result.header.declined_reason)
@@ -166,14 +176,6 @@ class BufferedCoordinator:
         self.buffered.tick(now)
 
     # ----------------------------------------------------------------- internals
-    def _owned(self, client_id: str, task_id: str) -> None:
-        owner = self.buffered.task_of(task_id)
-        if owner is None:
-            raise EngineError(Reason.LATE, f"task {task_id} is no longer open (answered, "
-                              "expired, or the run ended): ask for a new task")
-        if owner[0] != client_id:
-            raise EngineError(Reason.NOT_ASSIGNED, f"task {task_id} is not {client_id!r}'s")
-
     def _collect(self) -> None:
         for record in self.buffered.records[len(self._records):]:
             self._records.append(as_round_record(record, self._last_at))

@@ -197,6 +197,10 @@ class RoundEngine:
         """The id of the task round now open, if any."""
         return self._task.task_id if self._task else None
 
+    def is_task_open(self, task_id: str) -> bool:
+        """Whether results for `task_id` are still taken (uploads for others are ended)."""
+        return task_id == self.open_task_id
+
     @property
     def progress(self) -> tuple[object, ...]:
         """Changes whenever a waiting client may have new work (drivers wake long-polls on it)."""

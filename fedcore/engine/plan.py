@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedcore.engine.buffered import BufferedConfig, BufferedEngine, BufferedSnapshot
+from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.config import EngineConfig
 from fedcore.engine.engine import RoundEngine
 from fedcore.engine.registry import ClientRegistry
@@ -96,6 +97,9 @@ def build_buffered(
     if snapshot is not None:
         if initial_params is not None:
             raise ValueError("a run resumed from a snapshot takes its model from the snapshot")
+        if plan.engine.secagg is not None:
+            return SecureBufferedEngine.restore(config, plan.strategy, snapshot,
+                                                secure=plan.engine.secagg)
         return BufferedEngine.restore(config, plan.strategy, snapshot)
     if plan.initial_model is not None:
         if initial_params is not None:
@@ -104,22 +108,29 @@ def build_buffered(
     if initial_params is None:
         raise ValueError("a buffered run needs an initial model (server.initial_model, "
                          "--initial-model); it cannot take one from a client")
+    if plan.engine.secagg is not None:  # each buffer one secure-aggregation group
+        return SecureBufferedEngine(config, plan.strategy, initial_params, plan.engine.secagg)
     return BufferedEngine(config, plan.strategy, initial_params)
 
 
 def check_buffered(plan: RunPlan) -> BufferedConfig:
     """`plan.buffered`, once the plan is known to run buffered: the engine folds each result
     into its own staleness-weighted mean and steps through `strategy.apply`, so a strategy
-    whose aggregation is more than a mean is refused, and so is secure aggregation.
+    whose aggregation is more than a mean is refused. With [secagg] each buffer is one
+    secure-aggregation group (`fedcore.engine.buffered_secure`), without distributed DP.
 
     Raises:
         ValueError: what cannot run buffered, and what to change.
     """
     if plan.buffered is None:
         raise ValueError("the plan has no buffered settings (RunPlan.buffered, [buffered])")
-    if plan.engine.secagg is not None:
-        raise ValueError("[buffered] with [secagg]: secure aggregation of FedBuff's buffers is "
-                         "not implemented yet; remove one of the two tables")
+    secure = plan.engine.secagg
+    if secure is not None and secure.distributed_dp is not None:
+        raise ValueError("[buffered] with [secagg.dp]: distributed DP's accounting is per "
+                         "synchronous round; remove [secagg.dp] or [buffered]")
+    if secure is not None and plan.buffered.buffer_size < 2:
+        raise ValueError("[buffered] with [secagg] needs buffer_size >= 2: the secure sum of "
+                         "one update is that update")
     level: object = plan.strategy
     while level is not None:
         inner = getattr(level, "inner", None)

@@ -26,12 +26,14 @@ from fedcore.data.synthetic import NUM_CLASSES, NUM_FEATURES, synthetic_client
 from fedcore.engine import RoundRecord
 from fedcore.engine.buffered import BufferRecord
 from fedcore.engine.buffered_coordinator import as_round_record
+from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.plan import RunPlan, build_buffered, build_run
 from fedcore.protocol.params import Params
 from fedcore.report.history import HistoryWriter
 from fedcore.report.plot import plot_history
 from fedcore.report.tensorboard import TensorBoardWriter
 from fedcore.sim.buffered import BufferedDriver
+from fedcore.sim.buffered_secure import SecureBufferedDriver
 from fedcore.sim.compression import compressing_handlers
 from fedcore.sim.config import (
     BackendKind,
@@ -126,7 +128,8 @@ def run(
 def _run_buffered(plan: RunPlan, config: SimulationConfig, population: Population,
                   runner: TaskRunner, timing: TimingModel,
                   record: Callable[[RoundRecord], None], initial: Params) -> SimulationResult:
-    """FedBuff in simulated time; each server step is recorded as a round."""
+    """FedBuff in simulated time (with [secagg], each buffer one secure group); each server
+    step is recorded as a round."""
     records: list[RoundRecord] = []
     engine = build_buffered(plan, initial_params=initial)
 
@@ -135,8 +138,10 @@ def _run_buffered(plan: RunPlan, config: SimulationConfig, population: Populatio
         records.append(as_round_record(step, steps[-2].at_s if len(steps) > 1 else 0.0))
         record(records[-1])
 
-    done = BufferedDriver(engine, population, runner, timing=timing, on_update=on_update,
-                          seed=config.simulation.seed).run()
+    driver = (SecureBufferedDriver if isinstance(engine, SecureBufferedEngine) else
+              BufferedDriver)(engine, population, runner, timing=timing,  # type: ignore[arg-type]
+                              on_update=on_update, seed=config.simulation.seed)
+    done = driver.run()
     return SimulationResult(records=records, params=done.params, simulated_s=done.simulated_s)
 
 

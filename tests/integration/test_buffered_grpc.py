@@ -1,5 +1,6 @@
 """FedBuff over real gRPC: the unchanged coordinator service and client SDK drive the buffered
-engine; results fold as they arrive and the model moves every K of them."""
+engine; results fold as they arrive and the model moves every K of them, or, with secure
+aggregation, every secure group of K."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import pytest
 
 from fedcore.client import BackgroundClient, FitResult, FunctionalApp
 from fedcore.engine import EngineConfig
-from fedcore.engine.buffered import BufferedConfig, BufferedEngine
+from fedcore.engine.buffered import BufferedConfig, BufferedEngine, Outcome
 from fedcore.engine.buffered_coordinator import BufferedCoordinator
-from fedcore.protocol.messages import TrainConfig
+from fedcore.engine.buffered_secure import SecureBufferedEngine
+from fedcore.engine.config import SecureAggregationConfig
+from fedcore.protocol.messages import TaskResult, TrainConfig
 from fedcore.protocol.params import Params
 from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
+from fedcore.wire.secagg import MASKED_TENSOR
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,3 +71,44 @@ def test_fedbuff_over_grpc_steps_every_k_results_and_learns() -> None:
     assert [r.round for r in records] == list(range(1, UPDATES + 1))
     assert all(r.results_received == K and "mean_staleness" in r.metrics for r in records)
     assert _loss(engine.params["w"]) < 0.2 * _loss(np.zeros(FEATURES, np.float32))
+
+
+def test_secure_fedbuff_over_grpc_each_buffer_a_secure_group_of_k() -> None:
+    """With secure aggregation each buffer is one secure group: the SDK runs its protocol steps
+    unchanged, group phases wake the long polls (a long hold of 5 s would otherwise pace every
+    phase), and the coordinator only ever receives masked vectors."""
+    secure = SecureAggregationConfig(max_clients=10, clip=4.0, weight_cap=40.0,
+                                     phase_timeout_s=20.0)
+    engine = SecureBufferedEngine(
+        BufferedConfig(buffer_size=K, concurrency=4, num_updates=4, task_timeout_s=60.0),
+        FedAvg(local_epochs=3, learning_rate=0.05), {"w": np.zeros(FEATURES, np.float32)},
+        secure)
+    coordinator = BufferedCoordinator(engine, EngineConfig(num_rounds=1, retry_after_s=0.1,
+                                                           secagg=secure))
+    server = CoordinatorServer(coordinator, long_poll_s=5.0, linger_s=0.5)  # type: ignore[arg-type]
+    received: list[str] = []
+    submit = engine.submit
+
+    def spy(result: TaskResult, *, now: float) -> Outcome:
+        received.extend(result.tensors)
+        return submit(result, now=now)
+
+    engine.submit = spy  # type: ignore[method-assign]
+    server.start()
+    clients = [BackgroundClient(_app(i), f"127.0.0.1:{server.port}", client_id=f"c{i}")
+               for i in range(CLIENTS)]
+    try:
+        for client in clients:
+            client.start()
+        assert server.wait(90), "the secure buffered gRPC run did not finish"
+    finally:
+        for client in clients:
+            client.stop(timeout=10)
+        server.stop()
+    assert all(c.error is None for c in clients)
+    assert engine.version == 4 and engine.groups_failed == 0
+    assert all(r.measurements["secagg_survivors"] == K for r in engine.records)
+    assert all(len(set(r.staleness)) == 1 for r in engine.records)  # one τ per group
+    assert received and set(received) == {MASKED_TENSOR}
+    assert [r.round for r in coordinator.records] == [1, 2, 3, 4]
+    assert _loss(engine.params["w"]) < 0.5 * _loss(np.zeros(FEATURES, np.float32))

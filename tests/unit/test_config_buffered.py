@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fedcore.config import BufferedSection, ConfigError, load_config
 from fedcore.engine.buffered import BufferedConfig
+from fedcore.engine.buffered_secure import SecureBufferedEngine
+from fedcore.engine.plan import build_buffered
 from fedcore.sim.config import load_simulation_config
 from fedcore.strategy.server_opt import ServerOptimizer
 
@@ -56,7 +59,10 @@ def test_bad_values_and_unknown_keys_fail_naming_the_key(tmp_path: Path, text: s
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"secagg.enabled": True}, "[buffered] with [secagg]"),
+    ({"secagg.enabled": True, "secagg.dp.noise_multiplier": 1.0, "secagg.dp.clip_norm": 1.0},
+     "[buffered] with [secagg.dp]"),
+    ({"secagg.enabled": True, "buffered.buffer_size": 1, "buffered.concurrency": 1},
+     "buffer_size >= 2"),
     ({"strategy.name": "scaffold", "strategy.num_clients": 10}, "SCAFFOLD"),
     ({"strategy.robust.aggregator": "median"}, "aggregator = 'mean'"),
     ({"strategy.robust.aggregator": "norm_bound", "strategy.name": "fedadam"}, "'norm_bound'"),
@@ -91,3 +97,14 @@ def test_simulation_sections_of_rounds_are_refused_with_buffered(tmp_path: Path,
                                                                   message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         load_simulation_config(_file(tmp_path, "[buffered]\n" + text))
+
+
+def test_secagg_with_buffered_makes_each_buffer_a_secure_group(tmp_path: Path) -> None:
+    plan = load_config(_file(tmp_path, "[buffered]\nbuffer_size = 4\nconcurrency = 8\n"
+                                       "[secagg]\nenabled = true\n"))
+
+    engine = build_buffered(plan.run, initial_params={"w": np.zeros(3, np.float32)})
+
+    assert isinstance(engine, SecureBufferedEngine) and engine.secure == plan.run.engine.secagg
+    restored = build_buffered(plan.run, snapshot=engine.snapshot())
+    assert isinstance(restored, SecureBufferedEngine) and restored.version == 0

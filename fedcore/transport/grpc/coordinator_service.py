@@ -373,7 +373,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if state != self._state:
             self._state = state
             if len(self._uploads):
-                self._uploads.cancel_task(self.engine.open_task_id, "its round closed")
+                self._uploads.end_closed(self.engine.is_task_open, "its task closed")
             self._changed.set()
             self._changed = asyncio.Event()
             if self._on_change is not None:

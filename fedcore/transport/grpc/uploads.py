@@ -4,7 +4,7 @@ An `Upload` owns the one buffer its payload is assembled in. `UploadBook` admits
 upload per client and task and keeps the bytes of all uploads in progress within a budget,
 reserving an upload's full announced size before its buffer exists. `UploadBook.close` drops
 the buffer and the reservation at once, whatever ended the upload (done, refused, cancelled,
-timed out), so no buffer outlives its upload waiting for a garbage collection; `cancel_task`
+timed out), so no buffer outlives its upload waiting for a garbage collection; `end_closed`
 and `cancel_client` end uploads from outside (their round closed, their client left) by
 moving their deadline to now.
 """
@@ -12,6 +12,7 @@ moving their deadline to now.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedcore.engine.config import Limits
@@ -115,10 +116,11 @@ class UploadBook:
             del self._open[(upload.client_id, upload.task_id)]
             self.reserved -= upload.nbytes
 
-    def cancel_task(self, open_task_id: str | None, reason: str) -> None:
-        """End every upload for a task other than `open_task_id` (its round closed)."""
+    def end_closed(self, is_open: Callable[[str], bool], reason: str) -> None:
+        """End every upload for a task that `is_open` says closed (its round, or its secure
+        group, ended)."""
         for upload in list(self._open.values()):
-            if upload.task_id != open_task_id:
+            if not is_open(upload.task_id):
                 upload.end(reason)
 
     def cancel_client(self, client_id: str, reason: str) -> None:

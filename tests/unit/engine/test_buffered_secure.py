@@ -11,11 +11,11 @@ import pytest
 
 from fedcore.client import EvalResult, FitResult, FunctionalApp
 from fedcore.client.handler import TaskHandler
-from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.engine.buffered import BufferedConfig, Outcome, staleness_weight
 from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.protocol.messages import SecAggSetup, Task, TaskKind, TaskResult, Wait
 from fedcore.strategy import FedAvg
 from fedcore.wire.secagg import MASKED_TENSOR

@@ -63,7 +63,7 @@ def _secure(dropout: float = 0.1, seed: int = 0) -> tuple[BufferedSimulation, Se
 
 
 def test_secure_buffers_learn_with_lost_members() -> None:
-    result, driver = _secure(dropout=0.1)
+    result, _ = _secure(dropout=0.1)
     assert [r.version for r in result.records] == list(range(1, 13))
     assert _loss(result.params["w"]) < 0.05 * _loss(np.zeros(FEATURES))
     survivors = [r.measurements["secagg_survivors"] for r in result.records]

@@ -90,7 +90,8 @@ def test_ending_an_upload_from_outside_times_out_its_wait() -> None:
         try:
             async with asyncio.timeout(60) as deadline:
                 upload = book.open("a", "t1", SPEC, deadline)
-                asyncio.get_running_loop().call_soon(book.cancel_task, "t2", "its round closed")
+                asyncio.get_running_loop().call_soon(book.end_closed, lambda t: t == "t2",
+                                                     "its round closed")
                 await asyncio.sleep(30)
         except TimeoutError:
             return upload.ended_by
@@ -165,7 +166,7 @@ def test_an_upload_ended_while_its_next_message_is_on_the_way_is_still_ended() -
 
         async def messages():  # type: ignore[no-untyped-def]
             yield ResultPart(header=header)
-            service.uploads.cancel_task(None, "its round closed")  # no await: same loop turn
+            service.uploads.end_closed(lambda t: False, "its round closed")  # same loop turn
             yield ResultPart(offset=0, data=np.ones(1024, np.float32).tobytes())
 
         with pytest.raises(_Aborted) as err:
