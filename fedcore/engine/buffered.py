@@ -24,8 +24,8 @@ max_staleness + 1) versions; they are shared, not copied, per task).
 `snapshot()` / `BufferedEngine.restore` carry what must survive a coordinator restart (model,
 version, the strategy's state, counters, records); outstanding tasks and a partly filled buffer
 are not kept: after a restart their results are refused as not outstanding, and the clients ask
-for a new task. Secure aggregation is not implemented for buffers; docs/algorithms.md says what
-it would cost.
+for a new task. With secure aggregation each buffer is one secure-aggregation group:
+`fedcore.engine.buffered_secure`.
 """
 
 from __future__ import annotations
