@@ -71,7 +71,7 @@ def test_only_consecutive_rounds_at_one_setting_merge() -> None:
     # merged or not, the price is that of four rounds
     single = DistributedAccountant()
     for step in (a, a, b, a):
-        single._steps.append(step)  # noqa: SLF001 - the unmerged history, for comparison
+        single._steps.append(step)  # the unmerged history, for comparison
     assert accountant.epsilon(1e-5)[1] == pytest.approx(single.epsilon(1e-5)[1], rel=1e-9)
 
 
