@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcore.compression.codec import Compression
+from fedcore.compression.codec import Compression, Kind
 from fedcore.config import SWITCHED, ConfigError, RunSections, build, load_toml
+from fedcore.secagg.config import choose_bit_width
 
 
 class Dataset(enum.Enum):
@@ -88,8 +90,8 @@ class RunConfig:
 class SimulationConfig(RunSections):
     """A whole simulation file: [simulation], [data], [timing], [stragglers], [compression]
     (the clients' upload compression, `enabled = true` with `kind = "quantize"` and `bits`, or
-    `kind = "topk"` and `fraction`; plain rounds only), and the run's sections a coordinator's
-    file has too ([rounds], [strategy], [privacy], [secagg])."""
+    `kind = "topk"` and `fraction`; under [secagg], quantisation sets the masked bit width), and
+    the run's sections a coordinator's file has too ([rounds], [strategy], [privacy], [secagg])."""
 
     simulation: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -118,6 +120,30 @@ def load_simulation_config(
                           "notion; a buffered run ([buffered]) gets its slow devices from "
                           "[timing] (speed_sigma): remove [stragglers]")
     if config.compression is not None and config.secagg is not None:
-        raise ConfigError("[compression] applies to plain rounds; under [secagg] clients send "
-                          "the dense masked update: turn one of them off")
+        return _compressed_secure(config, explicit_width=isinstance(secagg, dict)
+                                  and "bit_width" in secagg)
     return config
+
+
+def _compressed_secure(config: SimulationConfig, *, explicit_width: bool) -> SimulationConfig:
+    """[compression] under [secagg]: quantisation to p bits sets the masked integers' width,
+    b = p + ceil(log2 max_clients) (`choose_bit_width`), so each client keeps p bits of
+    precision and sums still cannot wrap; the clients then send the dense masked update at b
+    bits. Top-k cannot be masked (a sparse vector's support is what it reveals)."""
+    compression, secure = config.compression, config.secagg
+    assert compression is not None and secure is not None
+    if compression.kind is not Kind.QUANTIZE:
+        raise ConfigError("[compression] kind = 'topk' cannot run under [secagg]: a masked "
+                          "vector is dense; use kind = 'quantize' (it sets the masked bit "
+                          "width) or turn one of them off")
+    width = choose_bit_width(secure.max_clients, compression.bits)
+    if explicit_width and secure.bit_width != width:
+        raise ConfigError(f"[compression] bits = {compression.bits} under [secagg] sets "
+                          f"secagg.bit_width = {width} (with max_clients = "
+                          f"{secure.max_clients}); the file also sets bit_width = "
+                          f"{secure.bit_width}: remove one of the two")
+    try:
+        secure = dataclasses.replace(secure, bit_width=width)
+    except ValueError as err:
+        raise ConfigError(f"[compression] under [secagg]: {err}") from err
+    return dataclasses.replace(config, secagg=secure, compression=None)
