@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from fedcore.compression.codec import UPLOAD_BYTES
 from fedcore.engine.records import RoundRecord
 
 ROUND_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -54,6 +55,15 @@ class CoordinatorMetrics:
         )
         self.bytes_out = Counter(
             "fedcore_sent_bytes", "Message bytes sent, by RPC.", ["method"], registry=r
+        )
+        self.upload_bytes = Counter(
+            "fedcore_upload_bytes",
+            "Payload bytes of the training results rounds accepted (compressed, dense or masked "
+            "updates), summed over rounds.", registry=r,
+        )
+        self.last_upload_bytes = Gauge(
+            "fedcore_round_upload_bytes", "Payload bytes of the last round's accepted results.",
+            registry=r,
         )
         self.rpcs = Counter("fedcore_rpcs", "RPCs finished, by method and status code.",
                             ["method", "code"], registry=r)
@@ -99,7 +109,7 @@ class CoordinatorMetrics:
         self.current_round.set(round_number)
 
     def round_completed(self, record: RoundRecord) -> None:
-        """Count the round and its participants; set each DP mechanism's ε."""
+        """Count the round, its participants and its upload bytes; set each DP mechanism's ε."""
         self.rounds.labels(status=record.status).inc()
         self.round_duration.observe(record.duration_s)
         self.selected.set(record.clients_selected)
@@ -107,6 +117,10 @@ class CoordinatorMetrics:
         self.dropped.inc(max(0, record.clients_selected - record.results_received))
         for mechanism, spent in record.epsilons().items():
             self.epsilon.labels(mechanism=mechanism.name.lower()).set(spent)
+        uploaded = record.metrics.get(UPLOAD_BYTES)
+        if uploaded is not None:
+            self.upload_bytes.inc(uploaded)
+            self.last_upload_bytes.set(uploaded)
 
     def secagg_phase_finished(self, phase: str, seconds: float) -> None:
         """Time one secure-aggregation phase."""

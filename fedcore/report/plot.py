@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fedcore.compression.codec import UPLOAD_BYTES
 from fedcore.engine.records import PrivacyMechanism
 
 _LABELS = {"loss": "evaluation", "epsilon": "local DP-SGD (worst client)",
@@ -14,8 +15,9 @@ _LABELS = {"loss": "evaluation", "epsilon": "local DP-SGD (worst client)",
 
 
 def plot_history(rounds: Sequence[dict[str, Any]], path: Path, *, title: str = "fedcore") -> Path:
-    """Write a PNG with accuracy and loss per round, and the ε of each DP mechanism the rounds
-    report (local, user-level, distributed) in one panel."""
+    """Write a PNG with accuracy and loss per round, the ε of each DP mechanism the rounds
+    report (local, user-level, distributed) in one panel, and the bytes uploaded per round
+    when the rounds record them (`upload_bytes`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,6 +28,8 @@ def plot_history(rounds: Sequence[dict[str, Any]], path: Path, *, title: str = "
     spent = [m.value for m in PrivacyMechanism if any(r.get(m.value) is not None for r in rounds)]
     if spent:
         panels.append(("epsilon", "epsilon spent"))
+    if any(r.get(UPLOAD_BYTES) is not None for r in rounds):
+        panels.append((UPLOAD_BYTES, "bytes uploaded"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6))
     for ax, (key, label) in zip(axes, panels):
         for series in spent if key == "epsilon" else [key]:

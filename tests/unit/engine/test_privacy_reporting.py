@@ -74,3 +74,18 @@ def test_prometheus_exports_the_latest_epsilon_by_mechanism() -> None:
                                                  {"mechanism": mechanism})
 
     assert (value("distributed"), value("local"), value("user")) == (7.5, 2.0, None)
+
+
+def test_prometheus_sums_the_bytes_rounds_uploaded() -> None:
+    metrics = CoordinatorMetrics()
+    for uploaded in (1000.0, 250.0):
+        metrics.round_completed(RoundRecord(
+            round=1, status="ok", clients_selected=2, results_received=2, train_loss=None,
+            loss=None, accuracy=None, eval_clients=0, duration_s=1.0,
+            metrics={"upload_bytes": uploaded}))
+    metrics.round_completed(RoundRecord(  # an evaluation-only round records no upload
+        round=2, status="ok", clients_selected=2, results_received=2, train_loss=None,
+        loss=None, accuracy=None, eval_clients=0, duration_s=1.0, metrics={}))
+
+    assert metrics.registry.get_sample_value("fedcore_upload_bytes_total") == 1250.0
+    assert metrics.registry.get_sample_value("fedcore_round_upload_bytes") == 250.0
