@@ -108,3 +108,21 @@ def test_krum_needs_non_negative_settings_and_zero_byzantine_is_the_mean() -> No
         agg.add({"w": np.array([value])}, 1.0)
 
     np.testing.assert_allclose(agg.result().update["w"], [3.0])
+
+
+@pytest.mark.parametrize(("size", "limit"), [(5000, 4096), (64 * 5000, 5000)])
+def test_at_most_max_4096_or_size_over_64_elements_spill_then_steps_round(size: int,
+                                                                           limit: int) -> None:
+    """Each element of 1 + 2**-100 + 2**-200 spans 200 bits: more than a float64 pair holds,
+    so it spills to an exact integer while the spill has room, and rounds after."""
+    from fedcore.aggregate.exact import ExactSum
+
+    for spanning, spilled, rounded in ((limit, limit, 0), (limit + 1, 0, limit + 1)):
+        total = ExactSum((size,))
+        total.add(np.ones(size))
+        total.add(np.full(size, 2.0**-100))
+        tiny = np.zeros(size)
+        tiny[:spanning] = 2.0**-200
+        total.add(tiny)
+
+        assert (total.spilled, total.inexact_steps) == (spilled, rounded)

@@ -80,3 +80,28 @@ def test_an_integer_change_that_fits_is_sent() -> None:
 
     assert result.header.declined_reason == ""
     assert int(result.tensors["n"].astype(np.int8)[0]) == 127
+
+
+def test_a_dp_task_the_app_cannot_plan_is_declined_for_good_untrained() -> None:
+    from fedcore.client.floor import LocalDPPlan, PrivacyFloor
+
+    model = {"w": np.zeros(3, np.float32)}
+
+    class Unplannable(FunctionalApp):
+        def plan_local_dp(self, config: TrainConfig) -> LocalDPPlan | None:
+            raise ValueError("no noise multiplier reaches the target epsilon")
+
+    fits: list[int] = []
+
+    def fit(params: Params, config: TrainConfig) -> FitResult:
+        fits.append(1)
+        return FitResult(params=params, num_examples=1, metrics={})
+
+    app = Unplannable(get_parameters=lambda: dict(model), fit=fit,
+                      evaluate=lambda p, c: EvalResult(loss=0.0, num_examples=1, metrics={}))
+    handler = TaskHandler(app, "c1", floor=PrivacyFloor())
+
+    result = handler.handle(_task(model), {k: v.copy() for k, v in model.items()})
+
+    assert result.header.permanent and result.header.declined_reason
+    assert result.tensors == {} and fits == []
