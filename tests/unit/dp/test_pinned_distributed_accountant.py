@@ -6,6 +6,7 @@ round trip and refusals."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,13 +65,13 @@ def test_no_rounds_cost_nothing_and_skellam_rounds_are_exact() -> None:
 def test_only_consecutive_rounds_at_one_setting_merge() -> None:
     a = DistributedStep(kind=SK, noise_multiplier=1.0, l2_sensitivity=100.0, dim=5)
     b = DistributedStep(kind=SK, noise_multiplier=1.5, l2_sensitivity=100.0, dim=5)
-    accountant = DistributedAccountant([a, a, b, a])
+    accountant = DistributedAccountant([a, a, b, b, b, a])
 
-    assert [s.rounds for s in accountant.steps] == [2, 1, 1]
-    assert accountant.rounds == 4
-    # merged or not, the price is that of four rounds
+    assert accountant.steps == (replace(a, rounds=2), replace(b, rounds=3), a)
+    assert accountant.rounds == 6
+    # merged or not, the price is that of six rounds
     single = DistributedAccountant()
-    for step in (a, a, b, a):
+    for step in (a, a, b, b, b, a):
         single._steps.append(step)  # the unmerged history, for comparison
     assert accountant.epsilon(1e-5)[1] == pytest.approx(single.epsilon(1e-5)[1], rel=1e-9)
 
