@@ -134,3 +134,18 @@ def test_the_truncation_refusal_sits_exactly_at_the_documented_bound() -> None:
     with pytest.raises(ValueError):
         NoisyEncoding.for_round(
             DistributedDPConfig(noise_multiplier=z, clip_norm=1.0, delta=needed * 0.99), secagg, 10)
+
+
+def test_the_noise_for_a_target_is_found_for_a_single_step_and_a_small_epsilon() -> None:
+    from fedcore.dp.opacus import HistoryEntry, Mechanism, epsilon, noise_multiplier_for_target
+
+    for target, steps in ((0.5, 1), (0.5, 50)):
+        sigma = noise_multiplier_for_target(target_epsilon=target, delta=1e-5, sample_rate=0.1,
+                                            steps=steps)
+        spent = epsilon([HistoryEntry(noise_multiplier=sigma, sample_rate=0.1, steps=steps)],
+                        delta=1e-5, mechanism=Mechanism.RDP)
+        assert 0 < sigma < 100 and target - 0.02 <= spent <= target  # Opacus' tolerance 0.01
+    for target, steps in ((0.0, 10), (-1.0, 10), (1.0, 0)):
+        with pytest.raises(ValueError):
+            noise_multiplier_for_target(target_epsilon=target, delta=1e-5, sample_rate=0.1,
+                                        steps=steps)
