@@ -4,6 +4,8 @@ unexercised by coverage of the wire tests (no test there finished an assembly or
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,18 @@ def test_a_limit_one_byte_below_the_payload_is_refused() -> None:
 
     with pytest.raises(PayloadTooLarge):
         PayloadAssembler(spec, max_bytes=spec.nbytes - 1)
+
+
+def test_a_writable_native_buffer_is_decoded_in_place_without_a_copy() -> None:
+    """The receiver's one preallocated buffer is the model: a multi-GB payload is not copied."""
+    if sys.byteorder != "little":
+        pytest.skip("the wire is little-endian: a big-endian host must convert")
+    params = {"w": np.arange(6, dtype=np.float32), "n": np.array([1, 2], np.int64)}
+    spec = spec_of(params)
+    buffer = np.frombuffer(bytearray(encode(params)), dtype=np.uint8)
+
+    out = decode(spec, buffer)
+
+    assert all(np.shares_memory(value, buffer) for value in out.values())
+    out["w"][0] = 42.0  # writable, and writes land in the buffer
+    assert decode(spec, buffer)["w"][0] == 42.0
