@@ -47,3 +47,18 @@ def test_the_buffered_facade_tells_clients_the_configured_retry_delay() -> None:
     facade.join("a", now=0.0)
 
     assert facade.retry_after("a", now=0.0) == 2.5
+
+
+def test_the_buffered_engine_refuses_the_model_of_a_task_that_is_not_out() -> None:
+    from fedcore.engine.errors import EngineError, Reason
+    from fedcore.protocol.messages import Task
+
+    engine = BufferedEngine(BufferedConfig(buffer_size=1, concurrency=1, num_updates=1), FedAvg(),
+                            {"w": np.zeros(1)})
+    task = engine.poll("a", now=0.0)
+    assert isinstance(task, Task)
+
+    with pytest.raises(EngineError) as err:
+        engine.model_for("no-such-task")
+    assert err.value.reason is Reason.NOT_ASSIGNED
+    np.testing.assert_array_equal(engine.model_for(task.task_id)["w"], [0.0])
