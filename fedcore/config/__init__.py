@@ -112,6 +112,8 @@ class BufferedSection:
     task_timeout_s: float = default_of(BufferedConfig, "task_timeout_s")
     max_staleness: int = default_of(BufferedConfig, "max_staleness")
     staleness_exponent: float = default_of(BufferedConfig, "staleness_exponent")
+    eval_every: int = 1  # an operator's run reports accuracy, as [rounds] does (the engine: 0)
+    eval_clients: int = default_of(BufferedConfig, "eval_clients")
 
     def __post_init__(self) -> None:
         self.config()  # a bad value fails as it is read, as "[buffered]: <key> must ..."
@@ -125,7 +127,8 @@ class BufferedSection:
         return BufferedConfig(
             buffer_size=self.buffer_size, concurrency=self.concurrency,
             num_updates=self.num_updates, task_timeout_s=self.task_timeout_s,
-            max_staleness=self.max_staleness, staleness_exponent=self.staleness_exponent)
+            max_staleness=self.max_staleness, staleness_exponent=self.staleness_exponent,
+            eval_every=self.eval_every, eval_clients=self.eval_clients)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

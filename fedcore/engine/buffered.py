@@ -14,6 +14,9 @@ optimizer's step), the version becomes v + 1, and the buffer empties. Results st
 `max_staleness` (when set) are refused and free their slot; so do declines; a task not
 answered by its deadline (`task_timeout_s`) expires and frees its slot.
 
+Every `eval_every` versions (and the last) the version is evaluated by the next clients that
+ask (`fedcore.engine.buffered_eval`); the run ends after that last evaluation.
+
 Like the round engine it takes messages and returns messages (`Task`, `Wait`, `Done`,
 `TaskResult`), and time is passed in (`now`), so the simulator (`fedcore.sim.buffered`) drives it
 with a simulated clock and the gRPC coordinator with the wall clock
@@ -30,6 +33,7 @@ for a new task. With secure aggregation each buffer is one secure-aggregation gr
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -39,6 +43,7 @@ import numpy as np
 
 from fedcore.aggregate.base import AggregateResult
 from fedcore.aggregate.mean import WeightedMean
+from fedcore.engine.buffered_eval import Evaluations
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import (
@@ -76,6 +81,9 @@ class BufferedConfig:
         max_staleness: refuse results more than this many versions old (0: accept any).
         staleness_exponent: a in s(τ) = (1 + τ)^-a (0.5 in the paper; 0 weighs all equally).
         retry_after_s: what `Wait` tells a client while every slot is taken.
+        eval_every: evaluate every this many versions, and the last (0: no evaluation); see
+            `fedcore.engine.buffered_eval`.
+        eval_clients: results each evaluation gathers (evaluation tasks take no training slot).
     """
 
     buffer_size: int = 10
@@ -85,11 +93,16 @@ class BufferedConfig:
     max_staleness: int = 0
     staleness_exponent: float = 0.5
     retry_after_s: float = 1.0
+    eval_every: int = 0
+    eval_clients: int = 10
 
     def __post_init__(self) -> None:
         for name in ("buffer_size", "concurrency", "num_updates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "eval_clients"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.concurrency < self.buffer_size:
             raise ValueError(f"concurrency ({self.concurrency}) must be >= buffer_size "
                              f"({self.buffer_size}), or the buffer could never fill")
@@ -112,16 +125,20 @@ class Outcome(enum.Enum):
     DECLINED = "declined"  # the client declined the task: its slot freed
     AFTER_END = "after_end"  # the run was done before it arrived: dropped
     FAILED = "failed"  # a secure buffer's protocol aborted: nothing applied
+    EVALUATED = "evaluated"  # an evaluation result, folded into its version's evaluation
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BufferRecord:
-    """One server step: the version it produced, when, and the staleness of its results."""
+    """One server step: the version it produced, when, the staleness of its results and,
+    once that version was evaluated, the mean of `eval_clients` clients' evaluation metrics."""
 
     version: int
     at_s: float
     staleness: tuple[int, ...]
     measurements: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, float] = field(default_factory=dict)
+    eval_clients: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,6 +179,7 @@ class _Out:
     client_id: str
     version: int
     deadline: float
+    kind: TaskKind = TaskKind.TRAIN
 
 
 class BufferedEngine:
@@ -192,6 +210,8 @@ class BufferedEngine:
         self._issued = 0
         self._buffer = WeightedMean()
         self._staleness: list[int] = []
+        self._evals = Evaluations(config.eval_every, config.eval_clients, config.task_timeout_s)
+        self.available: int | None = None  # clients connected, as the driver last said
 
     @classmethod
     def restore(cls, config: BufferedConfig, strategy: Strategy, snapshot: BufferedSnapshot,
@@ -236,13 +256,35 @@ class BufferedEngine:
     # ----------------------------------------------------------------- queries
     @property
     def done(self) -> bool:
+        """Whether `num_updates` server steps were taken and the last one's evaluation closed."""
+        return self.trained and not self._evals.pending
+
+    @property
+    def trained(self) -> bool:
         """Whether `num_updates` server steps were taken."""
         return self.version >= self.config.num_updates
 
     @property
     def outstanding(self) -> int:
-        """Training tasks handed out and not yet answered or expired."""
-        return len(self._out)
+        """Training tasks handed out and not yet answered or expired (evaluation tasks take
+        no training slot)."""
+        return sum(1 for o in self._out.values() if o.kind is TaskKind.TRAIN)
+
+    @property
+    def wants_evaluators(self) -> int:
+        """Evaluation tasks still to hand out to clients that ask."""
+        return self._evals.wanted()
+
+    def note_available(self, clients: int) -> None:
+        """How many clients are connected (the gRPC coordinator's registry, a simulation's
+        population): an evaluation never waits for more."""
+        self.available = clients
+
+    def settled_records(self) -> list[BufferRecord]:
+        """The server steps whose evaluation, if any, has closed (in order: a step after one
+        still being evaluated waits for it)."""
+        pending = self._evals.pending
+        return self.records[:min(pending) - 1] if pending else list(self.records)
 
     @property
     def buffered(self) -> int:
@@ -262,8 +304,10 @@ class BufferedEngine:
         return task_id in self._out
 
     def next_deadline(self) -> float | None:
-        """The earliest deadline of an outstanding task (None when none is out)."""
-        return min((o.deadline for o in self._out.values()), default=None)
+        """The earliest deadline of an outstanding task or open evaluation (None: none)."""
+        deadlines = [o.deadline for o in self._out.values()]
+        evaluation = self._evals.next_deadline()
+        return min(deadlines + ([] if evaluation is None else [evaluation]), default=None)
 
     def task_of(self, task_id: str) -> tuple[str, int] | None:
         """(client id, version it started from) of outstanding task `task_id`, else None."""
@@ -272,9 +316,9 @@ class BufferedEngine:
 
     @property
     def activity(self) -> tuple[object, ...]:
-        """Changes whenever a waiting client may have new work; plain buffers hand out work
-        at the poll, so nothing here wakes anyone."""
-        return ()
+        """Changes whenever a waiting client may have new work: an evaluation opened or
+        closed (a training slot freed is heard of at the next poll)."""
+        return (tuple(sorted(self._evals.pending)),)
 
     def version_of(self, client_id: str, task_id: str) -> int:
         """The version `client_id`'s outstanding task `task_id` trains from.
@@ -292,13 +336,15 @@ class BufferedEngine:
         return out.version
 
     def expected_spec(self, header: ResultHeader) -> ModelSpec:
-        """The payload layout the result `header` announces must have (none for a decline).
+        """The payload layout the result `header` announces must have (none for a decline or
+        an evaluation).
 
         Raises:
             EngineError: as `version_of`.
         """
         self.version_of(header.client_id, header.task_id)
-        return EMPTY_SPEC if header.declined_reason else self.spec
+        evaluation = self._out[header.task_id].kind is TaskKind.EVALUATE
+        return EMPTY_SPEC if header.declined_reason or evaluation else self.spec
 
     def model_for(self, task_id: str) -> Params:
         """The model version outstanding task `task_id` trains from (read-only use).
@@ -313,28 +359,52 @@ class BufferedEngine:
 
     # ----------------------------------------------------------------- messages
     def poll(self, client_id: str, *, now: float) -> TaskReply:
-        """A training task on the current version while a slot is free; a client with a task
-        out gets that task again (one per client at a time); `Wait` while every slot is taken;
-        `Done` after the last update."""
+        """An evaluation task while an evaluation wants one, else a training task on the
+        current version while a slot is free; a client with a task out gets that task again
+        (one per client at a time); `Wait` while every slot is taken; `Done` after the last
+        update and its evaluation."""
         self.tick(now)
         if self.done:
             return Done(reason=f"the buffered run finished after {self.version} updates")
+        task = self._own_task(client_id, now) or self._evaluation_task(client_id, now)
+        if task is not None:
+            return task
+        if self.trained:
+            return Wait(retry_after_s=self.config.retry_after_s,
+                        reason="the last version is being evaluated")
+        if self.outstanding >= self.config.concurrency:
+            return Wait(retry_after_s=self.config.retry_after_s, reason="every slot is taken")
+        return self._hand(client_id, self.version, TaskKind.TRAIN, now)
+
+    def _own_task(self, client_id: str, now: float) -> Task | None:
+        """The task `client_id` has out, again (None when it has none)."""
         mine = next((t for t, o in self._out.items() if o.client_id == client_id), None)
-        if mine is None:
-            if len(self._out) >= self.config.concurrency:
-                return Wait(retry_after_s=self.config.retry_after_s, reason="every slot is taken")
-            self._issued += 1
-            mine = f"buf-{self._issued}"
-            self._out[mine] = _Out(client_id, self.version, now + self.config.task_timeout_s)
-        out = self._out[mine]
-        return Task(round=out.version + 1, task_id=mine, kind=TaskKind.TRAIN,
+        return None if mine is None else self._task(mine, now)
+
+    def _evaluation_task(self, client_id: str, now: float) -> Task | None:
+        """A new evaluation task for `client_id` while an evaluation wants one."""
+        version = self._evals.take(client_id)
+        return None if version is None else self._hand(client_id, version, TaskKind.EVALUATE, now)
+
+    def _hand(self, client_id: str, version: int, kind: TaskKind, now: float) -> Task:
+        self._issued += 1
+        task_id = f"{'buf' if kind is TaskKind.TRAIN else 'eval'}-{self._issued}"
+        self._out[task_id] = _Out(client_id, version, now + self.config.task_timeout_s, kind)
+        return self._task(task_id, now)
+
+    def _task(self, task_id: str, now: float) -> Task:
+        out = self._out[task_id]
+        if out.kind is TaskKind.EVALUATE:
+            return Task(round=out.version, task_id=task_id, kind=TaskKind.EVALUATE,
+                        time_left_s=max(0.0, out.deadline - now), model_spec=self.spec)
+        return Task(round=out.version + 1, task_id=task_id, kind=TaskKind.TRAIN,
                     train=self.strategy.train_config(out.version + 1),
                     time_left_s=max(0.0, out.deadline - now), model_spec=self.spec)
 
     def release(self, client_id: str) -> None:
         """Drop `client_id`'s outstanding task, if any (it left): its slot becomes free."""
         for task_id in [t for t, o in self._out.items() if o.client_id == client_id]:
-            self._finish(task_id)
+            self._drop(task_id)
 
     def submit(self, result: TaskResult, *, now: float) -> Outcome:
         """Fold a result (the client's update from the version its task started from).
@@ -348,7 +418,7 @@ class BufferedEngine:
         header = result.header
         out = self._out.get(header.task_id)
         if out is None:
-            if self.done:
+            if self.trained:
                 return Outcome.AFTER_END
             raise EngineError(Reason.NOT_ASSIGNED, f"task {header.task_id} is not outstanding "
                               "(expired, answered, or never handed out)")
@@ -356,9 +426,11 @@ class BufferedEngine:
             raise EngineError(Reason.NOT_ASSIGNED,
                               f"task {header.task_id} was handed to another client")
         if header.declined_reason:
-            self._finish(header.task_id)
+            self._drop(header.task_id)
             self.declined += 1
             return Outcome.DECLINED
+        if out.kind is TaskKind.EVALUATE:
+            return self._evaluated(result, out, now)
         try:
             check_matches(spec_of(result.tensors), self.spec)
             check_finite(result.tensors)
@@ -380,10 +452,31 @@ class BufferedEngine:
         return Outcome.APPLIED
 
     def tick(self, now: float) -> None:
-        """Expire the tasks whose deadline passed (their slots become free)."""
+        """Expire the tasks whose deadline passed (their slots become free) and close the
+        evaluations that are complete or past their deadline."""
         for task_id in [t for t, o in self._out.items() if o.deadline <= now]:
-            self._finish(task_id)
+            self._drop(task_id)
             self.expired += 1
+        self._close_evaluations(now)
+
+    # ----------------------------------------------------------------- evaluation
+    def _evaluated(self, result: TaskResult, out: _Out, now: float) -> Outcome:
+        header = result.header
+        if result.tensors:
+            raise EngineError(Reason.INVALID, f"{header.task_id} is an evaluation: its result "
+                              "carries metrics, no tensors")
+        if header.num_examples < 1:
+            raise EngineError(Reason.INVALID, "an evaluation result needs num_examples >= 1")
+        self._finish(header.task_id)
+        self._evals.fold(out.version, header.metrics, header.num_examples)
+        self._close_evaluations(now)
+        return Outcome.EVALUATED
+
+    def _close_evaluations(self, now: float) -> None:
+        for closed in self._evals.close_due(now):
+            index = closed.version - 1  # records[i] is version i + 1's step
+            self.records[index] = dataclasses.replace(
+                self.records[index], evaluation=closed.metrics, eval_clients=closed.clients)
 
     # ----------------------------------------------------------------- internals
     def _step(self, now: float) -> None:
@@ -404,16 +497,19 @@ class BufferedEngine:
             update=update, count=len(staleness), total_weight=total_weight))
         self.version += 1
         self._models[self.version] = self.params
-        if self.done:  # what is still out can no longer count
-            self._drop_outstanding()
-        self._release_models()
         self.records.append(BufferRecord(
             version=self.version, at_s=now, staleness=staleness,
             measurements={"mean_staleness": float(np.mean(staleness)), **measurements}))
+        if self._evals.due(self.version, self.config.num_updates):
+            self._evals.open(self.version, now, self.available)
+        if self.trained:  # training still out can no longer count
+            self._drop_outstanding()
+        self._release_models()
 
     def _drop_outstanding(self) -> None:
-        """Forget every outstanding task (the run ended)."""
-        self._out.clear()
+        """Forget every outstanding training task (the last step was taken; evaluations of
+        it go on)."""
+        self._out = {t: o for t, o in self._out.items() if o.kind is TaskKind.EVALUATE}
 
     def _versions_in_use(self) -> set[int]:
         """Model versions outstanding work started from."""
@@ -422,6 +518,14 @@ class BufferedEngine:
     def _finish(self, task_id: str) -> None:
         del self._out[task_id]
         self._release_models()
+
+    def _drop(self, task_id: str) -> None:
+        """A task that will not be answered (declined, expired, its client left): an
+        evaluation's place goes to the next client that asks."""
+        out = self._out[task_id]
+        if out.kind is TaskKind.EVALUATE:
+            self._evals.give_back(out.version)
+        self._finish(task_id)
 
     def _release_models(self) -> None:
         needed = self._versions_in_use() | {self.version}

@@ -11,7 +11,8 @@ round-based serving:
   poll;
 - every server step becomes one `RoundRecord` (`round` = the new version, `clients_selected` =
   `results_received` = K, metrics `mean_staleness`, `max_staleness`, `staleness_weight`), so
-  the history, logs and metrics work unchanged; there is no federated evaluation;
+  the history, logs and metrics work unchanged; a step is reported once its version's
+  evaluation (`eval_every`, `eval_clients`) closed, with its loss and accuracy;
 - `snapshot()` is the engine's (`BufferedEngine.snapshot`), for a checkpoint after each server
   step; a coordinator built on a restored engine reports its earlier steps in `records` but
   not again as new ones;
@@ -30,6 +31,7 @@ from fedcore.engine.model import RoundModel
 from fedcore.engine.records import RoundRecord, RoundStatus
 from fedcore.engine.registry import ClientRegistry, Registry
 from fedcore.protocol.messages import PROTOCOL_VERSION, ResultHeader, TaskReply, TaskResult
+from fedcore.protocol.metric_keys import Metric
 from fedcore.protocol.params import Array
 from fedcore.protocol.specs import ModelSpec
 
@@ -143,6 +145,7 @@ class BufferedCoordinator:
 
     def poll(self, client_id: str, *, now: float) -> TaskReply:
         """A task while a slot is free (the same one again while the client has one out)."""
+        self.buffered.note_available(len(self._registry.available(now)))
         return self.buffered.poll(client_id, now=now)
 
     def model_for(self, client_id: str, task_id: str, *, now: float) -> RoundModel:
@@ -177,7 +180,7 @@ class BufferedCoordinator:
 
     # ----------------------------------------------------------------- internals
     def _collect(self) -> None:
-        for record in self.buffered.records[len(self._records):]:
+        for record in self.buffered.settled_records()[len(self._records):]:
             self._records.append(as_round_record(record, self._last_at))
             self._last_at = record.at_s
             self._unread += 1
@@ -189,7 +192,9 @@ def as_round_record(record: BufferRecord, previous_at: float) -> RoundRecord:
     k = len(record.staleness)
     metrics = dict(record.measurements)
     metrics["max_staleness"] = float(max(record.staleness))
+    evaluation = record.evaluation
     return RoundRecord(round=record.version, status=RoundStatus.OK, clients_selected=k,
-                       results_received=k, train_loss=None, loss=None, accuracy=None,
-                       eval_clients=0, duration_s=max(record.at_s - previous_at, 0.0),
-                       metrics=metrics)
+                       results_received=k, train_loss=None, loss=evaluation.get(Metric.LOSS),
+                       accuracy=evaluation.get(Metric.ACCURACY),
+                       eval_clients=record.eval_clients,
+                       duration_s=max(record.at_s - previous_at, 0.0), metrics=metrics)

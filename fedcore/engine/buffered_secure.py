@@ -119,13 +119,13 @@ class SecureBufferedEngine(BufferedEngine):
     @property
     def activity(self) -> tuple[object, ...]:
         """Changes whenever a waiting client may have a new step (drivers wake polls on it)."""
-        return (len(self._forming),) + tuple(
+        return super().activity + (len(self._forming),) + tuple(
             (g.task_id, g.protocol.progress()) for g in self._groups.values())
 
     def clients_out(self) -> set[str]:
-        """Clients in an open group (not gone) or waiting for one."""
-        return set(self._forming) | {c for g in self._groups.values()
-                                     for c in g.members - g.gone}
+        """Clients in an open group (not gone), waiting for one, or evaluating."""
+        return super().clients_out() | set(self._forming) | {
+            c for g in self._groups.values() for c in g.members - g.gone}
 
     def members_of(self, task_id: str) -> frozenset[str]:
         """The clients group `task_id` was formed from (empty when no such group is open)."""
@@ -133,26 +133,33 @@ class SecureBufferedEngine(BufferedEngine):
         return group.members if group is not None else frozenset()
 
     def is_out(self, task_id: str) -> bool:
-        """Whether group `task_id` is open."""
-        return task_id in self._groups
+        """Whether group (or evaluation task) `task_id` is open."""
+        return task_id in self._groups or super().is_out(task_id)
 
     def next_deadline(self) -> float | None:
-        """The earliest group or protocol-phase deadline."""
+        """The earliest group, protocol-phase or evaluation deadline."""
         deadlines = [g.deadline for g in self._groups.values()]
         deadlines += [d for g in self._groups.values()
                       if (d := g.protocol.inner_deadline()) is not None]
-        return min(deadlines, default=None)
+        plain = super().next_deadline()
+        return min(deadlines + ([] if plain is None else [plain]), default=None)
 
     def task_of(self, task_id: str) -> tuple[str, int] | None:
-        """None: a group's task is many clients' (see `version_of`)."""
-        return None
+        """An evaluation task's (client, version); None for a group, whose task is many
+        clients' (see `version_of`)."""
+        return super().task_of(task_id)
 
     def version_of(self, client_id: str, task_id: str) -> int:
-        """The version group `task_id` trains from, if `client_id` is one of its members."""
+        """The version group `task_id` trains from (or evaluation task `task_id` evaluates),
+        if it is `client_id`'s."""
+        if task_id in self._out:
+            return super().version_of(client_id, task_id)
         return self._member_group(client_id, task_id).version
 
     def model_for(self, task_id: str) -> Params:
         """The model version group `task_id` trains from (read-only use)."""
+        if task_id in self._out:
+            return super().model_for(task_id)
         group = self._groups.get(task_id)
         if group is None:
             raise EngineError(Reason.NOT_ASSIGNED, f"group {task_id} is not open")
@@ -160,6 +167,8 @@ class SecureBufferedEngine(BufferedEngine):
 
     def expected_spec(self, header: ResultHeader) -> ModelSpec:
         """The payload layout of a member's protocol message (none for a decline)."""
+        if header.task_id in self._out:
+            return super().expected_spec(header)
         group = self._member_group(header.client_id, header.task_id)
         if header.declined_reason:
             return EMPTY_SPEC
@@ -168,8 +177,9 @@ class SecureBufferedEngine(BufferedEngine):
     # ----------------------------------------------------------------- messages
     def poll(self, client_id: str, *, now: float) -> TaskReply:
         """A member's next protocol step (train, then the secure-aggregation messages); a
-        client not in a group joins the one being formed while a slot is free (`Wait` until
-        it fills); `Done` after the last update."""
+        client not in a group evaluates while an evaluation wants it, else joins the group
+        being formed while a slot is free (`Wait` until it fills); `Done` after the last
+        update and its evaluation."""
         self.tick(now)
         if self.done:
             return Done(reason=f"the buffered run finished after {self.version} updates")
@@ -177,6 +187,12 @@ class SecureBufferedEngine(BufferedEngine):
         if task_id is not None:
             return self._step_for(client_id, self._groups[task_id], now)
         if client_id not in self._forming:
+            task = self._own_task(client_id, now) or self._evaluation_task(client_id, now)
+            if task is not None:
+                return task
+            if self.trained:
+                return Wait(retry_after_s=self.config.retry_after_s,
+                            reason="the last version is being evaluated")
             if self.outstanding >= self.config.concurrency:
                 return Wait(retry_after_s=self.config.retry_after_s, reason="every slot is taken")
             self._forming.append(client_id)
@@ -188,7 +204,9 @@ class SecureBufferedEngine(BufferedEngine):
                     "group")
 
     def release(self, client_id: str) -> None:
-        """The client left: out of the forming group, or dropped from its group's protocol."""
+        """The client left: out of the forming group, dropped from its group's protocol, or
+        its evaluation task dropped."""
+        super().release(client_id)
         if client_id in self._forming:
             self._forming.remove(client_id)
             return
@@ -210,9 +228,11 @@ class SecureBufferedEngine(BufferedEngine):
                 INVALID (a message the protocol refuses, a payload of the wrong layout); the
                 engine's state is unchanged.
         """
-        self.tick(now)
         header = result.header
-        if self.done and header.task_id.startswith(GROUP_PREFIX):
+        if header.task_id in self._out:  # an evaluation task
+            return super().submit(result, now=now)
+        self.tick(now)
+        if self.trained and header.task_id.startswith(GROUP_PREFIX):
             return Outcome.AFTER_END
         group = self._member_group(header.client_id, header.task_id)
         if header.declined_reason:
@@ -230,8 +250,9 @@ class SecureBufferedEngine(BufferedEngine):
         return self._settle(group, now) or Outcome.BUFFERED
 
     def tick(self, now: float) -> None:
-        """Close protocol phases and groups whose deadlines passed."""
+        """Close protocol phases, groups and evaluations whose deadlines passed."""
         self._clock = max(self._clock, now)
+        super().tick(now)
         for group in list(self._groups.values()):
             if group.task_id in self._groups:  # a step that ends the run closes every group
                 group.protocol.on_time(now)

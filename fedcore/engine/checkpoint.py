@@ -191,4 +191,7 @@ def _record_from_json(row: dict[str, Any]) -> RoundRecord:
 def _buffer_record_from_json(row: dict[str, Any]) -> BufferRecord:
     return BufferRecord(version=int(row["version"]), at_s=float(row["at_s"]),
                         staleness=tuple(int(t) for t in row["staleness"]),
-                        measurements={str(k): float(v) for k, v in row["measurements"].items()})
+                        measurements={str(k): float(v) for k, v in row["measurements"].items()},
+                        evaluation={str(k): float(v)
+                                    for k, v in row.get("evaluation", {}).items()},
+                        eval_clients=int(row.get("eval_clients", 0)))

@@ -4,7 +4,9 @@ Virtual clients are drawn uniformly at random among the idle ones whenever the e
 slot; each trains (through the deployed client's `TaskHandler`, on the model version it was
 handed) and its result arrives `TimingModel.task_seconds` simulated seconds later, so slow
 devices deliver stale results while fast ones keep the buffer filling. Lost tasks
-(`TimingModel.dropout`) never arrive and expire at their deadline. The simulated clock is
+(`TimingModel.dropout`) never arrive and expire at their deadline. When the engine evaluates
+(`BufferedConfig.eval_every`), idle clients also take its evaluation tasks, each a pass over
+their examples in simulated time. The simulated clock is
 comparable with `InProcessDriver`'s for synchronous rounds under the same `TimingModel`: that
 is how FedBuff's wall-clock advantage with slow devices is measured.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +26,7 @@ from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
 from fedcore.engine.buffered import BufferedEngine, BufferRecord, Outcome
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.errors import WireError
-from fedcore.protocol.messages import Task, TaskResult
+from fedcore.protocol.messages import Task, TaskKind, TaskResult
 from fedcore.protocol.params import Array, Params
 from fedcore.sim.driver import HandlerFactory
 from fedcore.sim.population import Population
@@ -32,6 +35,13 @@ from fedcore.sim.scaffold import ScaffoldHandlers
 from fedcore.sim.timing import TimingModel
 
 log = logging.getLogger(__name__)
+
+
+def task_seconds(timing: TimingModel, index: int, task: Task, examples: int) -> float:
+    """Simulated seconds client `index` takes for `task` over `examples` examples: its local
+    epochs for training, one pass for evaluation (as `InProcessDriver` times them)."""
+    epochs = task.train.local_epochs if task.kind is TaskKind.TRAIN else 1
+    return timing.task_seconds(index, max(examples, 1), epochs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,7 @@ class BufferedDriver:
         runner: trains the clients handed a task at the same moment (one cohort per call).
         timing: how long each client's task takes, and which are lost.
         on_update: called after each server step with its record and the new model.
+        on_record: called with each server step's record once its evaluation (if any) closed.
         handler: builds a client's `TaskHandler` (default: `fedcore.sim.scaffold.ScaffoldHandlers`).
         seed: which idle clients are drawn.
     """
@@ -63,12 +74,16 @@ class BufferedDriver:
         *,
         timing: TimingModel | None = None,
         on_update: Callable[[BufferRecord, Params], None] | None = None,
+        on_record: Callable[[BufferRecord], None] | None = None,
         handler: HandlerFactory | None = None,
         seed: int = 0,
     ) -> None:
         self.engine, self.population, self.runner = engine, population, runner
         self.timing = timing or TimingModel()
         self._on_update = on_update
+        self._on_record = on_record
+        engine.note_available(len(population))  # evaluations never wait for more
+        self._reported = 0
         self._handler: HandlerFactory = handler or ScaffoldHandlers(population)
         self._rng = np.random.default_rng(seed)
         self._busy: dict[str, str] = {}  # client id -> its outstanding task id
@@ -92,6 +107,7 @@ class BufferedDriver:
                 self.now = max(self.now, deadline)
                 engine.tick(self.now)
                 self._forget_finished()
+                self._report()
                 continue
             at, _, cid, result = heapq.heappop(self._arrivals)
             self.now = at
@@ -106,27 +122,35 @@ class BufferedDriver:
             self._forget_finished()
             if outcome is Outcome.APPLIED and self._on_update is not None:
                 self._on_update(engine.records[-1], engine.params)
+            self._report()
         return BufferedSimulation(records=engine.records,
                                   params={k: v.copy() for k, v in engine.params.items()},
                                   simulated_s=self.now, tasks=self.tasks)
 
     def _hand_out(self) -> None:
+        """Idle clients ask while a training slot is free or an evaluation wants clients; the
+        cohort handed the same kind of task on the same version works in one runner call."""
         engine = self.engine
         handed: dict[str, Task] = {}
-        free = engine.config.concurrency - engine.outstanding
+        wanted = engine.config.concurrency - engine.outstanding + engine.wants_evaluators
         idle = len(self.population) - len(self._busy)
-        for _ in range(min(free, idle)):
+        for _ in range(min(wanted, idle)):
             cid = self._draw_idle(handed)
             reply = engine.poll(cid, now=self.now)
             if not isinstance(reply, Task):
                 break
             handed[cid] = reply
-        if not handed:
-            return
-        first = next(iter(handed.values()))
-        params = engine.model_for(first.task_id)
-        apps = self.runner.run(first, list(handed), params)
+        cohorts: dict[tuple[TaskKind, int], dict[str, Task]] = defaultdict(dict)
         for cid, task in handed.items():
+            cohorts[task.kind, task.round][cid] = task
+        for cohort in cohorts.values():
+            self._work(cohort)
+
+    def _work(self, cohort: dict[str, Task]) -> None:
+        first = next(iter(cohort.values()))
+        params = self.engine.model_for(first.task_id)
+        apps = self.runner.run(first, list(cohort), params)
+        for cid, task in cohort.items():
             self.tasks += 1
             self._busy[cid] = task.task_id
             app = apps.get(cid)
@@ -136,8 +160,7 @@ class BufferedDriver:
             index = self.population.index_of(cid)
             if self.timing.drops(index, task.round, task.kind.value):
                 continue
-            seconds = self.timing.task_seconds(index, max(result.header.num_examples, 1),
-                                               task.train.local_epochs)
+            seconds = task_seconds(self.timing, index, task, result.header.num_examples)
             heapq.heappush(self._arrivals, (self.now + seconds, next(self._order), cid, result))
 
     def _draw_idle(self, handed: dict[str, Task]) -> str:
@@ -156,6 +179,14 @@ class BufferedDriver:
         except (ClientAppError, WireError) as err:
             log.error("%s: task %s: unusable local results: %s", cid, task.task_id, err)
             return handler.decline(task, f"app error: {err}")
+
+    def _report(self) -> None:
+        """Hand each server step whose evaluation closed to `on_record`, once, in order."""
+        settled = self.engine.settled_records()
+        if self._on_record is not None:
+            for record in settled[self._reported:]:
+                self._on_record(record)
+        self._reported = len(settled)
 
     def _forget_finished(self) -> None:
         for cid in [c for c, t in self._busy.items() if not self.engine.is_out(t)]:

@@ -6,8 +6,9 @@ client's `TaskHandler`, which also keeps its secure-aggregation session) on its 
 version, and its keys arrive `TimingModel.task_seconds` simulated seconds later; each later
 protocol message takes `TimingModel.latency_s`. A member lost to `TimingModel.dropout` never
 answers: its group goes on without it at the phase deadline, or aborts below the threshold.
-The simulated clock is the one `fedcore.sim.buffered.BufferedDriver` and synchronous rounds
-use, so the cost of securing buffers shows up as simulated time.
+Evaluation tasks (`BufferedConfig.eval_every`) go to idle clients, each a pass over their
+examples. The simulated clock is the one `fedcore.sim.buffered.BufferedDriver` and synchronous
+rounds use, so the cost of securing buffers shows up as simulated time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Task, TaskKind, TaskResult
 from fedcore.protocol.params import Params
-from fedcore.sim.buffered import BufferedSimulation
+from fedcore.sim.buffered import BufferedSimulation, task_seconds
 from fedcore.sim.driver import HandlerFactory
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
@@ -45,6 +46,7 @@ class SecureBufferedDriver:
         runner: trains the members of a group that opened (one cohort per call).
         timing: how long training and each protocol message take, and which members are lost.
         on_update: called after each server step with its record and the new model.
+        on_record: called with each server step's record once its evaluation (if any) closed.
         handler: builds a client's `TaskHandler` (default: `fedcore.sim.scaffold.ScaffoldHandlers`).
         seed: which idle clients are drawn.
     """
@@ -57,6 +59,7 @@ class SecureBufferedDriver:
         *,
         timing: TimingModel | None = None,
         on_update: Callable[[BufferRecord, Params], None] | None = None,
+        on_record: Callable[[BufferRecord], None] | None = None,
         handler: HandlerFactory | None = None,
         seed: int = 0,
     ) -> None:
@@ -66,6 +69,9 @@ class SecureBufferedDriver:
         self.engine, self.population, self.runner = engine, population, runner
         self.timing = timing or TimingModel()
         self._on_update = on_update
+        self._on_record = on_record
+        engine.note_available(len(population))  # evaluations never wait for more
+        self._reported = 0
         self._handler: HandlerFactory = handler or ScaffoldHandlers(population)
         self._rng = np.random.default_rng(seed)
         self._busy: set[str] = set()  # asked for work and not yet out of its group
@@ -99,31 +105,41 @@ class SecureBufferedDriver:
                 self._waiting.discard(cid)
                 self._deliver(result)
             self._forget_finished()
+            self._report()
         return BufferedSimulation(records=engine.records,
                                   params={k: v.copy() for k, v in engine.params.items()},
                                   simulated_s=self.now, tasks=self.tasks)
 
     def _recruit(self) -> None:
-        """Idle clients ask for work while a slot is free."""
+        """Idle clients ask for work while a slot is free or an evaluation wants clients."""
         engine = self.engine
-        while (engine.outstanding < engine.config.concurrency
-               and len(self._busy) < len(self.population)):
+        while self._wants_clients() and len(self._busy) < len(self.population):
             cid = self._draw_idle()
             self._busy.add(cid)
             engine.poll(cid, now=self.now)
             if engine.done:
                 return
 
+    def _wants_clients(self) -> bool:
+        engine = self.engine
+        if engine.wants_evaluators:
+            return True
+        return not engine.trained and engine.outstanding < engine.config.concurrency
+
     def _serve(self) -> None:
         """Every member answers the step it has now: the cohort of a new group trains, the
-        others send their next protocol message."""
+        others send their next protocol message; evaluators evaluate."""
         training: dict[str, dict[str, Task]] = defaultdict(dict)
+        evaluating: dict[int, dict[str, Task]] = defaultdict(dict)
         for cid in sorted(self._busy - self._waiting - self._silent):
             reply = self.engine.poll(cid, now=self.now)
             if not isinstance(reply, Task):
                 continue
             if reply.kind is TaskKind.TRAIN:
                 training[reply.task_id][cid] = reply
+                continue
+            if reply.kind is TaskKind.EVALUATE:
+                evaluating[reply.round][cid] = reply
                 continue
             session = self._sessions.get(cid)
             if session is None:
@@ -135,12 +151,13 @@ class SecureBufferedDriver:
                 self._silent.add(cid)
                 continue
             self._send(cid, result, self.timing.latency_s)
-        for task_id, tasks in training.items():
-            self._train(task_id, tasks)
+        for tasks in [*training.values(), *evaluating.values()]:
+            self._work(tasks)
 
-    def _train(self, task_id: str, tasks: dict[str, Task]) -> None:
-        params = self.engine.model_for(task_id)
+    def _work(self, tasks: dict[str, Task]) -> None:
+        """A cohort's local work: a new group's training, or an evaluation of one version."""
         first = next(iter(tasks.values()))
+        params = self.engine.model_for(first.task_id)
         apps = self.runner.run(first, list(tasks), params)
         for cid, task in tasks.items():
             self.tasks += 1
@@ -151,11 +168,13 @@ class SecureBufferedDriver:
                 continue
             handler = self._handler(app, cid)
             result = self._answer(handler, task, params)
-            if not result.header.declined_reason:
-                self._sessions[cid] = handler
-            seconds = self.timing.task_seconds(index, max(handler.trained_examples, 1),
-                                               task.train.local_epochs)
-            self._send(cid, result, seconds)
+            if task.kind is TaskKind.EVALUATE:
+                examples = result.header.num_examples
+            else:  # a secure result's header hides its examples
+                examples = handler.trained_examples
+                if not result.header.declined_reason:
+                    self._sessions[cid] = handler
+            self._send(cid, result, task_seconds(self.timing, index, task, examples))
 
     def _answer(self, handler: TaskHandler, task: Task, params: Params) -> TaskResult:
         try:
@@ -183,6 +202,14 @@ class SecureBufferedDriver:
             log.info("a secure buffer failed: %s", self.engine.last_failure)
         elif outcome is Outcome.APPLIED and self._on_update is not None:
             self._on_update(self.engine.records[-1], self.engine.params)
+
+    def _report(self) -> None:
+        """Hand each server step whose evaluation closed to `on_record`, once, in order."""
+        settled = self.engine.settled_records()
+        if self._on_record is not None:
+            for record in settled[self._reported:]:
+                self._on_record(record)
+        self._reported = len(settled)
 
     def _draw_idle(self) -> str:
         size = len(self.population)

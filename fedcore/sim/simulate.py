@@ -129,18 +129,20 @@ def _run_buffered(plan: RunPlan, config: SimulationConfig, population: Populatio
                   runner: TaskRunner, timing: TimingModel,
                   record: Callable[[RoundRecord], None], initial: Params) -> SimulationResult:
     """FedBuff in simulated time (with [secagg], each buffer one secure group); each server
-    step is recorded as a round."""
+    step is recorded as a round once its evaluation closed."""
     records: list[RoundRecord] = []
     engine = build_buffered(plan, initial_params=initial)
+    previous_at = 0.0
 
-    def on_update(step: BufferRecord, _params: Params) -> None:
-        steps = engine.records
-        records.append(as_round_record(step, steps[-2].at_s if len(steps) > 1 else 0.0))
+    def on_record(step: BufferRecord) -> None:
+        nonlocal previous_at
+        records.append(as_round_record(step, previous_at))
+        previous_at = step.at_s
         record(records[-1])
 
     driver = (SecureBufferedDriver if isinstance(engine, SecureBufferedEngine) else
               BufferedDriver)(engine, population, runner, timing=timing,  # type: ignore[arg-type]
-                              on_update=on_update, seed=config.simulation.seed)
+                              on_record=on_record, seed=config.simulation.seed)
     done = driver.run()
     return SimulationResult(records=records, params=done.params, simulated_s=done.simulated_s)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.client import BackgroundClient, FitResult, FunctionalApp
+from fedcore.client import BackgroundClient, EvalResult, FitResult, FunctionalApp
 from fedcore.engine import EngineConfig
 from fedcore.engine.buffered import BufferedConfig, BufferedEngine, Outcome
 from fedcore.engine.buffered_coordinator import BufferedCoordinator
@@ -40,7 +40,12 @@ def _app(index: int) -> FunctionalApp:
             w -= np.float32(config.learning_rate) * (2 * x.T @ (x @ w - y) / len(y))
         return FitResult(params={"w": w.astype(np.float32)}, num_examples=len(y))
 
-    return FunctionalApp(get_parameters=lambda: {"w": np.zeros(FEATURES, np.float32)}, fit=fit)
+    def evaluate(params: Params, config: TrainConfig) -> EvalResult:
+        w = np.asarray(params["w"], np.float32)
+        return EvalResult(loss=float(np.mean((x @ w - y) ** 2)), num_examples=len(y))
+
+    return FunctionalApp(get_parameters=lambda: {"w": np.zeros(FEATURES, np.float32)}, fit=fit,
+                         evaluate=evaluate)
 
 
 def _loss(w: np.ndarray) -> float:
@@ -49,7 +54,8 @@ def _loss(w: np.ndarray) -> float:
 
 def test_fedbuff_over_grpc_steps_every_k_results_and_learns() -> None:
     engine = BufferedEngine(
-        BufferedConfig(buffer_size=K, concurrency=3, num_updates=UPDATES, task_timeout_s=30.0),
+        BufferedConfig(buffer_size=K, concurrency=3, num_updates=UPDATES, task_timeout_s=30.0,
+                       eval_every=3, eval_clients=2),
         FedAvg(local_epochs=3, learning_rate=0.05), {"w": np.zeros(FEATURES, np.float32)})
     coordinator = BufferedCoordinator(engine, EngineConfig(num_rounds=1, retry_after_s=0.1))
     server = CoordinatorServer(coordinator, long_poll_s=0.2, linger_s=0.5)  # type: ignore[arg-type]
@@ -70,6 +76,9 @@ def test_fedbuff_over_grpc_steps_every_k_results_and_learns() -> None:
     records = coordinator.records
     assert [r.round for r in records] == list(range(1, UPDATES + 1))
     assert all(r.results_received == K and "mean_staleness" in r.metrics for r in records)
+    evaluated = [r for r in records if r.eval_clients]  # versions 3 and 6, over the SDK
+    assert [r.round for r in evaluated] == [3, 6] and all(r.eval_clients == 2 for r in evaluated)
+    assert evaluated[1].loss is not None and evaluated[1].loss < _loss(np.zeros(FEATURES))
     assert _loss(engine.params["w"]) < 0.2 * _loss(np.zeros(FEATURES, np.float32))
 
 

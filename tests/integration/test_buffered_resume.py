@@ -26,6 +26,8 @@ buffer_size = 2
 concurrency = 3
 num_updates = {UPDATES}
 task_timeout_s = 120
+eval_every = 0      # a step's record (and checkpoint) would wait for its evaluation, which
+                    # the clients blocked in their third fit could not give
 """
 
 

@@ -3,6 +3,8 @@ the combinations refused at start."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,14 @@ def _file(tmp_path: Path, text: str) -> Path:
 
 def test_no_table_means_rounds_and_an_empty_table_means_fedbuff_with_the_engine_defaults(
         tmp_path: Path) -> None:
+    # the engine's defaults, except that an operator's run evaluates every version (the
+    # library's engine evaluates only when asked)
+    operator = dataclasses.replace(BufferedConfig(), eval_every=1)
     assert load_config(None).run.buffered is None
-    assert load_config(_file(tmp_path, "[buffered]\n")).run.buffered == BufferedConfig()
-    assert BufferedSection().config() == BufferedConfig()
+    assert load_config(_file(tmp_path, "[buffered]\n")).run.buffered == operator
+    assert BufferedSection().config() == operator
+    off = load_config(_file(tmp_path, "[buffered]\neval_every = 0\n")).run.buffered
+    assert off == BufferedConfig()
 
 
 def test_keys_and_flags_set_the_engine(tmp_path: Path) -> None:
@@ -38,7 +45,7 @@ def test_keys_and_flags_set_the_engine(tmp_path: Path) -> None:
 
     assert plan.run.buffered == BufferedConfig(buffer_size=3, concurrency=5, num_updates=7,
                                                max_staleness=2, staleness_exponent=0.0,
-                                               task_timeout_s=30.0)
+                                               task_timeout_s=30.0, eval_every=1)
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -16,7 +16,7 @@ from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.distributed_dp import DistributedDPConfig
-from fedcore.protocol.messages import SecAggSetup, Task, TaskKind, TaskResult, Wait
+from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult, Wait
 from fedcore.strategy import FedAvg
 from fedcore.wire.secagg import MASKED_TENSOR
 
@@ -251,3 +251,25 @@ def test_unfit_settings_are_refused(k: int, secure: SecureAggregationConfig, why
 
 def test_staleness_weight_of_a_group_is_one_per_survivor() -> None:
     assert math.isclose(staleness_weight(3), 0.5)
+
+
+def test_a_secure_run_evaluates_each_version_with_plain_evaluation_tasks() -> None:
+    """Evaluation results are metrics, not updates: they go to the engine as in plain runs,
+    from clients outside any group, and the run ends after the last version's evaluation."""
+    config = BufferedConfig(buffer_size=2, concurrency=2, num_updates=1, task_timeout_s=600.0,
+                            eval_every=1, eval_clients=1)
+    engine = SecureBufferedEngine(config, FedAvg(), {"w": np.zeros(DIM, np.float32)}, SECURE)
+    clients = Clients(engine, {"a": 0.1, "b": 0.3})
+    engine.poll("a", now=0.0)
+    engine.poll("b", now=0.0)
+    clients.finish(["a", "b"], "sbuf-1")
+    assert engine.version == 1 and not engine.done and engine.settled_records() == []
+    task = engine.poll("e", now=1.0)
+    assert isinstance(task, Task) and task.kind is TaskKind.EVALUATE and task.round == 1
+    assert engine.version_of("e", task.task_id) == 1 and engine.is_out(task.task_id)
+    assert "e" in engine.clients_out()
+    evaluation = TaskResult(header=ResultHeader(client_id="e", task_id=task.task_id,
+                                                num_examples=5,
+                                                metrics={"loss": 0.5, "accuracy": 0.6}))
+    assert engine.submit(evaluation, now=2.0) is Outcome.EVALUATED
+    assert engine.done and engine.records[0].evaluation["accuracy"] == pytest.approx(0.6)

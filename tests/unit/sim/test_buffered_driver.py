@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.client import FitResult, FunctionalApp
-from fedcore.engine.buffered import BufferedConfig, BufferedEngine
+from fedcore.client import EvalResult, FitResult, FunctionalApp
+from fedcore.engine.buffered import BufferedConfig, BufferedEngine, BufferRecord
 from fedcore.protocol.messages import TrainConfig
 from fedcore.protocol.params import Params
 from fedcore.sim.buffered import BufferedDriver, BufferedSimulation
@@ -74,3 +74,31 @@ def test_a_buffered_simulation_is_reproducible() -> None:
     np.testing.assert_array_equal(a.params["w"], b.params["w"])
     assert a.simulated_s == b.simulated_s
     assert [r.staleness for r in a.records] == [r.staleness for r in b.records]
+
+
+def test_evaluation_tasks_go_to_idle_clients_and_each_step_is_reported_once_evaluated() -> None:
+    population = Population(CLIENTS, seed=1, data=_data)
+    config = BufferedConfig(buffer_size=4, concurrency=8, num_updates=6, task_timeout_s=60.0,
+                            eval_every=3, eval_clients=5)
+    engine = BufferedEngine(config, FedAvg(local_epochs=3, learning_rate=0.05),
+                            {"w": np.zeros(FEATURES)})
+
+    def evaluating_app(index: int) -> FunctionalApp:
+        x, y = _data(index)
+        trains = _app(index)
+        return FunctionalApp(get_parameters=trains.get_parameters, fit=trains.fit,
+                             evaluate=lambda params, config: EvalResult(
+                                 loss=float(np.mean((x @ np.asarray(params["w"]) - y) ** 2)),
+                                 num_examples=len(y)))
+
+    reported: list[BufferRecord] = []
+    runner = AppRunner(lambda cid: evaluating_app(population.index_of(cid)))
+    result = BufferedDriver(engine, population, runner, timing=TimingModel(
+        s_per_example=0.1, speed_sigma=1.0, latency_s=0.1, seed=2), on_record=reported.append,
+        seed=0).run()
+
+    assert [r.version for r in reported] == list(range(1, 7))  # each once, in order
+    assert [r.eval_clients for r in reported] == [0, 0, 5, 0, 0, 5]
+    losses = [r.evaluation["loss"] for r in reported if r.eval_clients]
+    assert losses[1] < losses[0] < _loss(np.zeros(FEATURES))  # the model improves
+    assert result.tasks >= 6 * 4 + 2 * 5

@@ -4,10 +4,12 @@ buffers costs simulated time against plain FedBuff on the same devices."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from fedcore.client import FitResult, FunctionalApp
-from fedcore.engine.buffered import BufferedConfig, BufferedEngine
+from fedcore.client import EvalResult, FitResult, FunctionalApp
+from fedcore.engine.buffered import BufferedConfig, BufferedEngine, BufferRecord
 from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.protocol.messages import TrainConfig
@@ -97,3 +99,27 @@ def test_securing_the_buffers_costs_simulated_time() -> None:
         timing=_timing(0.0), seed=0).run()
     assert secure.simulated_s > plain.simulated_s
     assert _loss(plain.params["w"]) < 0.05 * _loss(np.zeros(FEATURES))
+
+
+def test_secure_buffers_are_evaluated_by_idle_clients() -> None:
+    population = Population(CLIENTS, seed=1, data=_data)
+    config = dataclasses.replace(CONFIG, num_updates=4, eval_every=2, eval_clients=4)
+    engine = SecureBufferedEngine(config, FedAvg(local_epochs=3, learning_rate=0.05),
+                                  {"w": np.zeros(FEATURES, np.float32)}, SECURE)
+
+    def evaluating_app(index: int) -> FunctionalApp:
+        x, y = _data(index)
+        trains = _app(index)
+        return FunctionalApp(get_parameters=trains.get_parameters, fit=trains.fit,
+                             evaluate=lambda params, config: EvalResult(
+                                 loss=float(np.mean((x @ np.asarray(params["w"]) - y) ** 2)),
+                                 num_examples=len(y)))
+
+    reported: list[BufferRecord] = []
+    runner = AppRunner(lambda cid: evaluating_app(population.index_of(cid)))
+    SecureBufferedDriver(engine, population, runner, timing=_timing(0.0),
+                         on_record=reported.append, seed=0).run()
+
+    assert [r.version for r in reported] == [1, 2, 3, 4]
+    assert [r.eval_clients for r in reported] == [0, 4, 0, 4]
+    assert reported[3].evaluation["loss"] < _loss(np.zeros(FEATURES))
