@@ -66,3 +66,21 @@ def test_a_malformed_compressed_update_is_refused_and_changes_nothing(make_harne
     assert h.snapshot() == before
     finish(h)
     assert h.params_bytes() == _dense_run(make_harness)
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(12, True), (11, False)])
+def test_a_payload_of_exactly_max_payload_bytes_is_accepted(make_harness, limit: int,  # type: ignore[no-untyped-def]
+                                                            accepted: bool) -> None:
+    h = make_harness(clients=1, max_payload_bytes=limit)  # the model: 3 float32, 12 bytes
+    [(cid, task)] = h.tasks().items()
+    assert spec_of(h.delta(1.0)).nbytes == 12
+
+    if accepted:
+        h.submit(cid, task, h.delta(1.0), num_examples=1)
+        assert h.engine.round_number == 1
+    else:
+        before = h.snapshot()
+        with pytest.raises(EngineError) as err:
+            h.submit(cid, task, h.delta(1.0), num_examples=1)
+        assert err.value.reason is Reason.TOO_LARGE
+        assert h.snapshot() == before
