@@ -62,3 +62,15 @@ def test_the_buffered_engine_refuses_the_model_of_a_task_that_is_not_out() -> No
         engine.model_for("no-such-task")
     assert err.value.reason is Reason.NOT_ASSIGNED
     np.testing.assert_array_equal(engine.model_for(task.task_id)["w"], [0.0])
+
+
+def test_secure_aggregation_settings_at_their_bounds() -> None:
+    from fedcore.engine.config import SecureAggregationConfig
+
+    edge = SecureAggregationConfig(threshold_fraction=1.0, degree=0, max_clients=1)
+    assert (edge.threshold_fraction, edge.degree, edge.max_clients) == (1.0, 0, 1)
+    for fields in ({"threshold_fraction": 0.0}, {"threshold_fraction": 1.01}, {"degree": -1},
+                   {"max_clients": 0}, {"clip": 0.0}, {"weight_cap": 0.0},
+                   {"phase_timeout_s": 0.0}):
+        with pytest.raises(ValueError):
+            SecureAggregationConfig(**fields)  # type: ignore[arg-type]
