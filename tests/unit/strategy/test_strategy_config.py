@@ -166,9 +166,9 @@ def test_a_simulation_compresses_uploads_from_its_toml(tmp_path: Path) -> None:
     assert all(r["status"] == "ok" for r in one_bit)
 
 
-def test_compression_with_secure_aggregation_is_refused() -> None:
+def test_top_k_compression_with_secure_aggregation_is_refused() -> None:
     from fedcore.sim.config import load_simulation_config
 
-    with pytest.raises(ConfigError, match=r"\[compression\] applies to plain rounds"):
+    with pytest.raises(ConfigError, match=r"kind = 'topk' cannot run under \[secagg\]"):
         load_simulation_config(None, {"compression.enabled": True, "compression.kind": "topk",
                                       "secagg.enabled": True})
