@@ -71,3 +71,15 @@ def test_a_correction_for_a_tensor_that_is_not_trainable_is_refused() -> None:
 
     with pytest.raises(ClientAppError):
         app.fit_corrected(start, TrainConfig(), {"running_mean": np.zeros(2)})
+
+
+def test_cuda_on_a_machine_without_it_is_refused_and_auto_falls_back_to_cpu() -> None:
+    from fedcore.client.torch_app import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(ClientAppError):
+            resolve_device(device)
