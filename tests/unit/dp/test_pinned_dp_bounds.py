@@ -91,3 +91,16 @@ def test_skellam_rdp_needs_a_coordinate_and_a_discrete_gaussian_a_real_sigma() -
     for sigma in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError):
             sample_discrete_gaussian(sigma, 3, np.random.default_rng(0))
+
+
+def test_a_zero_step_entry_neither_shows_in_the_ledger_nor_splits_a_merge() -> None:
+    from fedcore.dp.accountant import PrivacyAccountant
+
+    a = HistoryEntry(noise_multiplier=1.0, sample_rate=0.1, steps=5)
+    other_none = HistoryEntry(noise_multiplier=2.0, sample_rate=0.5, steps=0)
+    accountant = PrivacyAccountant(history=[a, other_none, a])
+
+    assert accountant.history == (HistoryEntry(noise_multiplier=1.0, sample_rate=0.1, steps=10),)
+    assert accountant.epsilon_after(other_none, 1e-5) == accountant.epsilon(1e-5)
+    accountant.record(other_none)
+    assert accountant.steps == 10 and len(accountant.history) == 1
