@@ -366,14 +366,24 @@ class BufferedEngine:
         self.tick(now)
         if self.done:
             return Done(reason=f"the buffered run finished after {self.version} updates")
-        task = self._own_task(client_id, now) or self._evaluation_task(client_id, now)
-        if task is not None:
-            return task
+        reply = (self._reply_in_progress(client_id, now) or self._own_task(client_id, now)
+                 or self._evaluation_task(client_id, now))
+        if reply is not None:
+            return reply
         if self.trained:
             return Wait(retry_after_s=self.config.retry_after_s,
                         reason="the last version is being evaluated")
         if self.outstanding >= self.config.concurrency:
             return Wait(retry_after_s=self.config.retry_after_s, reason="every slot is taken")
+        return self._start_training(client_id, now)
+
+    def _reply_in_progress(self, client_id: str, now: float) -> TaskReply | None:
+        """What a client already engaged in training work gets (None: nothing; plain
+        buffers have none beyond its own task, `_own_task`)."""
+        return None
+
+    def _start_training(self, client_id: str, now: float) -> TaskReply:
+        """A slot is free: `client_id` trains on the current version."""
         return self._hand(client_id, self.version, TaskKind.TRAIN, now)
 
     def _own_task(self, client_id: str, now: float) -> Task | None:

@@ -39,7 +39,7 @@ from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.secure_round import SecureRound
 from fedcore.protocol.errors import WireError
-from fedcore.protocol.messages import Done, ResultHeader, Task, TaskReply, TaskResult, Wait
+from fedcore.protocol.messages import ResultHeader, Task, TaskReply, TaskResult, Wait
 from fedcore.protocol.params import Array, Params
 from fedcore.protocol.specs import EMPTY_SPEC, ModelSpec, check_matches, spec_of
 from fedcore.strategy.base import Strategy
@@ -175,29 +175,23 @@ class SecureBufferedEngine(BufferedEngine):
         return group.protocol.expected_spec(header.task_id, header)
 
     # ----------------------------------------------------------------- messages
-    def poll(self, client_id: str, *, now: float) -> TaskReply:
-        """A member's next protocol step (train, then the secure-aggregation messages); a
-        client not in a group evaluates while an evaluation wants it, else joins the group
-        being formed while a slot is free (`Wait` until it fills); `Done` after the last
-        update and its evaluation."""
-        self.tick(now)
-        if self.done:
-            return Done(reason=f"the buffered run finished after {self.version} updates")
+    def _reply_in_progress(self, client_id: str, now: float) -> TaskReply | None:
+        """A member's next protocol step (train, then the secure-aggregation messages), or
+        `Wait` while its group is being formed; clients outside a group evaluate while an
+        evaluation wants them, else join the group being formed (`_start_training`)."""
         task_id = self._group_of.get(client_id)
         if task_id is not None:
             return self._step_for(client_id, self._groups[task_id], now)
-        if client_id not in self._forming:
-            task = self._own_task(client_id, now) or self._evaluation_task(client_id, now)
-            if task is not None:
-                return task
-            if self.trained:
-                return Wait(retry_after_s=self.config.retry_after_s,
-                            reason="the last version is being evaluated")
-            if self.outstanding >= self.config.concurrency:
-                return Wait(retry_after_s=self.config.retry_after_s, reason="every slot is taken")
-            self._forming.append(client_id)
-            if len(self._forming) >= self.config.buffer_size:
-                return self._step_for(client_id, self._open_group(now), now)
+        return self._forming_wait() if client_id in self._forming else None
+
+    def _start_training(self, client_id: str, now: float) -> TaskReply:
+        """A slot is free: `client_id` joins the group being formed, which opens when full."""
+        self._forming.append(client_id)
+        if len(self._forming) >= self.config.buffer_size:
+            return self._step_for(client_id, self._open_group(now), now)
+        return self._forming_wait()
+
+    def _forming_wait(self) -> Wait:
         missing = self.config.buffer_size - len(self._forming)
         return Wait(retry_after_s=self.config.retry_after_s,
                     reason=f"waiting for {missing} more client(s) to form a secure-aggregation "

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedcore.client.app import ClientApp, ClientAppError, DeclineTask
+from fedcore.client.app import ClientApp
 from fedcore.engine.buffered import BufferedEngine, BufferRecord, Outcome
 from fedcore.engine.errors import EngineError, Reason
-from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Task, TaskKind, TaskResult
 from fedcore.protocol.params import Array, Params
-from fedcore.sim.driver import HandlerFactory
+from fedcore.sim.driver import HandlerFactory, answer
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
 from fedcore.sim.scaffold import ScaffoldHandlers
@@ -42,6 +41,17 @@ def task_seconds(timing: TimingModel, index: int, task: Task, examples: int) -> 
     epochs for training, one pass for evaluation (as `InProcessDriver` times them)."""
     epochs = task.train.local_epochs if task.kind is TaskKind.TRAIN else 1
     return timing.task_seconds(index, max(examples, 1), epochs)
+
+
+def report_settled(engine: BufferedEngine, on_record: Callable[[BufferRecord], None] | None,
+                   reported: int) -> int:
+    """Hand each server step past the first `reported` whose evaluation closed to
+    `on_record`, in order; how many are reported now."""
+    settled = engine.settled_records()
+    if on_record is not None:
+        for record in settled[reported:]:
+            on_record(record)
+    return len(settled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,22 +181,10 @@ class BufferedDriver:
                 return cid
 
     def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
-        handler = self._handler(app, cid)
-        try:
-            return handler.handle(task, params)
-        except DeclineTask as refusal:
-            return handler.decline(task, refusal.reason or "declined by the app")
-        except (ClientAppError, WireError) as err:
-            log.error("%s: task %s: unusable local results: %s", cid, task.task_id, err)
-            return handler.decline(task, f"app error: {err}")
+        return answer(self._handler(app, cid), task, params)
 
     def _report(self) -> None:
-        """Hand each server step whose evaluation closed to `on_record`, once, in order."""
-        settled = self.engine.settled_records()
-        if self._on_record is not None:
-            for record in settled[self._reported:]:
-                self._on_record(record)
-        self._reported = len(settled)
+        self._reported = report_settled(self.engine, self._on_record, self._reported)
 
     def _forget_finished(self) -> None:
         for cid in [c for c, t in self._busy.items() if not self.engine.is_out(t)]:

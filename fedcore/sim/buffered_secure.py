@@ -21,16 +21,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fedcore.client.app import ClientAppError, DeclineTask
+from fedcore.client.app import ClientAppError
 from fedcore.client.handler import TaskHandler
 from fedcore.engine.buffered import BufferRecord, Outcome
 from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.errors import EngineError, Reason
-from fedcore.protocol.errors import WireError
 from fedcore.protocol.messages import Task, TaskKind, TaskResult
 from fedcore.protocol.params import Params
-from fedcore.sim.buffered import BufferedSimulation, task_seconds
-from fedcore.sim.driver import HandlerFactory
+from fedcore.sim.buffered import BufferedSimulation, report_settled, task_seconds
+from fedcore.sim.driver import HandlerFactory, answer
 from fedcore.sim.population import Population
 from fedcore.sim.runners import TaskRunner
 from fedcore.sim.scaffold import ScaffoldHandlers
@@ -167,7 +166,7 @@ class SecureBufferedDriver:
                 self._silent.add(cid)  # its local work failed, or it is lost
                 continue
             handler = self._handler(app, cid)
-            result = self._answer(handler, task, params)
+            result = answer(handler, task, params)
             if task.kind is TaskKind.EVALUATE:
                 examples = result.header.num_examples
             else:  # a secure result's header hides its examples
@@ -175,16 +174,6 @@ class SecureBufferedDriver:
                 if not result.header.declined_reason:
                     self._sessions[cid] = handler
             self._send(cid, result, task_seconds(self.timing, index, task, examples))
-
-    def _answer(self, handler: TaskHandler, task: Task, params: Params) -> TaskResult:
-        try:
-            return handler.handle(task, params)
-        except DeclineTask as refusal:
-            return handler.decline(task, refusal.reason or "declined by the app")
-        except (ClientAppError, WireError) as err:
-            log.error("%s: task %s: unusable local results: %s", handler.client_id,
-                      task.task_id, err)
-            return handler.decline(task, f"app error: {err}")
 
     def _send(self, cid: str, result: TaskResult, seconds: float) -> None:
         self._waiting.add(cid)
@@ -204,12 +193,7 @@ class SecureBufferedDriver:
             self._on_update(self.engine.records[-1], self.engine.params)
 
     def _report(self) -> None:
-        """Hand each server step whose evaluation closed to `on_record`, once, in order."""
-        settled = self.engine.settled_records()
-        if self._on_record is not None:
-            for record in settled[self._reported:]:
-                self._on_record(record)
-        self._reported = len(settled)
+        self._reported = report_settled(self.engine, self._on_record, self._reported)
 
     def _draw_idle(self) -> str:
         size = len(self.population)

@@ -42,6 +42,19 @@ HandlerFactory = Callable[[ClientApp, str], TaskHandler]
 _UNPREPARED = ReplayApp(DeclineTask("no local work was prepared for this client"))
 
 
+def answer(handler: TaskHandler, task: Task, params: Params) -> TaskResult:
+    """The client's result for `task` as the deployed client computes it; what the app
+    refuses or gets wrong becomes a decline."""
+    try:
+        return handler.handle(task, params)
+    except DeclineTask as refusal:
+        return handler.decline(task, refusal.reason or "declined by the app")
+    except (ClientAppError, WireError) as err:
+        log.error("%s: task %s: unusable local results: %s", handler.client_id, task.task_id,
+                  err)
+        return handler.decline(task, f"app error: {err}")
+
+
 class InProcessDriver:
     """Drives `engine` to the end of its run with virtual clients from `population`.
 
@@ -163,13 +176,7 @@ class InProcessDriver:
     def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
         """`cid`'s result for `task`, from its `TaskHandler` as a deployed client computes it."""
         handler = self._handler(app, cid)
-        try:
-            result = handler.handle(task, params)
-        except DeclineTask as refusal:
-            return handler.decline(task, refusal.reason or "declined by the app")
-        except (ClientAppError, WireError) as err:
-            log.error("%s: task %s: the app returned unusable results: %s", cid, task.task_id, err)
-            return handler.decline(task, f"app error: {err}")
+        result = answer(handler, task, params)
         if isinstance(task.secagg, SecAggSetup) and not result.header.declined_reason:
             self._handlers[cid] = handler  # it holds the client's secure session
         return result
