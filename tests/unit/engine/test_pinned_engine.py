@@ -74,3 +74,33 @@ def test_secure_aggregation_settings_at_their_bounds() -> None:
                    {"phase_timeout_s": 0.0}):
         with pytest.raises(ValueError):
             SecureAggregationConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_limits_at_their_bounds() -> None:
+    from fedcore.engine.config import Limits
+
+    edge = Limits(client_evict_s=0.5, upload_budget_mb=0.5, upload_idle_s=0.5, max_clients=1,
+                  max_properties=0, max_metrics=0, min_chunk_bytes=1)
+    assert (edge.client_evict_s, edge.max_clients, edge.max_metrics) == (0.5, 1, 0)
+    for fields in ({"client_evict_s": 0.0}, {"upload_budget_mb": 0.0}, {"upload_idle_s": 0.0},
+                   {"max_clients": 0}, {"min_chunk_bytes": 0}, {"max_properties": -1},
+                   {"max_metrics": -1}):
+        with pytest.raises(ValueError):
+            Limits(**fields)  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_of_another_format_version_is_refused() -> None:
+    from fedcore.engine.checkpoint import (
+        MAGIC,
+        CheckpointError,
+        checkpoint_from_bytes,
+        checkpoint_to_bytes,
+    )
+
+    data = checkpoint_to_bytes(EngineSnapshot(round=2, task_seq=3, params={"w": np.ones(2)}))
+    assert checkpoint_from_bytes(data).round == 2
+    other = MAGIC.replace(b" 1\n", b" 2\n")
+    assert other != MAGIC and len(other) == len(MAGIC)
+
+    with pytest.raises(CheckpointError):
+        checkpoint_from_bytes(other + data[len(MAGIC):])

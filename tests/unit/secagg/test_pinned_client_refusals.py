@@ -118,3 +118,37 @@ def test_an_input_of_the_wrong_shape_type_or_range_is_refused_before_masking(val
 def test_a_client_id_outside_the_round_is_refused(client_id: int) -> None:
     with pytest.raises(ValueError):
         SecAggClient(make_spec(n=N, threshold=T, dim=4), client_id)
+
+
+def test_a_consistency_request_with_unsorted_survivors_is_refused_and_changes_nothing() -> None:
+    from fedcore.secagg.messages import ConsistencyRequest
+
+    from .conftest import signed_cohort
+
+    cohort = signed_cohort(n=6, threshold=5)
+    requests = advance(cohort, ServerPhase.COLLECT_SIGNATURES)
+    honest = next(m for m in requests if isinstance(m, ConsistencyRequest))
+    client = cohort.clients[honest.recipient]
+    before = snapshot(client)
+    assert list(honest.survivors) == sorted(honest.survivors)
+
+    with pytest.raises(ProtocolError):
+        client.handle(replace(honest, survivors=tuple(reversed(honest.survivors))))
+
+    assert snapshot(client) == before
+    assert client.handle(honest)  # the honest request is still signed
+
+
+def test_the_cohort_times_are_real_durations() -> None:
+    import os
+    import time
+
+    start = time.perf_counter()
+    cohort = Cohort(make_spec(n=N, threshold=T, dim=4))
+    cohort.run({c: np.zeros(4, np.int64) for c in cohort.spec.clients})
+    elapsed = time.perf_counter() - start
+
+    assert 0 < cohort.server_seconds <= elapsed
+    assert 0 <= cohort.server_cpu_seconds <= elapsed * (os.cpu_count() or 1)  # threads add up
+    assert all(0 < s <= elapsed for s in cohort.client_seconds.values())
+    assert sum(cohort.client_seconds.values()) + cohort.server_seconds <= elapsed
