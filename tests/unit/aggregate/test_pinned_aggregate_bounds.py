@@ -126,3 +126,45 @@ def test_at_most_max_4096_or_size_over_64_elements_spill_then_steps_round(size: 
         total.add(tiny)
 
         assert (total.spilled, total.inexact_steps) == (spilled, rounded)
+
+
+def test_a_mean_taken_refuses_even_an_empty_update() -> None:
+    agg = WeightedMean()
+    agg.add({"w": np.array([2.0])}, 1.0)
+    first = agg.result()
+
+    with pytest.raises(ValueError):
+        agg.add({}, 1.0)
+    assert agg.result() is first and first.count == 1
+
+
+def test_an_update_exactly_at_the_norm_bound_is_not_counted_as_clipped() -> None:
+    from fedcore.aggregate.robust import NormBound
+
+    for norm_scale, clipped in ((1.0, 0.0), (1.0 + 1e-12, 1.0)):
+        agg = NormBound(5.0)
+        agg.add({"w": np.array([3.0, 4.0]) * norm_scale}, 1.0)  # norm 5, the bound
+
+        measured = agg.result().measurements
+        assert measured["clipped_fraction"] == clipped
+        assert measured["mean_update_norm"] == pytest.approx(5.0)
+
+
+def test_a_sum_that_spilled_and_then_overflowed_stays_infinite() -> None:
+    """An element whose exact part went to the spill (1 + 2**-100 + 2**-200) and whose pair then
+    overflows float64 is +inf in the mean, like any overflowed element; the others are exact."""
+    from fedcore.aggregate.exact import ExactSum
+
+    total = ExactSum((2,))
+    total.add(np.array([1.0, 1.0]))
+    total.add(np.array([2.0**-100, 0.0]))
+    total.add(np.array([2.0**-200, 0.0]))
+    assert total.spilled == 1
+    big = np.finfo(np.float64).max
+    total.add(np.array([big, 0.5]))
+    total.add(np.array([big, 0.5]))
+
+    mean = total.divide_into_mean(1.0)
+
+    assert mean[0] == np.inf
+    assert mean[1] == 2.0

@@ -83,3 +83,27 @@ def test_cuda_on_a_machine_without_it_is_refused_and_auto_falls_back_to_cpu() ->
     for device in ("cuda", "cuda:0"):
         with pytest.raises(ClientAppError):
             resolve_device(device)
+
+
+def test_the_reported_training_loss_is_the_mean_over_the_examples_seen() -> None:
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    y = torch.tensor([0, 1, 1, 0, 0])
+    app = _linear_app(x, y)  # batches of 4 and 1
+    params = {"weight": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32),
+              "bias": np.zeros(2, np.float32)}
+
+    result = app.fit(params, TrainConfig(local_epochs=1, learning_rate=1e-9))  # w barely moves
+
+    expected = float(nn.functional.cross_entropy(x @ torch.tensor(params["weight"]).T, y))
+    assert result.metrics["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_stops_taking_steps_once_max_train_s_is_past() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 2), torch.randint(0, 2, (40,))
+    app = _linear_app(x, y)  # 10 batches an epoch
+    config = TrainConfig(local_epochs=3, learning_rate=0.1, max_train_s=1e-9)
+
+    result = app.fit(app.get_parameters(), config)
+
+    assert 1 <= result.local_steps < 30  # far fewer than 3 epochs of 10 batches
