@@ -104,3 +104,19 @@ def test_a_zero_step_entry_neither_shows_in_the_ledger_nor_splits_a_merge() -> N
     assert accountant.epsilon_after(other_none, 1e-5) == accountant.epsilon(1e-5)
     accountant.record(other_none)
     assert accountant.steps == 10 and len(accountant.history) == 1
+
+
+@pytest.mark.parametrize(("z", "d2", "dim"), [(10.0, 2.0, 1), (10.0, 2.0, 9), (0.5, 30.0, 100),
+                                              (3.0, 1.5, 4)])
+def test_skellam_rdp_is_the_documented_bound(z: float, d2: float, dim: int) -> None:
+    """eps(a) <= a D2^2/(2 s^2) + min(((2a-1) D2^2 + 6 D1)/(4 s^4), 3 D1/(2 s^2)), s = z D2,
+    D1 = min(sqrt(d) D2, D2^2) (Agarwal, Kairouz, Liu 2021, Thm 3.5), written out here."""
+    from fedcore.dp.distributed import SKELLAM_ORDERS
+
+    noise = DistributedNoise(noise_multiplier=z, l2_sensitivity=d2, min_survivors=1)
+    s2 = (z * d2) ** 2
+    d1 = min(math.sqrt(dim) * d2, d2 * d2)
+    expected = [a * d2 * d2 / (2 * s2) + min(((2 * a - 1) * d2 * d2 + 6 * d1) / (4 * s2 * s2),
+                                              3 * d1 / (2 * s2)) for a in SKELLAM_ORDERS]
+
+    np.testing.assert_allclose(skellam_rdp(noise, dim=dim), expected, rtol=1e-12)
