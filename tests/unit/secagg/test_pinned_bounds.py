@@ -89,3 +89,48 @@ def test_append_weight_takes_weights_in_0_to_1_and_split_weight_undoes_it() -> N
     for weight in (-1e-9, 1.0 + 1e-9):
         with pytest.raises(ValueError):
             append_weight([0.5], weight, clip=2.0)
+
+
+def test_a_signed_round_needs_the_clients_own_identity_key() -> None:
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fedcore.secagg.client import SecAggClient
+
+    keys = [Ed25519PrivateKey.from_private_bytes(os.urandom(32)) for _ in range(6)]
+    spec = make_spec(6, 5, identities=tuple(k.public_key().public_bytes_raw() for k in keys))
+
+    assert SecAggClient(spec, 2, identity_key=keys[1]).client_id == 2
+    for key in (None, keys[2]):  # none, or another client's
+        with pytest.raises(ValueError):
+            SecAggClient(spec, 2, identity_key=key)
+
+
+def test_the_signed_degree_is_twice_the_plain_one() -> None:
+    from fedcore.secagg.config import suggested_degree, suggested_signed_degree
+
+    assert (suggested_degree(100), suggested_signed_degree(100)) == (14, 28)  # k = 28: docstring
+    assert (suggested_degree(2), suggested_signed_degree(2)) == (2, 4)
+
+
+def test_a_graph_commitment_is_empty_or_32_bytes() -> None:
+    from fedcore.secagg.errors import SecAggError
+    from fedcore.secagg.keys import check_advertisement
+    from fedcore.secagg.messages import AdvertiseKeys
+
+    def advert(commitment: bytes) -> AdvertiseKeys:
+        return AdvertiseKeys(sender=1, cipher_pk=bytes(32), mask_pk=bytes(32),
+                             seed_commitment=bytes(32), graph_commitment=commitment)
+
+    for ok in (b"", bytes(32)):
+        check_advertisement(advert(ok), round_id=1, identities=None)
+    for bad in (bytes(31), bytes(33)):
+        with pytest.raises(SecAggError):
+            check_advertisement(advert(bad), round_id=1, identities=None)
+
+
+def test_a_server_with_one_unmasking_job_is_accepted_and_zero_refused() -> None:
+    assert SecAggServer(make_spec(), jobs=1).phase is Phase.COLLECT_KEYS
+    with pytest.raises(ValueError):
+        SecAggServer(make_spec(), jobs=0)

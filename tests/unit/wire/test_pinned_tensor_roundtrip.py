@@ -68,3 +68,23 @@ def test_a_writable_native_buffer_is_decoded_in_place_without_a_copy() -> None:
     assert all(np.shares_memory(value, buffer) for value in out.values())
     out["w"][0] = 42.0  # writable, and writes land in the buffer
     assert decode(spec, buffer)["w"][0] == 42.0
+
+
+def test_a_spec_of_100_000_tensors_is_read_and_one_more_refused() -> None:
+    from fedcore.proto.v1 import tensor_pb2 as tpb
+    from fedcore.protocol.errors import WireError
+    from fedcore.wire.convert import spec_from_proto, spec_to_proto
+
+    limit = 100_000  # docs/protocol.md: "at most 100 000 tensors"
+    template = spec_to_proto(spec_of({"x": np.zeros(1, np.float32)})).tensors[0]
+    msg = tpb.ModelSpec()
+    for i in range(limit + 1):
+        item = msg.tensors.add()
+        item.CopyFrom(template)
+        item.name = f"t{i}"
+    last = msg.tensors.pop()
+
+    assert len(spec_from_proto(msg).tensors) == limit
+    msg.tensors.append(last)
+    with pytest.raises(WireError):
+        spec_from_proto(msg)
