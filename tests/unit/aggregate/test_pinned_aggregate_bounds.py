@@ -151,8 +151,9 @@ def test_an_update_exactly_at_the_norm_bound_is_not_counted_as_clipped() -> None
 
 
 def test_a_sum_that_spilled_and_then_overflowed_stays_infinite() -> None:
-    """An element whose exact part went to the spill (1 + 2**-100 + 2**-200) and whose pair then
-    overflows float64 is +inf in the mean, like any overflowed element; the others are exact."""
+    """An element whose exact part went to the spill (1 + 2**-100 + 2**-200) and whose sum then
+    exceeds the float64 range is +inf in the mean, like any overflowed element; the others are
+    exact."""
     from fedcore.aggregate.exact import ExactSum
 
     total = ExactSum((2,))
