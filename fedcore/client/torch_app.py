@@ -148,6 +148,8 @@ class TorchApp:
         started = time.monotonic()
         total_loss, seen, steps = 0.0, 0, 0
         for _ in range(config.local_epochs):
+            if steps and config.max_train_s and time.monotonic() - started > config.max_train_s:
+                break  # out of time: no later epoch takes a step (the first always takes one)
             for inputs, targets in self.train_loader:
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
                 loss = self.loss_fn(self.model(inputs), targets)

@@ -107,3 +107,16 @@ def test_training_stops_taking_steps_once_max_train_s_is_past() -> None:
     result = app.fit(app.get_parameters(), config)
 
     assert 1 <= result.local_steps < 30  # far fewer than 3 epochs of 10 batches
+
+
+def test_no_later_epoch_takes_a_step_once_max_train_s_is_past() -> None:
+    """The limit ends training, not only the current epoch: 50 epochs past a limit already
+    spent take the one step that found the time spent, not one step each."""
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 2), torch.randint(0, 2, (40,))
+    app = _linear_app(x, y)
+    config = TrainConfig(local_epochs=50, learning_rate=0.1, max_train_s=1e-9)
+
+    result = app.fit(app.get_parameters(), config)
+
+    assert result.local_steps == 1
