@@ -230,6 +230,8 @@ def train_private(
     model.to(device)
     model.train()
     plain_names = list(model.state_dict())
+    # checked before Opacus wraps the model: a refusal leaves no hooks on the caller's model
+    anchors = {} if global_state is None else _anchors(model, global_state, device)
     engine = PrivacyEngine(accountant=accountant.mechanism.value)
     entropy = OsEntropy(device) if secure_mode else None
     wrapped, optimizer, private_loader = engine.make_private(
@@ -245,7 +247,6 @@ def train_private(
     if entropy is not None:
         wrapped.forbid_grad_accumulation()  # what poisson_sampling=True would have set
         optimizer.secure_mode = True  # Opacus' hardened noise (the sum of four Gaussians)
-    anchors = {} if global_state is None else _anchors(model, global_state, device)
     try:
         loss, steps = _run_epochs(
             wrapped, optimizer, private_loader, epochs, device,

@@ -37,6 +37,9 @@ def test_a_global_state_without_every_parameter_is_refused_before_any_step() -> 
     assert accountant.history == ()
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name])
+    # refused before Opacus wrapped it: no per-sample-gradient hooks are left on the model
+    assert not model._forward_hooks and not model._backward_hooks
+    assert not getattr(model, "_full_backward_hooks", None)
 
 
 SECAGG = SecAggConfig(max_clients=10, threshold=5, clip=1.0, bit_width=32)
