@@ -75,18 +75,19 @@ class _Buffered(abc.ABC):
         self._names = list(update)
 
     def result(self) -> AggregateResult:
-        """The robust combination of everything added (computed once)."""
+        """The robust combination of everything added (computed once; asked again, the same)."""
+        if self._result is not None:
+            return self._result
         if not self._updates:
             raise ValueError("no updates were added; an aggregate of nothing is undefined")
-        if self._result is None:
-            update, measurements = self._combine(self._updates) if self._updates[0] else ({}, {})
-            if len(update) < len(self._names or ()):
-                update.update(self._others.result().update)
-                update = {name: update[name] for name in self._names or ()}
-            n = len(self._updates)
-            self._result = AggregateResult(update=update, count=n, total_weight=float(n),
-                                           measurements=measurements)
-            self._updates = []
+        update, measurements = self._combine(self._updates) if self._updates[0] else ({}, {})
+        if len(update) < len(self._names or ()):
+            update.update(self._others.result().update)
+            update = {name: update[name] for name in self._names or ()}
+        n = len(self._updates)
+        self._result = AggregateResult(update=update, count=n, total_weight=float(n),
+                                       measurements=measurements)
+        self._updates = []  # the copies are freed: the result is all that is kept
         return self._result
 
     @abc.abstractmethod

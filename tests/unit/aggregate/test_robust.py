@@ -83,6 +83,22 @@ def test_bad_updates_are_refused_and_change_nothing(make: object) -> None:
     assert agg.result().count == 3
 
 
+@pytest.mark.parametrize("make", [CoordinateMedian, lambda: TrimmedMean(trim_fraction=0.2),
+                                  lambda: MultiKrum(byzantine=0)])
+def test_the_aggregate_asked_again_is_the_same_and_takes_no_more_updates(make: object) -> None:
+    """As `WeightedMean`: a second `result()` returns the first (it used to raise, the copies
+    being freed), and an update after it is refused."""
+    agg = make()  # type: ignore[operator]
+    for value in ([1.0, 2.0], [3.0, 4.0], [5.0, 6.0]):
+        agg.add({"w": np.array(value)}, 1.0)
+    first = agg.result()
+
+    assert agg.result() is first
+    with pytest.raises(ValueError, match="already taken"):
+        agg.add({"w": np.array([7.0, 8.0])}, 1.0)
+    assert agg.result() is first and first.count == 3
+
+
 def test_a_trim_of_half_or_more_is_refused() -> None:
     with pytest.raises(ValueError, match="trim_fraction"):
         TrimmedMean(trim_fraction=0.5)
