@@ -181,6 +181,8 @@ def wire_size(msg: object) -> int:
     """Payload bytes of a message: bytes fields as is, each integer as 4 bytes, nested summed."""
     if isinstance(msg, bytes):
         return len(msg)
+    if isinstance(msg, memoryview):  # a masked vector read in place from its payload
+        return msg.nbytes
     if isinstance(msg, int):
         return ID_BYTES
     if isinstance(msg, tuple):

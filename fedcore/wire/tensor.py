@@ -61,15 +61,6 @@ def iter_chunk_views(
         yield offset, pending
 
 
-def iter_buffer_chunks(
-    buffer: bytes | memoryview, chunk_bytes: int = DEFAULT_CHUNK_BYTES
-) -> Iterator[tuple[int, bytes]]:
-    """Yield `(offset, data)` slices of an already-encoded payload."""
-    view = memoryview(buffer)
-    for start in range(0, len(view), chunk_bytes):
-        yield start, bytes(view[start : start + chunk_bytes])
-
-
 def encode(params: Params) -> bytes:
     """The whole payload in one buffer (for models known to be small)."""
     return b"".join(tensor_bytes(np.asarray(v)) for v in params.values())

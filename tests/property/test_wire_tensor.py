@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fedcore.protocol.specs import SUPPORTED_DTYPES, spec_of
-from fedcore.wire.tensor import PayloadAssembler, decode, encode, iter_buffer_chunks, iter_chunks
+from fedcore.wire.tensor import PayloadAssembler, decode, encode, iter_chunks
 
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
 
@@ -62,15 +62,6 @@ def test_chunks_are_contiguous_and_bounded(params: dict[str, np.ndarray], chunk_
 @given(params=param_dicts())
 def test_payload_size_follows_from_spec(params: dict[str, np.ndarray]) -> None:
     assert len(encode(params)) == spec_of(params).nbytes
-
-
-@given(params=param_dicts(), chunk_bytes=st.integers(min_value=1, max_value=64))
-def test_buffer_chunks_round_trip(params: dict[str, np.ndarray], chunk_bytes: int) -> None:
-    assembler = PayloadAssembler(spec_of(params))
-    for offset, data in iter_buffer_chunks(encode(params), chunk_bytes):
-        assembler.add(offset, data)
-
-    assert same_tensors(assembler.finish(), params)
 
 
 @settings(max_examples=50)

@@ -17,7 +17,7 @@ from fedcore.proto.v1 import secagg_pb2 as spb
 from fedcore.protocol.errors import WireError
 from fedcore.secagg.cohort import Cohort
 from fedcore.secagg.config import Mode, RoundSpec, SecAggConfig
-from fedcore.secagg.messages import ClientMessage, MaskedInput, ServerMessage
+from fedcore.secagg.messages import ClientMessage, MaskedInput, ServerMessage, wire_size
 from fedcore.wire import secagg as wire
 
 
@@ -30,9 +30,10 @@ class WireCohort(Cohort):
             data = wire.client_message_to_proto(msg).SerializeToString()
             header = wire.client_message_from_proto(spb.SecAggClientMessage.FromString(data))
             joined = wire.with_payload(header, wire.client_payload(msg))
-            if isinstance(joined, MaskedInput):  # read in place (a memoryview), which the
-                assert bytes(joined.data) == bytes(msg.data)  # cohort's byte count can't size
-                joined = MaskedInput(sender=joined.sender, data=bytes(joined.data))
+            if isinstance(joined, MaskedInput):  # read in place: a memoryview of the payload
+                assert isinstance(joined.data, memoryview)
+                assert bytes(joined.data) == bytes(msg.data)
+                assert wire_size(joined) == wire_size(msg)  # sized as the bytes would be
             crossed.append(joined)
         return super()._to_server(crossed)
 
