@@ -55,9 +55,10 @@ class BufferedCoordinator:
         self._models: dict[int, RoundModel] = {}
         self._records: list[RoundRecord] = []
         self._unread = 0
-        self._last_at = 0.0
+        self._last_at: float | None = None
         self._collect()  # a restored engine's steps are history, not new
         self._unread = 0
+        self._last_at = None  # their times are another process's clock: durations restart
 
     # ----------------------------------------------------------------- queries
     @property
@@ -128,6 +129,7 @@ class BufferedCoordinator:
     def join(self, client_id: str, *, now: float, protocol_version: int = PROTOCOL_VERSION,
              properties: dict[str, str] | None = None) -> bytes:
         """Register a client and return its session token."""
+        self._start_clock(now)
         if protocol_version != PROTOCOL_VERSION:
             raise EngineError(Reason.UNSUPPORTED, f"protocol version {protocol_version} is not "
                               f"supported; this coordinator speaks {PROTOCOL_VERSION}")
@@ -145,6 +147,7 @@ class BufferedCoordinator:
 
     def poll(self, client_id: str, *, now: float) -> TaskReply:
         """A task while a slot is free (the same one again while the client has one out)."""
+        self._start_clock(now)
         self.buffered.note_available(len(self._registry.available(now)))
         return self.buffered.poll(client_id, now=now)
 
@@ -176,12 +179,19 @@ class BufferedCoordinator:
 
     def tick(self, now: float) -> None:
         """Expire overdue tasks."""
+        self._start_clock(now)
         self.buffered.tick(now)
 
     # ----------------------------------------------------------------- internals
+    def _start_clock(self, now: float) -> None:
+        """The first time seen is when the first step's duration starts counting."""
+        if self._last_at is None:
+            self._last_at = now
+
     def _collect(self) -> None:
         for record in self.buffered.settled_records()[len(self._records):]:
-            self._records.append(as_round_record(record, self._last_at))
+            previous = record.at_s if self._last_at is None else self._last_at
+            self._records.append(as_round_record(record, previous))
             self._last_at = record.at_s
             self._unread += 1
 

@@ -196,3 +196,28 @@ def test_the_grpc_facade_checks_ownership_and_reports_each_step_as_a_round() -> 
     facade.submit(_result(third, "b", 1.0), now=6.0)
     assert facade.phase is Phase.DONE and facade.progress != before
     assert [r.round for r in facade.records] == [1, 2]
+
+
+def test_a_steps_duration_counts_from_when_the_coordinator_first_saw_time() -> None:
+    """Served over gRPC the clock is monotonic time (any origin), and a restored run's records
+    carry another process's clock: neither makes a duration."""
+    from fedcore.engine import EngineConfig
+    from fedcore.engine.buffered_coordinator import BufferedCoordinator
+
+    engine = _engine(k=1, concurrency=1, updates=3)
+    facade = BufferedCoordinator(engine, EngineConfig(num_rounds=1))
+    facade.tick(20_000.0)
+    task = facade.poll("a", now=20_001.0)
+    assert isinstance(task, Task)
+    facade.submit(_result(task, "a", 1.0), now=20_003.5)
+    [record] = facade.pop_new_records()
+    assert record.duration_s == 3.5
+
+    restored = BufferedEngine.restore(engine.config, FedAvg(), engine.snapshot())
+    again = BufferedCoordinator(restored, EngineConfig(num_rounds=1))  # new process: clock ~0
+    again.tick(5.0)
+    task = again.poll("a", now=6.0)
+    assert isinstance(task, Task)
+    again.submit(_result(task, "a", 1.0), now=7.0)
+    [step] = again.pop_new_records()
+    assert (step.round, step.duration_s) == (2, 2.0)
