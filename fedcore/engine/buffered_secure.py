@@ -144,11 +144,6 @@ class SecureBufferedEngine(BufferedEngine):
         plain = super().next_deadline()
         return min(deadlines + ([] if plain is None else [plain]), default=None)
 
-    def task_of(self, task_id: str) -> tuple[str, int] | None:
-        """An evaluation task's (client, version); None for a group, whose task is many
-        clients' (see `version_of`)."""
-        return super().task_of(task_id)
-
     def version_of(self, client_id: str, task_id: str) -> int:
         """The version group `task_id` trains from (or evaluation task `task_id` evaluates),
         if it is `client_id`'s."""
