@@ -137,3 +137,9 @@ def test_a_client_is_live_until_exactly_the_timeout() -> None:
     registry.exclude("a", "budget spent")
     assert registry.available(0.0) == [] and registry.is_live("a", 0.0)
     registry.exclude("nobody", "x")  # unknown: nothing happens
+
+
+def test_the_payload_limit_on_untrusted_uploads_defaults_to_4_gib() -> None:
+    # a client controls the announced payload size: the default bound is part of the
+    # coordinator's exposure (docs/protocol.md, `max_payload_bytes`), not a tuning detail
+    assert EngineConfig(num_rounds=1).max_payload_bytes == 4 * 2**30
