@@ -44,3 +44,19 @@ def test_a_key_list_with_a_non_neighbour_is_refused_and_changes_nothing(mode: Mo
         client.handle(forged)
     assert snapshot(client) == before
     assert client.handle(honest)
+
+
+def test_a_key_list_naming_a_client_twice_with_other_keys_is_refused() -> None:
+    # the second entry has keys of its own (distinct, 32 bytes): only the duplicate check
+    # refuses it; without it the forged keys would replace the honest ones
+    cohort = Cohort(make_spec(n=5, threshold=3, dim=4))
+    honest = _key_list(cohort, recipient=1)
+    other = next(e for e in honest.keys if e.sender != 1)
+    forged = replace(honest, keys=(*honest.keys, replace(
+        other, cipher_pk=os.urandom(32), mask_pk=os.urandom(32))))
+    client = cohort.clients[1]
+    before = snapshot(client)
+    with pytest.raises(ProtocolError):
+        client.handle(forged)
+    assert snapshot(client) == before
+    assert client.handle(honest)
