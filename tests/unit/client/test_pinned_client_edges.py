@@ -26,10 +26,10 @@ def _app() -> TorchApp:
 
 
 def _steps_with_clock(monkeypatch, after_start: float) -> int:  # type: ignore[no-untyped-def]
-    """Local steps of 3 epochs of 4 batches under max_train_s = 5 when the clock reads 0 at
-    the start and `after_start` ever after."""
-    readings = iter([0.0])
-    fake = types.SimpleNamespace(monotonic=lambda: next(readings, after_start))
+    """Local steps of 3 epochs of 4 batches under max_train_s = 5 when the clock reads 100 at
+    the start and 100 + `after_start` ever after (elapsed = now - start, not now + start)."""
+    readings = iter([100.0])
+    fake = types.SimpleNamespace(monotonic=lambda: next(readings, 100.0 + after_start))
     monkeypatch.setattr(torch_app, "time", fake)
     app = _app()
     result = app.fit(app.get_parameters(),

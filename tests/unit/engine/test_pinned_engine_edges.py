@@ -130,12 +130,12 @@ def test_a_round_model_is_frozen_contiguous_and_copied_unless_owned() -> None:
 
 def test_a_client_is_live_until_exactly_the_timeout() -> None:
     registry = Registry(10.0)
-    registry.join("a", now=0.0, properties={})
-    assert registry.is_live("a", 10.0) and not registry.is_live("a", 10.001)
-    assert not registry.is_live("b", 0.0)
-    assert registry.available(10.0) == ["a"] and registry.available(10.001) == []
+    registry.join("a", now=100.0, properties={})  # liveness counts from the last contact
+    assert registry.is_live("a", 110.0) and not registry.is_live("a", 110.001)
+    assert not registry.is_live("b", 100.0)
+    assert registry.available(110.0) == ["a"] and registry.available(110.001) == []
     registry.exclude("a", "budget spent")
-    assert registry.available(0.0) == [] and registry.is_live("a", 0.0)
+    assert registry.available(100.0) == [] and registry.is_live("a", 100.0)
     registry.exclude("nobody", "x")  # unknown: nothing happens
 
 
