@@ -22,7 +22,7 @@ nearest to the exact sum (ties to even): a function of the multiset of terms alo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -59,17 +59,38 @@ class ExactSum:
 
         `scratch` (`Scratch.for_sizes`), shared by the sums of one aggregation, spares an
         allocation per call; without it one is made."""
-        flat = np.asarray(values).reshape(-1)
-        if flat.size != self._hi.size:
-            raise ValueError(f"term has {flat.size} elements, the sum {self._hi.size}")
-        if flat.dtype.kind == "u":
-            flat = flat.view(np.dtype(f"i{flat.dtype.itemsize}"))
-        if scratch is None or scratch.size < min(_BLOCK, flat.size):
-            scratch = Scratch(min(_BLOCK, flat.size))
-        for block, start in enumerate(range(0, flat.size, _BLOCK)):
-            stop = min(start + _BLOCK, flat.size)
+        self.add_parts((values,), weight, scratch=scratch)
+
+    def add_parts(self, parts: Sequence[Array], weight: float = 1.0, *,
+                  scratch: Scratch | None = None) -> None:
+        """`add` of the concatenation of `parts` (each flattened, in order), without building
+        it: one sum over every tensor of a model costs one pass of the block loop, not one per
+        tensor (small models are dominated by that per-call cost)."""
+        flats = []
+        for part in parts:
+            flat = np.asarray(part).reshape(-1)
+            if flat.dtype.kind == "u":
+                flat = flat.view(np.dtype(f"i{flat.dtype.itemsize}"))
+            flats.append(flat)
+        size = sum(flat.size for flat in flats)
+        if size != self._hi.size:
+            raise ValueError(f"term has {size} elements, the sum {self._hi.size}")
+        if scratch is None or scratch.size < min(_BLOCK, size):
+            scratch = Scratch(min(_BLOCK, size))
+        at, offset = 0, 0  # the part, and the place in it, where the next block's terms start
+        for block, start in enumerate(range(0, size, _BLOCK)):
+            stop = min(start + _BLOCK, size)
             term = scratch.view(0, stop - start)
-            np.copyto(term, flat[start:stop], casting="unsafe")  # RNE64(v), as multiply casts
+            filled = 0
+            while filled < stop - start:
+                source = flats[at]
+                take = min(source.size - offset, stop - start - filled)
+                # RNE64(v), as multiply casts
+                np.copyto(term[filled:filled + take], source[offset:offset + take],
+                          casting="unsafe")
+                filled, offset = filled + take, offset + take
+                if offset == source.size:
+                    at, offset = at + 1, 0
             if weight != 1.0:  # RNE64(1 * v) is v: no pass needed
                 np.multiply(term, weight, out=term)
             if not (self._plain_first[block] and self._add_plain_block(start, stop, term, scratch)):

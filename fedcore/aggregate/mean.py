@@ -29,12 +29,14 @@ from fedcore.protocol.params import Array
 class WeightedMean:
     """Running exact weighted sum of updates, divided by the total weight at the end.
 
-    Memory: two float64 arrays per tensor (the exact sum as a hi/lo pair; the mean reuses the
-    first), whatever the number of clients; updates are read block by block, never copied whole.
+    Memory: two float64 arrays the size of the model (the exact sum of every tensor, laid end
+    to end, as a hi/lo pair; the mean reuses the first), whatever the number of clients;
+    updates are read block by block, never copied whole.
     """
 
     def __init__(self) -> None:
-        self._sums: dict[str, ExactSum] | None = None
+        self._shapes: dict[str, tuple[int, ...]] | None = None  # the first update's layout
+        self._sum: ExactSum | None = None
         self._scratch: Scratch | None = None
         self._int_weight = 0  # integral weights (example counts) summed as ints: exact, cheap
         self._other_weight = Fraction(0)
@@ -47,20 +49,21 @@ class WeightedMean:
             raise ValueError("the mean was already taken; start a new WeightedMean per round")
         if not np.isfinite(weight) or weight <= 0:
             raise ValueError(f"weight must be a positive finite number, got {weight}")
-        if self._sums is not None:
-            if list(update) != list(self._sums):
+        if self._shapes is not None:
+            if list(update) != list(self._shapes):
                 raise ValueError("update names differ from the first update's")
             for name, value in update.items():
-                expected = self._sums[name].shape
+                expected = self._shapes[name]
                 if np.shape(value) != expected:
                     raise ValueError(f"shape of {name!r} is {np.shape(value)}, expected {expected}")
         for name, value in update.items():  # check all before folding any
             _check_term_finite(name, value, weight)
-        if self._sums is None:  # the first accepted update fixes names and shapes
-            self._sums = {name: ExactSum(np.shape(value)) for name, value in update.items()}
-            self._scratch = Scratch.for_sizes(int(np.size(v)) for v in update.values())
-        for name, value in update.items():
-            self._sums[name].add(value, weight, scratch=self._scratch)
+        if self._shapes is None or self._sum is None:  # the first update fixes the layout
+            self._shapes = {name: np.shape(value) for name, value in update.items()}
+            size = sum(int(np.size(v)) for v in update.values())
+            self._sum = ExactSum((size,))
+            self._scratch = Scratch.for_sizes([size])
+        self._sum.add_parts(list(update.values()), weight, scratch=self._scratch)
         if float(weight).is_integer():
             self._int_weight += int(weight)
         else:
@@ -69,16 +72,19 @@ class WeightedMean:
 
     def result(self) -> AggregateResult:
         """The weighted mean (float64 tensors) of everything added so far."""
-        if self._sums is None:
-            raise ValueError("no updates were added; a mean of nothing is undefined")
         if self._result is None:
+            if self._shapes is None or self._sum is None:
+                raise ValueError("no updates were added; a mean of nothing is undefined")
             total = float(self._int_weight + self._other_weight)  # RNE64 of the exact sum
+            inexact = self._sum.inexact_steps
+            flat = self._sum.divide_into_mean(total)
             update: dict[str, Array] = {}
-            inexact = 0
-            for name, acc in self._sums.items():
-                inexact += acc.inexact_steps
-                update[name] = acc.divide_into_mean(total)
-            self._sums = {}
+            offset = 0
+            for name, shape in self._shapes.items():
+                size = int(np.prod(shape, dtype=np.int64))
+                update[name] = flat[offset:offset + size].reshape(shape)
+                offset += size
+            self._sum = None
             self._result = AggregateResult(
                 update=update, count=self._count, total_weight=total,
                 measurements={"inexact_sum_steps": float(inexact)} if inexact else {},
