@@ -88,7 +88,8 @@ def test_a_client_quitting_a_secure_round_in_any_phase_does_not_hold_the_phase(
     # before any phase deadline could have closed a phase
     (record,) = engine.records
     assert record.status == "ok", record.reason
-    assert record.duration_s < PHASE_TIMEOUT_S
+    sweeps = round(record.duration_s / STEP_S)  # simulated steps of STEP_S the round took
+    assert sweeps * STEP_S < PHASE_TIMEOUT_S
     # before masking, c0's update is out of the sum; once its masked input is in, it stays
     survivors = IDS if at_step == 3 else IDS[1:]
     assert record.results_received == len(survivors)
