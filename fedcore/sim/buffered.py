@@ -13,12 +13,14 @@ is how FedBuff's wall-clock advantage with slow devices is measured.
 
 from __future__ import annotations
 
+import abc
 import heapq
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -43,17 +45,6 @@ def task_seconds(timing: TimingModel, index: int, task: Task, examples: int) -> 
     return timing.task_seconds(index, max(examples, 1), epochs)
 
 
-def report_settled(engine: BufferedEngine, on_record: Callable[[BufferRecord], None] | None,
-                   reported: int) -> int:
-    """Hand each server step past the first `reported` whose evaluation closed to
-    `on_record`, in order; how many are reported now."""
-    settled = engine.settled_records()
-    if on_record is not None:
-        for record in settled[reported:]:
-            on_record(record)
-    return len(settled)
-
-
 @dataclass(frozen=True, slots=True)
 class BufferedSimulation:
     """What a simulated buffered run produced."""
@@ -64,17 +55,31 @@ class BufferedSimulation:
     tasks: int
 
 
-class BufferedDriver:
-    """Drives `engine` to its last update with virtual clients from `population`.
+class DriverOptions(TypedDict, total=False):
+    """The keyword arguments every buffered driver takes (see `EventDriver`)."""
+
+    timing: TimingModel | None
+    on_update: Callable[[BufferRecord, Params], None] | None
+    on_record: Callable[[BufferRecord], None] | None
+    handler: HandlerFactory | None
+    seed: int
+
+
+class EventDriver(abc.ABC):
+    """What both buffered drivers share: the virtual clients, the callbacks, the results in
+    flight (a heap by simulated arrival time) and the loop that moves the clock to the next
+    arrival or engine deadline, whichever comes first.
 
     Args:
-        runner: trains the clients handed a task at the same moment (one cohort per call).
-        timing: how long each client's task takes, and which are lost.
+        runner: does the local work of a cohort of clients (one call per cohort).
+        timing: how long each client's work takes, and which clients are lost.
         on_update: called after each server step with its record and the new model.
         on_record: called with each server step's record once its evaluation (if any) closed.
         handler: builds a client's `TaskHandler` (default: `fedcore.sim.scaffold.ScaffoldHandlers`).
         seed: which idle clients are drawn.
     """
+
+    stuck = "no task is out and none can be handed out"  # why `run` cannot go on
 
     def __init__(
         self,
@@ -92,11 +97,10 @@ class BufferedDriver:
         self.timing = timing or TimingModel()
         self._on_update = on_update
         self._on_record = on_record
-        engine.note_available(len(population))  # evaluations never wait for more
         self._reported = 0
+        engine.note_available(len(population))  # evaluations never wait for more
         self._handler: HandlerFactory = handler or ScaffoldHandlers(population)
         self._rng = np.random.default_rng(seed)
-        self._busy: dict[str, str] = {}  # client id -> its outstanding task id
         self._arrivals: list[tuple[float, int, str, TaskResult]] = []
         self._order = itertools.count()
         self.tasks = 0
@@ -106,36 +110,88 @@ class BufferedDriver:
         """Run until the engine is done; returns the records and the final model."""
         engine = self.engine
         while not engine.done:
-            self._hand_out()
+            self._start_work()
             next_arrival = self._arrivals[0][0] if self._arrivals else None
             deadline = engine.next_deadline()
             if next_arrival is None and deadline is None:
-                raise RuntimeError("no task is out and none can be handed out: the population "
-                                   "is smaller than the buffer, or every client declines")
+                raise RuntimeError(f"{self.stuck}: the population is smaller than the buffer, "
+                                   "or every client declines")
             if next_arrival is None or (deadline is not None and deadline < next_arrival):
                 assert deadline is not None
                 self.now = max(self.now, deadline)
                 engine.tick(self.now)
-                self._forget_finished()
-                self._report()
-                continue
-            at, _, cid, result = heapq.heappop(self._arrivals)
-            self.now = at
-            if self._busy.get(cid) == result.header.task_id:
-                del self._busy[cid]
-            try:
-                outcome = engine.submit(result, now=at)
-            except EngineError as err:
-                if err.reason is not Reason.NOT_ASSIGNED:
-                    raise
-                continue  # it expired before it arrived
+            else:
+                at, _, cid, result = heapq.heappop(self._arrivals)
+                self.now = at
+                self._arrived(cid, result)
             self._forget_finished()
-            if outcome is Outcome.APPLIED and self._on_update is not None:
-                self._on_update(engine.records[-1], engine.params)
-            self._report()
+            self._reported = self._report_settled()
         return BufferedSimulation(records=engine.records,
                                   params={k: v.copy() for k, v in engine.params.items()},
                                   simulated_s=self.now, tasks=self.tasks)
+
+    @abc.abstractmethod
+    def _start_work(self) -> None:
+        """Hand out what the engine has for idle clients now, and start their local work."""
+
+    @abc.abstractmethod
+    def _arrived(self, cid: str, result: TaskResult) -> None:
+        """`cid`'s result reaches the coordinator (at `self.now`)."""
+
+    @abc.abstractmethod
+    def _forget_finished(self) -> None:
+        """Clients the engine no longer counts as busy become idle."""
+
+    def _send(self, cid: str, result: TaskResult, seconds: float) -> None:
+        """`cid`'s result is on its way; it arrives `seconds` from now."""
+        heapq.heappush(self._arrivals, (self.now + seconds, next(self._order), cid, result))
+
+    def _submit(self, result: TaskResult, *, tolerated: tuple[Reason, ...]) -> Outcome | None:
+        """Submit at `self.now`; None when refused for a `tolerated` reason (what it answered
+        closed before it arrived)."""
+        try:
+            outcome = self.engine.submit(result, now=self.now)
+        except EngineError as err:
+            if err.reason not in tolerated:
+                raise
+            return None
+        if outcome is Outcome.APPLIED and self._on_update is not None:
+            self._on_update(self.engine.records[-1], self.engine.params)
+        return outcome
+
+    def _report_settled(self) -> int:
+        """Hand each server step whose evaluation closed to `on_record`, once, in order."""
+        settled = self.engine.settled_records()
+        if self._on_record is not None:
+            for record in settled[self._reported:]:
+                self._on_record(record)
+        return len(settled)
+
+    def _draw_idle(self, *taken: Container[str]) -> str:
+        """A client drawn at random among those in none of `taken`."""
+        size = len(self.population)
+        while True:
+            cid = self.population.client(int(self._rng.integers(size))).client_id
+            if not any(cid in t for t in taken):
+                return cid
+
+
+class BufferedDriver(EventDriver):
+    """Drives `engine` to its last update with virtual clients from `population` (see
+    `EventDriver` for the arguments)."""
+
+    def __init__(self, engine: BufferedEngine, population: Population, runner: TaskRunner,
+                 **options: Unpack[DriverOptions]) -> None:
+        super().__init__(engine, population, runner, **options)
+        self._busy: dict[str, str] = {}  # client id -> its outstanding task id
+
+    def _start_work(self) -> None:
+        self._hand_out()
+
+    def _arrived(self, cid: str, result: TaskResult) -> None:
+        if self._busy.get(cid) == result.header.task_id:
+            del self._busy[cid]
+        self._submit(result, tolerated=(Reason.NOT_ASSIGNED,))  # it may have expired
 
     def _hand_out(self) -> None:
         """Idle clients ask while a training slot is free or an evaluation wants clients; the
@@ -145,7 +201,7 @@ class BufferedDriver:
         wanted = engine.config.concurrency - engine.outstanding + engine.wants_evaluators
         idle = len(self.population) - len(self._busy)
         for _ in range(min(wanted, idle)):
-            cid = self._draw_idle(handed)
+            cid = self._draw_idle(self._busy, handed)
             reply = engine.poll(cid, now=self.now)
             if not isinstance(reply, Task):
                 break
@@ -170,21 +226,11 @@ class BufferedDriver:
             index = self.population.index_of(cid)
             if self.timing.drops(index, task.round, task.kind.value):
                 continue
-            seconds = task_seconds(self.timing, index, task, result.header.num_examples)
-            heapq.heappush(self._arrivals, (self.now + seconds, next(self._order), cid, result))
-
-    def _draw_idle(self, handed: dict[str, Task]) -> str:
-        size = len(self.population)
-        while True:
-            cid = self.population.client(int(self._rng.integers(size))).client_id
-            if cid not in self._busy and cid not in handed:
-                return cid
+            self._send(cid, result, task_seconds(self.timing, index, task,
+                                                 result.header.num_examples))
 
     def _answer(self, cid: str, task: Task, app: ClientApp, params: Params) -> TaskResult:
         return answer(self._handler(app, cid), task, params)
-
-    def _report(self) -> None:
-        self._reported = report_settled(self.engine, self._on_record, self._reported)
 
     def _forget_finished(self) -> None:
         for cid in [c for c, t in self._busy.items() if not self.engine.is_out(t)]:

@@ -13,11 +13,10 @@ from fedcore.engine.buffered import BufferedConfig, BufferedEngine, Outcome
 from fedcore.engine.buffered_coordinator import BufferedCoordinator
 from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.config import SecureAggregationConfig
-from fedcore.protocol.messages import TaskResult, TrainConfig
+from fedcore.protocol.messages import MASKED_TENSOR, TaskResult, TrainConfig
 from fedcore.protocol.params import Params
 from fedcore.strategy import FedAvg
 from fedcore.transport.grpc.server import CoordinatorServer
-from fedcore.wire.secagg import MASKED_TENSOR
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,13 +51,9 @@ def _loss(w: np.ndarray) -> float:
     return float(np.mean([np.mean((x @ w - y) ** 2) for x, y in map(_data, range(CLIENTS))]))
 
 
-def test_fedbuff_over_grpc_steps_every_k_results_and_learns() -> None:
-    engine = BufferedEngine(
-        BufferedConfig(buffer_size=K, concurrency=3, num_updates=UPDATES, task_timeout_s=30.0,
-                       eval_every=3, eval_clients=2),
-        FedAvg(local_epochs=3, learning_rate=0.05), {"w": np.zeros(FEATURES, np.float32)})
-    coordinator = BufferedCoordinator(engine, EngineConfig(num_rounds=1, retry_after_s=0.1))
-    server = CoordinatorServer(coordinator, long_poll_s=0.2, linger_s=0.5)  # type: ignore[arg-type]
+def _run(coordinator: BufferedCoordinator, *, long_poll_s: float) -> None:
+    """Serve `coordinator` on loopback to the SDK clients until the run ends; none failed."""
+    server = CoordinatorServer(coordinator, long_poll_s=long_poll_s, linger_s=0.5)
     server.start()
     clients = [BackgroundClient(_app(i), f"127.0.0.1:{server.port}", client_id=f"c{i}")
                for i in range(CLIENTS)]
@@ -71,6 +66,15 @@ def test_fedbuff_over_grpc_steps_every_k_results_and_learns() -> None:
             client.stop(timeout=10)
         server.stop()
     assert all(c.error is None for c in clients)
+
+
+def test_fedbuff_over_grpc_steps_every_k_results_and_learns() -> None:
+    engine = BufferedEngine(
+        BufferedConfig(buffer_size=K, concurrency=3, num_updates=UPDATES, task_timeout_s=30.0,
+                       eval_every=3, eval_clients=2),
+        FedAvg(local_epochs=3, learning_rate=0.05), {"w": np.zeros(FEATURES, np.float32)})
+    coordinator = BufferedCoordinator(engine, EngineConfig(num_rounds=1, retry_after_s=0.1))
+    _run(coordinator, long_poll_s=0.2)
     assert engine.version == UPDATES
     assert [len(r.staleness) for r in engine.records] == [K] * UPDATES
     records = coordinator.records
@@ -94,7 +98,6 @@ def test_secure_fedbuff_over_grpc_each_buffer_a_secure_group_of_k() -> None:
         secure)
     coordinator = BufferedCoordinator(engine, EngineConfig(num_rounds=1, retry_after_s=0.1,
                                                            secagg=secure))
-    server = CoordinatorServer(coordinator, long_poll_s=5.0, linger_s=0.5)  # type: ignore[arg-type]
     received: list[str] = []
     submit = engine.submit
 
@@ -103,18 +106,7 @@ def test_secure_fedbuff_over_grpc_each_buffer_a_secure_group_of_k() -> None:
         return submit(result, now=now)
 
     engine.submit = spy  # type: ignore[method-assign]
-    server.start()
-    clients = [BackgroundClient(_app(i), f"127.0.0.1:{server.port}", client_id=f"c{i}")
-               for i in range(CLIENTS)]
-    try:
-        for client in clients:
-            client.start()
-        assert server.wait(90), "the secure buffered gRPC run did not finish"
-    finally:
-        for client in clients:
-            client.stop(timeout=10)
-        server.stop()
-    assert all(c.error is None for c in clients)
+    _run(coordinator, long_poll_s=5.0)
     assert engine.version == 4 and engine.groups_failed == 0
     assert all(r.measurements["secagg_survivors"] == K for r in engine.records)
     assert all(len(set(r.staleness)) == 1 for r in engine.records)  # one τ per group

@@ -16,9 +16,16 @@ from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.distributed_dp import DistributedDPConfig
-from fedcore.protocol.messages import ResultHeader, SecAggSetup, Task, TaskKind, TaskResult, Wait
+from fedcore.protocol.messages import (
+    MASKED_TENSOR,
+    ResultHeader,
+    SecAggSetup,
+    Task,
+    TaskKind,
+    TaskResult,
+    Wait,
+)
 from fedcore.strategy import FedAvg
-from fedcore.wire.secagg import MASKED_TENSOR
 
 DIM = 6
 SECURE = SecureAggregationConfig(max_clients=20, clip=1.0, weight_cap=10, phase_timeout_s=30.0)

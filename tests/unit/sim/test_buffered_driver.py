@@ -35,7 +35,12 @@ def _app(index: int) -> FunctionalApp:
             w -= config.learning_rate * 2 * x.T @ (x @ w - y) / len(y)
         return FitResult(params={"w": w}, num_examples=len(y))
 
-    return FunctionalApp(get_parameters=lambda: {"w": np.zeros(FEATURES)}, fit=fit)
+    def evaluate(params: Params, config: TrainConfig) -> EvalResult:
+        return EvalResult(loss=float(np.mean((x @ np.asarray(params["w"]) - y) ** 2)),
+                          num_examples=len(y))
+
+    return FunctionalApp(get_parameters=lambda: {"w": np.zeros(FEATURES)}, fit=fit,
+                         evaluate=evaluate)
 
 
 def _loss(w: np.ndarray) -> float:
@@ -83,16 +88,8 @@ def test_evaluation_tasks_go_to_idle_clients_and_each_step_is_reported_once_eval
     engine = BufferedEngine(config, FedAvg(local_epochs=3, learning_rate=0.05),
                             {"w": np.zeros(FEATURES)})
 
-    def evaluating_app(index: int) -> FunctionalApp:
-        x, y = _data(index)
-        trains = _app(index)
-        return FunctionalApp(get_parameters=trains.get_parameters, fit=trains.fit,
-                             evaluate=lambda params, config: EvalResult(
-                                 loss=float(np.mean((x @ np.asarray(params["w"]) - y) ** 2)),
-                                 num_examples=len(y)))
-
     reported: list[BufferRecord] = []
-    runner = AppRunner(lambda cid: evaluating_app(population.index_of(cid)))
+    runner = AppRunner(lambda cid: _app(population.index_of(cid)))
     result = BufferedDriver(engine, population, runner, timing=TimingModel(
         s_per_example=0.1, speed_sigma=1.0, latency_s=0.1, seed=2), on_record=reported.append,
         seed=0).run()

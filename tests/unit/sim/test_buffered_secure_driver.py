@@ -43,7 +43,12 @@ def _app(index: int) -> FunctionalApp:
                 np.float32)
         return FitResult(params={"w": w}, num_examples=len(y))
 
-    return FunctionalApp(get_parameters=lambda: {"w": np.zeros(FEATURES, np.float32)}, fit=fit)
+    def evaluate(params: Params, config: TrainConfig) -> EvalResult:
+        return EvalResult(loss=float(np.mean((x @ np.asarray(params["w"]) - y) ** 2)),
+                          num_examples=len(y))
+
+    return FunctionalApp(get_parameters=lambda: {"w": np.zeros(FEATURES, np.float32)}, fit=fit,
+                         evaluate=evaluate)
 
 
 def _loss(w: np.ndarray) -> float:
@@ -107,16 +112,8 @@ def test_secure_buffers_are_evaluated_by_idle_clients() -> None:
     engine = SecureBufferedEngine(config, FedAvg(local_epochs=3, learning_rate=0.05),
                                   {"w": np.zeros(FEATURES, np.float32)}, SECURE)
 
-    def evaluating_app(index: int) -> FunctionalApp:
-        x, y = _data(index)
-        trains = _app(index)
-        return FunctionalApp(get_parameters=trains.get_parameters, fit=trains.fit,
-                             evaluate=lambda params, config: EvalResult(
-                                 loss=float(np.mean((x @ np.asarray(params["w"]) - y) ** 2)),
-                                 num_examples=len(y)))
-
     reported: list[BufferRecord] = []
-    runner = AppRunner(lambda cid: evaluating_app(population.index_of(cid)))
+    runner = AppRunner(lambda cid: _app(population.index_of(cid)))
     SecureBufferedDriver(engine, population, runner, timing=_timing(0.0),
                          on_record=reported.append, seed=0).run()
 
