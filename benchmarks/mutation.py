@@ -36,10 +36,8 @@ import ast
 import concurrent.futures
 import copy
 import json
-import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +45,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from benchmarks import mutation_map
+from benchmarks.mutation_map import TestMap
+from benchmarks.mutation_worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -134,13 +136,22 @@ def _is_type_checking(node: ast.If) -> bool:
 _SKIPPED_FIELDS = {"annotation", "returns", "decorator_list", "type_comment"}
 
 
-def _spots(tree: ast.Module) -> Iterator[tuple[tuple[int | str, ...], str, ast.AST]]:
-    """(path to the node from the root, qualified scope name, node) for every mutable node."""
+Lines = tuple[int, int] | None  # the body of the function a mutant is in (None: import time)
 
-    def walk(node: ast.AST, path: tuple[int | str, ...], scope: str) -> Iterator[
-            tuple[tuple[int | str, ...], str, ast.AST]]:
+
+def _spots(tree: ast.Module) -> Iterator[tuple[tuple[int | str, ...], str, Lines, ast.AST]]:
+    """(path to the node from the root, qualified scope name, the lines of the innermost
+    function's body, node) for every mutable node."""
+
+    def walk(node: ast.AST, path: tuple[int | str, ...], scope: str, body: Lines) -> Iterator[
+            tuple[tuple[int | str, ...], str, Lines, ast.AST]]:
+        outer = body
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             scope = f"{scope}.{node.name}" if scope else node.name
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = (node.body[0].lineno, node.end_lineno or node.body[-1].lineno)
+        elif isinstance(node, ast.ClassDef):
+            body = None  # a class body runs at import
         if isinstance(node, ast.If) and _is_type_checking(node):
             return
         if isinstance(node, ast.JoinedStr):
@@ -150,18 +161,20 @@ def _spots(tree: ast.Module) -> Iterator[tuple[tuple[int | str, ...], str, ast.A
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             return
-        yield path, scope or "<module>", node
+        yield path, scope or "<module>", body, node
         for field, value in ast.iter_fields(node):
             if field in _SKIPPED_FIELDS:
                 continue
+            # a function's default values are evaluated where it is defined
+            inner = body if field != "args" else outer
             if isinstance(value, list):
                 for i, item in enumerate(value):
                     if isinstance(item, ast.AST):
-                        yield from walk(item, (*path, field, i), scope)
+                        yield from walk(item, (*path, field, i), scope, inner)
             elif isinstance(value, ast.AST):
-                yield from walk(value, (*path, field), scope)
+                yield from walk(value, (*path, field), scope, inner)
 
-    yield from walk(tree, (), "")
+    yield from walk(tree, (), "", None)
 
 
 def _is_docstring(node: ast.AST) -> bool:
@@ -189,6 +202,7 @@ class Candidate:
     tree: ast.Module
     spot: tuple[int | str, ...]
     replacement: ast.AST
+    body: Lines  # the lines of the function it changes; None: code that runs at import
 
     def source(self) -> str:
         """The whole module with this one mutation."""
@@ -202,7 +216,7 @@ def mutants_of(relpath: str) -> list[Candidate]:
     lines = source.splitlines()
     counts: dict[tuple[str, str], int] = {}
     found: list[Candidate] = []
-    for spot, scope, node in _spots(tree):
+    for spot, scope, body, node in _spots(tree):
         for kind, new in _mutations(node):
             ordinal = counts.get((scope, kind), 0)
             counts[scope, kind] = ordinal + 1
@@ -211,7 +225,7 @@ def mutants_of(relpath: str) -> list[Candidate]:
             mutant = Mutant(id=f"{relpath}::{scope}::{kind}#{ordinal}", path=relpath, line=line,
                             kind=kind, before=lines[line - 1].strip() if line else "",
                             after=after.split("\n")[0][:200])
-            found.append(Candidate(mutant, tree, spot, new))
+            found.append(Candidate(mutant, tree, spot, new, body))
     return found
 
 
@@ -224,15 +238,16 @@ def package_mutants(package: str) -> list[Candidate]:
 
 # ---------------------------------------------------------------- running
 class Scratch:
-    """A private copy of fedcore/ that one mutant at a time is written into."""
+    """A private copy of fedcore/ that one mutant at a time is written into, and its worker."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="fedcore-mutation-"))
         shutil.copytree(ROOT / "fedcore", self.dir / "fedcore",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        for entry in ROOT.iterdir():  # what tests find next to the package (protos/, docs/)
-            if entry.name not in ("fedcore", ".git", ".venv"):
+        for entry in ROOT.iterdir():  # what the package finds next to it (protos/, docs/)
+            if entry.name not in ("fedcore", ".git", ".venv", ".mutation-cache"):
                 (self.dir / entry.name).symlink_to(entry)
+        self.worker = Worker(self.dir)
 
     def run(self, tests: list[str], timeout_s: float, mutant: Candidate | None,
             ) -> tuple[str, float]:
@@ -242,25 +257,49 @@ class Scratch:
             target = self.dir / mutant.mutant.path
             original = target.read_text()
             target.write_text(mutant.source())
-        # the copy first; the repository after it, for tests that import `benchmarks`
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(self.dir), str(ROOT)]),
-                   PYTHONDONTWRITEBYTECODE="1")
-        command = [sys.executable, "-P", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                   "-p", "no:randomly", f"--timeout={int(timeout_s)}", *tests]
-        start = time.monotonic()
         try:
-            done = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=timeout_s)
-            outcome = {0: "survived", 5: "no-tests"}.get(done.returncode, "killed")
-        except subprocess.TimeoutExpired:
-            outcome = "timeout"
+            return self.worker.run(tests, timeout_s)
         finally:
             if target is not None and original is not None:
                 target.write_text(original)
-        return outcome, time.monotonic() - start
 
     def close(self) -> None:
+        self.worker.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def package_test_files(package: str) -> list[str]:
+    """The test files that guard `package` as a whole (run for code that runs at import)."""
+    found: set[str] = set()
+    for entry in PACKAGES[package][1]:
+        path = ROOT / entry
+        found.update(str(p.relative_to(ROOT)) for p in (
+            path.rglob("test_*.py") if path.is_dir() else [path]))
+    return sorted(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The tests one mutant runs, fastest first, and a time limit for them."""
+
+    tests: list[str]
+    timeout_s: float
+
+
+def select_tests(candidate: Candidate, package: str, test_map: TestMap,
+                 fresh: list[str]) -> Selection:
+    """The tests that ran the mutated function (all the package's tests too for code that runs
+    at import), and every test file written since the map."""
+    m = candidate.mutant
+    first, last = candidate.body or (1, 1 << 30)
+    found, at_import = test_map.tests_running(m.path, first, last)
+    whole = list(fresh)
+    if candidate.body is None or at_import:
+        whole += [f for f in package_test_files(package) if f not in whole]
+    ordered = test_map.fastest_first(found)
+    expected = sum(test_map.durations.get(t, 0.0) for t in ordered) + sum(
+        test_map.file_seconds(f) for f in whole)
+    return Selection(ordered + whole, max(30.0, 3 * expected + 20))
 
 
 def load_equivalent() -> dict[str, str]:
@@ -284,6 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recheck", action="store_true",
                         help="run only the survivors of the run in --out/--survivors (after new "
                              "tests or equivalence reasons) and update that run's figures")
+    parser.add_argument("--remap", action="store_true",
+                        help="rebuild the map of which tests run which lines (about 5 minutes; "
+                             "done by itself when fedcore/ changed since)")
     parser.add_argument("--out", type=Path, default=RESULTS / "mutation.json")
     parser.add_argument("--survivors", type=Path, default=RESULTS / "mutation_survivors.json")
     args = parser.parse_args(argv)
@@ -320,26 +362,30 @@ def main(argv: list[str] | None = None) -> None:
     survivors: list[dict[str, object]] = []
     lock = threading.Lock()
     started = time.monotonic()
+    test_map = mutation_map.build(force=args.remap)
+    fresh = test_map.tests_newer_than_map(mutation_map.TEST_ROOTS)
+    if fresh:
+        print(f"mutation: {len(fresh)} test files newer than the map run whole for every mutant "
+              "(--remap to map them)", file=sys.stderr, flush=True)
     for package in packages:
-        tests = PACKAGES[package][1]
         scratches = [Scratch() for _ in range(max(1, args.jobs))]
         try:
-            baseline, base_s = scratches[0].run(tests, 900, None)
+            whole = sorted({*fresh, *package_test_files(package)})
+            baseline, base_s = scratches[0].run(whole, 900, None)
             if baseline != "survived":
                 raise SystemExit(f"{package}: the tests fail without any mutant ({baseline}); "
                                  "fix them first")
-            timeout_s = max(30.0, 3 * base_s + 10)
             outcomes: dict[str, int] = {"killed": 0, "survived": 0, "timeout": 0,
                                         "no-tests": 0, "equivalent": 0}
             free = list(scratches)
 
-            def one(mutant: Candidate, tests: list[str] = tests,
-                    timeout_s: float = timeout_s, outcomes: dict[str, int] = outcomes,
+            def one(mutant: Candidate, outcomes: dict[str, int] = outcomes,
                     free: list[Scratch] = free, package: str = package) -> None:
+                selection = select_tests(mutant, package, test_map, fresh)
                 with lock:
                     scratch = free.pop()
                 try:
-                    outcome, _ = scratch.run(tests, timeout_s, mutant)
+                    outcome, _ = scratch.run(selection.tests, selection.timeout_s, mutant)
                 finally:
                     with lock:
                         free.append(scratch)
