@@ -289,13 +289,14 @@ class Selection:
 def select_tests(candidate: Candidate, package: str, test_map: TestMap,
                  fresh: list[str]) -> Selection:
     """The tests that ran the mutated function (all the package's tests too for code that runs
-    at import), and every test file written since the map."""
+    at import), and the package's test files written since the map."""
     m = candidate.mutant
     first, last = candidate.body or (1, 1 << 30)
     found, at_import = test_map.tests_running(m.path, first, last)
-    whole = list(fresh)
+    guards = package_test_files(package)
+    whole = [f for f in fresh if f in guards]
     if candidate.body is None or at_import:
-        whole += [f for f in package_test_files(package) if f not in whole]
+        whole += [f for f in guards if f not in whole]
     ordered = test_map.fastest_first(found)
     expected = sum(test_map.durations.get(t, 0.0) for t in ordered) + sum(
         test_map.file_seconds(f) for f in whole)
@@ -319,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel")
     parser.add_argument("--only", action="append", default=[], metavar="ID",
                         help="run only these mutant ids")
+    parser.add_argument("--file", action="append", default=[], metavar="PATH",
+                        help="only the mutants of this file (repeatable), e.g. "
+                             "fedcore/dp/budget.py")
     parser.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     parser.add_argument("--recheck", action="store_true",
                         help="run only the survivors of the run in --out/--survivors (after new "
@@ -345,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     for package in packages:
         every = package_mutants(package)
         population[package] = len(every)
+        if args.file:
+            every = [m for m in every if m.mutant.path in args.file]
         if args.only:
             picked = [m for m in every if m.mutant.id in args.only]
         elif args.sample and args.sample < len(every):
@@ -365,12 +371,12 @@ def main(argv: list[str] | None = None) -> None:
     test_map = mutation_map.build(force=args.remap)
     fresh = test_map.tests_newer_than_map(mutation_map.TEST_ROOTS)
     if fresh:
-        print(f"mutation: {len(fresh)} test files newer than the map run whole for every mutant "
-              "(--remap to map them)", file=sys.stderr, flush=True)
+        print(f"mutation: {len(fresh)} test files newer than the map; each runs whole for the "
+              "mutants of the package it guards (--remap to map them)", file=sys.stderr, flush=True)
     for package in packages:
         scratches = [Scratch() for _ in range(max(1, args.jobs))]
         try:
-            whole = sorted({*fresh, *package_test_files(package)})
+            whole = package_test_files(package)
             baseline, base_s = scratches[0].run(whole, 900, None)
             if baseline != "survived":
                 raise SystemExit(f"{package}: the tests fail without any mutant ({baseline}); "
@@ -430,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
         "packages": summary,
         "sample": args.sample or None,
         "seed": args.seed,
-        "sampled": bool(args.sample) or bool(args.only),
+        "sampled": bool(args.sample) or bool(args.only) or bool(args.file),
         "only": args.only or None,
         "score_definition": "killed / (sampled - equivalent); timeouts count as killed",
         "total_s": round(time.monotonic() - started, 1),

@@ -75,8 +75,8 @@ def build(force: bool = False) -> TestMap:
         if known.built_at >= _newest_source_mtime():
             return known
     CACHE.mkdir(exist_ok=True)
-    data_file = CACHE / "coverage.db"
-    outcomes_file = CACHE / "outcomes.json"
+    data_file = CACHE / f"coverage.{os.getpid()}.db"
+    outcomes_file = CACHE / f"outcomes.{os.getpid()}.json"
     data_file.unlink(missing_ok=True)
     print("mutation: mapping which tests run which lines (tests/unit under coverage) ...",
           file=sys.stderr, flush=True)
@@ -101,8 +101,12 @@ def build(force: bool = False) -> TestMap:
                           for n, contexts in by_line.items()}
     durations = {test: round(float(outcomes[test]["s"]), 3) for test in usable}  # type: ignore[arg-type]
     excluded = sorted(set(outcomes) - usable)
-    MAP_FILE.write_text(json.dumps({"lines": lines, "durations": durations,
-                                    "excluded": excluded, "started_at": started_at}))
+    partial = MAP_FILE.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps({"lines": lines, "durations": durations,
+                                   "excluded": excluded, "started_at": started_at}))
+    partial.replace(MAP_FILE)  # whole or not at all, for runs that read it meanwhile
+    data_file.unlink(missing_ok=True)
+    outcomes_file.unlink(missing_ok=True)
     print(f"mutation: mapped {len(usable)} tests in {time.monotonic() - started:.0f} s "
           f"({len(excluded)} left out: failing or Ray)", file=sys.stderr, flush=True)
     return TestMap.load()

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 _PRELOAD = ("numpy", "torch", "opacus", "grpc", "google.protobuf", "cryptography",
             "hypothesis", "pytest", "_pytest.python", "scipy")
@@ -31,9 +33,10 @@ class _Select:
     def __init__(self, tests: list[str]) -> None:
         self.rank = {test: i for i, test in enumerate(tests)}
 
-    def pytest_collection_modifyitems(self, config: object, items: list[object]) -> None:
-        def file_of(item: object) -> str:
-            return str(item.nodeid).split("::")[0]
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        def file_of(item: pytest.Item) -> str:
+            return item.nodeid.split("::")[0]
 
         kept = [item for item in items
                 if item.nodeid in self.rank or file_of(item) in self.rank]
