@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _PRELOAD = ("numpy", "torch", "opacus", "grpc", "google.protobuf", "cryptography",
             "hypothesis", "pytest", "_pytest.python", "scipy")
 WRONG_COPY = 97  # the child imported a fedcore other than the scratch copy
+WALL_FACTOR = 8  # wall-clock limit = this many times the CPU-time limit
 
 
 class _Select:
@@ -61,7 +62,7 @@ def _child(scratch: str, tests: list[str], timeout_s: float) -> None:
 
     files = sorted({t.split("::")[0] for t in tests})
     code = pytest.main([*files, "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                        f"--timeout={int(timeout_s)}"], plugins=[_Select(tests)])
+                        f"--timeout={int(WALL_FACTOR * timeout_s)}"], plugins=[_Select(tests)])
     os._exit(int(code))
 
 
@@ -90,8 +91,20 @@ def serve() -> None:
               flush=True)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of a running process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait(pid: int, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
+    """The child's outcome; 'timeout' once it has used `timeout_s` of CPU time (so a busy
+    machine does not turn slow tests into kills), or WALL_FACTOR times that in wall time (a
+    mutant that hangs without computing)."""
+    deadline = time.monotonic() + WALL_FACTOR * timeout_s
     delay = 0.01
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -100,7 +113,7 @@ def _wait(pid: int, timeout_s: float) -> str:
             if code == WRONG_COPY:
                 return "wrong-copy"
             return {0: "survived", 5: "no-tests"}.get(code, "killed")
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or _cpu_seconds(pid) > timeout_s:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
