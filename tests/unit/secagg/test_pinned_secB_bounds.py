@@ -189,3 +189,10 @@ def test_check_signed_refuses_exactly_below_the_least_threshold(n: int, mode: Mo
         with pytest.raises(UnsafeRound, match=f"t >= {least}") as caught:
             check_signed(_signed(low, n))
         assert isinstance(caught.value, SecAggError) and isinstance(caught.value, ValueError)
+
+
+def test_a_config_defaults_to_32_bit_full_mode_without_a_degree() -> None:
+    config = SecAggConfig(threshold=2, max_clients=3, clip=1.0)
+    assert (config.bit_width, config.mode, config.degree) == (32, Mode.FULL, 0)
+    assert config.levels == (2**32 - 1) // 3
+    assert RoundSpec(config=config, round_id=0, num_clients=3, dim=1).graph_seed == bytes(32)

@@ -21,7 +21,7 @@ def _reference(values: list[int], bit_width: int) -> bytes:
 
 def _values(bit_width: int, dim: int, seed: int) -> list[int]:
     top = (1 << bit_width) - 1
-    edges = [0, 1, top, top - 1, 1 << (bit_width - 1), (1 << (bit_width - 1)) - 1]
+    edges = [top, 0, 1, top - 1, 1 << (bit_width - 1), (1 << (bit_width - 1)) - 1]
     rng = np.random.default_rng(seed)
     return [*edges, *(int(v) for v in rng.integers(0, top, dim - len(edges), endpoint=True,
                                                    dtype=np.uint64))]
