@@ -159,3 +159,60 @@ def test_a_share_is_little_endian_32_bit_words() -> None:
     with pytest.raises(SecAggError):  # a word equal to the prime is not a field element
         shamir.decode_shares([blob[:-4] + P.to_bytes(4, "little")])
     assert shamir.decode_share(blob[:8], limbs=2).tolist() == [1, 2**8]
+
+
+def _scripted(blob: bytes) -> Callable[[int], bytes]:
+    offset = 0
+
+    def take(n: int) -> bytes:
+        nonlocal offset
+        offset += n
+        assert offset <= len(blob), "drew more bytes than scripted"
+        return blob[offset - n : offset]
+
+    return take
+
+
+@pytest.mark.parametrize(("threshold", "secrets"), [(2, 1), (3, 1), (4, 2)])
+def test_coefficient_j_of_limb_l_is_element_j_minus_1_times_limbs_plus_l(
+    threshold: int, secrets: int
+) -> None:
+    """The layout the conformance vectors document, so other implementations share alike."""
+    blob = np.random.default_rng(threshold).bytes(4 * (threshold - 1) * 9 * secrets)
+    elements = [int.from_bytes(blob[4 * i : 4 * i + 4], "little") & P
+                for i in range(len(blob) // 4)]
+    secret_list = [bytes(range(s, s + 32)) for s in range(secrets)]
+    limbs = np.concatenate([shamir.secret_to_limbs(s) for s in secret_list])
+    xs = [1, 4, 7, 2**30 + 3]
+
+    rows = shamir.split_limbs(limbs, xs=xs, threshold=threshold, random_bytes=_scripted(blob))
+
+    count = limbs.size
+    for i, x in enumerate(xs):
+        for limb in range(count):
+            expected = int(limbs[limb]) + sum(elements[(j - 1) * count + limb] * pow(x, j, P)
+                                              for j in range(1, threshold))
+            assert int(rows[i, limb]) == expected % P
+
+
+def test_draws_equal_to_the_prime_are_redrawn_in_order_from_fresh_bytes() -> None:
+    def word(value: int) -> bytes:
+        return value.to_bytes(4, "little")
+
+    blob = (word(10) + word(P) + word(11) + word(2**32 - 1)  # indices 1 and 3 are p
+            + word(P) + word(12)                             # index 1 again p, index 3 = 12
+            + word(13))                                      # index 1 = 13
+    assert shamir.random_elements(_scripted(blob), 4).tolist() == [10, 13, 11, 12]
+
+
+@pytest.mark.parametrize("count", [8, 10])
+def test_a_limb_vector_of_another_length_is_not_a_secret(count: int) -> None:
+    with pytest.raises((ValueError, SecAggError)):
+        shamir.limbs_to_secret(np.zeros(count, np.uint64))
+
+
+def test_points_and_shares_must_pair_up() -> None:
+    xs = [1, 2, 3, 4]
+    shares = _split(SECRET, xs, 2, seed=8)
+    with pytest.raises((ValueError, SecAggError)):
+        shamir.reconstruct(xs + [5], shares, threshold=2)  # an extra point without a share
