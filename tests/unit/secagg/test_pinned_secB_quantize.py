@@ -114,3 +114,32 @@ def test_weighted_averaging_recovers_the_weighted_sum_and_the_weights() -> None:
 def test_split_weight_divides_the_last_coordinate_by_the_clip() -> None:
     rest, weight = split_weight(np.array([1.0, 2.0, 3.0]), clip=4.0)
     assert rest.tolist() == [1.0, 2.0] and weight == 0.75
+
+
+class _Uniforms:
+    """A generator whose every uniform draw is `value` (a valid draw from [0, 1))."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.sizes: list[int] = []
+
+    def random(self, size: int) -> np.ndarray:
+        self.sizes.append(size)
+        return np.full(size, self.value)
+
+
+def test_a_value_on_a_level_stays_there_whatever_the_draw() -> None:
+    q = _q(clip=127.5, bit_width=8, max_clients=1)  # L = 255: a step of exactly 1
+    on_levels = np.array([-127.5, 127.5, 100 - 127.5, 7 - 127.5])
+    expected = [0, 255, 100, 7]
+    for u in (0.0, 0.5, 1.0 - 2**-53):
+        rng = _Uniforms(u)
+        assert q.quantize(on_levels, rng).tolist() == expected  # type: ignore[arg-type]
+        assert rng.sizes == [4]  # one uniform per value
+
+
+def test_a_value_between_levels_rounds_up_exactly_when_the_draw_is_below_the_fraction() -> None:
+    q = _q(clip=127.5, bit_width=8, max_clients=1)
+    value = 10.25 - 127.5  # a quarter of a step above level 10
+    for u, level in ((0.0, 11), (0.24, 11), (0.26, 10), (1.0 - 2**-53, 10)):
+        assert q.quantize([value], _Uniforms(u)).tolist() == [level]  # type: ignore[arg-type]
