@@ -89,3 +89,26 @@ def test_the_words_are_a_view_of_the_stream_without_the_tag() -> None:
     words = expander.fill(SEED)
     assert words.shape == (5,) and words.dtype == np.dtype("<u4")
     np.testing.assert_array_equal(words, prg.expand(SEED, 8)[:5])
+
+
+class _SmallBuffers:
+    """numpy, except that `empty` hands back a small buffer: 64 GiB cannot be allocated here."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(size: int, dtype: object) -> np.ndarray:
+        return np.zeros(64, dtype=dtype)  # type: ignore[call-overload,no-any-return]
+
+
+def test_exactly_the_limit_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last counter block may be used: MAX_BYTES itself is allowed, one word more is not.
+    The allocations are stubbed; the limit, not the memory, is under test."""
+    monkeypatch.setattr(prg, "np", _SmallBuffers())
+    monkeypatch.setattr(prg, "bytes", lambda size: b"", raising=False)
+
+    prg.MaskExpander(prg.MAX_BYTES // 4, np.uint32)
+    prg.MaskExpander(prg.MAX_BYTES // 8, np.uint64)
+    with pytest.raises(ValueError):
+        prg.MaskExpander(prg.MAX_BYTES // 8 + 1, np.uint64)
