@@ -1,0 +1,63 @@
+"""A secure round's close, on a clock that does not start at 0: a protocol still running at
+the round deadline fails the round saying so (not as an abort), the key phase waits its own
+deadline for silent clients, and a client outside the round dropping changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedcore.engine import EngineConfig, Phase, RoundEngine, SelectionConfig
+from fedcore.engine.config import SecureAggregationConfig
+from fedcore.engine.records import RoundStatus
+from fedcore.engine.secure_round import SecureRound
+from fedcore.protocol.specs import spec_of
+from fedcore.secagg.server import Phase as ServerPhase
+from fedcore.strategy import FedAvg
+
+T0 = 7_000.0
+IDS = [f"c{i}" for i in range(4)]
+
+
+def _engine(round_timeout_s: float) -> RoundEngine:
+    engine = RoundEngine(
+        EngineConfig(num_rounds=1, evaluate=None, round_timeout_s=round_timeout_s,
+                     client_timeout_s=1e6, train=SelectionConfig(fraction=1.0, min_available=4),
+                     secagg=SecureAggregationConfig(max_clients=10, phase_timeout_s=30.0)),
+        FedAvg(), initial_params={"w": np.zeros(3, np.float32)})
+    for cid in IDS:
+        engine.join(cid, now=T0)
+    engine.tick(T0)
+    return engine
+
+
+def test_a_protocol_unfinished_at_the_round_deadline_fails_the_round_saying_so() -> None:
+    engine = _engine(round_timeout_s=10.0)
+    assert engine.phase is Phase.TRAINING and engine.next_deadline() == T0 + 10.0
+    engine.tick(T0 + 9.99)
+    assert engine.phase is Phase.TRAINING
+    engine.tick(T0 + 10.0)
+    (record,) = engine.records
+    assert record.status is RoundStatus.FAILED
+    assert record.reason.startswith("secure aggregation did not finish by the round deadline")
+    np.testing.assert_array_equal(engine.params["w"], np.zeros(3))  # type: ignore[index]
+
+
+def test_silent_clients_abort_the_key_phase_at_its_own_deadline() -> None:
+    engine = _engine(round_timeout_s=600.0)
+    assert engine.next_deadline() == T0 + 30.0  # the key phase's, before the round's
+    engine.tick(T0 + 29.99)
+    assert engine.phase is Phase.TRAINING
+    engine.tick(T0 + 30.0)
+    (record,) = engine.records
+    assert record.status is RoundStatus.FAILED and "aborted" in record.reason
+
+
+def test_dropping_a_client_outside_the_round_changes_nothing() -> None:
+    round_ = SecureRound(SecureAggregationConfig(max_clients=10), selected=IDS,
+                         model_spec=spec_of({"w": np.zeros(3, np.float32)}), round_id=1,
+                         graph_seed=bytes(32), now=T0)
+    round_.drop("stranger", T0)
+    assert round_.dropped == set() and round_.server.phase is ServerPhase.COLLECT_KEYS
+    assert round_.inner_deadline() == T0 + 30.0
+    round_.drop("c0", T0)
+    assert round_.dropped == {round_.ids["c0"]} and not round_.finished
