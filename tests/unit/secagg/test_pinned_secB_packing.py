@@ -107,3 +107,15 @@ def test_unpacking_reads_a_memoryview_in_place() -> None:
 def test_the_word_holds_up_to_32_bits_in_uint32_then_uint64() -> None:
     assert [word_dtype(b) for b in (1, 31, 32, 33, 64)] == [np.dtype(np.uint32)] * 3 + [
         np.dtype(np.uint64)] * 2
+
+
+@pytest.mark.parametrize("bit_width", [32, 64])
+def test_word_aligned_vectors_are_read_in_place_from_the_payload(bit_width: int) -> None:
+    """The coordinator reads masked vectors in place (`MaskedInput`): no copy at 32 or 64 bits."""
+    words = np.array([5, 6, 7], dtype=word_dtype(bit_width))
+    payload = bytearray(pack(words, bit_width))
+
+    out = unpack(memoryview(payload), bit_width, 3)
+
+    assert np.shares_memory(out, np.frombuffer(payload, np.uint8))
+    np.testing.assert_array_equal(out, words)
