@@ -153,3 +153,27 @@ def test_a_session_is_16_fresh_random_bytes() -> None:
     engine = RoundEngine(EngineConfig(num_rounds=1), FedAvg(), initial_params={"w": np.zeros(1)})
     sessions = {engine.join("a", now=0.0) for _ in range(3)}
     assert len(sessions) == 3 and {len(s) for s in sessions} == {16}
+
+
+def test_records_of_several_rounds_are_handed_out_together_on_the_first_call() -> None:
+    h = _harness(1, num_rounds=3)
+    h.play_round({"c0": (1.0, 1)})
+    h.play_round({"c0": (1.0, 1)})
+    assert [r.round for r in h.engine.pop_new_records()] == [1, 2]
+    assert h.engine.pop_new_records() == []
+
+
+def test_a_late_result_is_told_whether_the_deadline_passed_or_the_round_closed() -> None:
+    h = _harness(2, num_rounds=2, round_timeout_s=30.0,
+                 train=SelectionConfig(count=1, min_available=2))
+    (cid, first), = h.tasks().items()
+    h.advance(30.0)  # exactly the deadline: closed by it
+    with pytest.raises(EngineError) as timed_out:
+        h.submit(cid, first)
+    assert timed_out.value.reason is Reason.LATE and "deadline passed" in str(timed_out.value)
+    (cid, second), = h.tasks().items()
+    h.submit(cid, second)  # the round closes at its target, before its deadline
+    other = next(c for c in h.sessions if c != cid)
+    with pytest.raises(EngineError) as closed:
+        h.submit(other, second)
+    assert closed.value.reason is Reason.LATE and "round closed" in str(closed.value)
