@@ -15,7 +15,7 @@ from fedcore.engine import EngineConfig, Phase, RoundEngine, SelectionConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.records import RoundStatus
 from fedcore.engine.registry import Registry
-from fedcore.protocol.messages import Done, ResultHeader, Task, TaskKind
+from fedcore.protocol.messages import Done, ResultHeader, Task, TaskKind, Wait
 from fedcore.protocol.specs import EMPTY_SPEC, spec_of
 from fedcore.strategy import FedAvg
 
@@ -177,3 +177,56 @@ def test_a_late_result_is_told_whether_the_deadline_passed_or_the_round_closed()
     with pytest.raises(EngineError) as closed:
         h.submit(other, second)
     assert closed.value.reason is Reason.LATE and "round closed" in str(closed.value)
+
+
+def test_the_round_reports_the_largest_local_epsilon_also_below_one() -> None:
+    h = _harness(3)
+    tasks = h.tasks()
+    for cid, eps in zip(sorted(tasks), (0.25, 0.5, 0.125), strict=True):
+        h.submit(cid, tasks[cid], metrics={"epsilon": eps})
+    (record,) = h.engine.records
+    assert record.metrics["epsilon"] == 0.5
+
+
+def test_a_client_outside_the_round_leaving_does_not_close_it() -> None:
+    h = _harness(3, train=SelectionConfig(count=2, min_results=2, min_available=2))
+    tasks = h.tasks()
+    (outsider,) = set(h.sessions) - set(tasks)
+    first = min(tasks)
+    h.submit(first, tasks[first])
+    h.engine.leave(outsider, now=h.now)
+    assert h.engine.phase is Phase.TRAINING and h.engine.records == []
+    assert h.engine.open_clients() == [max(tasks)]
+
+
+def test_once_the_model_exists_the_retry_hint_is_the_configured_one() -> None:
+    h = _harness(2, retry_after_s=2.5, train=SelectionConfig(count=1))
+    (selected,) = h.tasks()
+    (other,) = set(h.sessions) - {selected}
+    reply = h.poll(other)
+    assert isinstance(reply, Wait) and reply.retry_after_s == 2.5
+    assert reply.reason == "round 1 (training) is full"
+    assert h.engine.retry_after(other, now=h.now) == 2.5
+
+
+def test_a_client_waiting_before_any_round_is_told_why() -> None:
+    h = Harness(engine_config(train=SelectionConfig(count=2, min_available=2)),
+                initial=initial_model())
+    h.now = T0
+    h.join("c0")
+    reply = h.poll("c0")
+    assert isinstance(reply, Wait) and reply.reason == "waiting for clients to join"
+
+
+def test_a_client_backing_off_the_initialize_task_is_told_why() -> None:
+    h = Harness(engine_config(retry_after_s=4.0), initial=None)
+    h.now = T0
+    h.join("c0")
+    (cid, task), = h.tasks().items()
+    h.submit(cid, task, declined_reason="no model")
+    reply = h.poll(cid)
+    assert isinstance(reply, Wait)
+    assert reply.reason == "waiting: the initial model is asked of other clients first"
+    assert h.engine.retry_after(cid, now=h.now + 1.0) == 3.0
+    h.join("c1")  # a fresh client: asked for the model at once, not told to wait
+    assert isinstance(h.poll("c1"), Task)
