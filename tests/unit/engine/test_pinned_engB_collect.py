@@ -79,3 +79,25 @@ def test_fewer_results_than_the_minimum_fail_the_round() -> None:
         collector.aggregate()
     collector.accept("b", _result("b", 1.0, 1), now=0.0)
     assert collector.aggregate().count == 2
+
+
+def test_an_evaluation_has_no_aggregate_and_fails_as_a_round_failure() -> None:
+    collector = PlainCollector(TaskKind.EVALUATE, model=None, aggregator=None, target=1,
+                               min_results=1, max_payload_bytes=1 << 20)
+    header = ResultHeader(client_id="a", task_id="t2", num_examples=4, metrics={"loss": 1.0})
+    assert collector.expected_spec("t2", header).tensors == ()
+    accepted = collector.accept("a", TaskResult(header=header), now=0.0)
+    assert (accepted.metrics_weight, accepted.complete) == (4.0, True)
+    with pytest.raises(RoundFailed, match="evaluate task has no aggregate"):
+        collector.aggregate()
+
+
+def test_an_initialize_result_is_the_aggregate_as_sent() -> None:
+    collector = PlainCollector(TaskKind.INITIALIZE, model=None, aggregator=None, target=1,
+                               min_results=1, max_payload_bytes=1 << 20)
+    result = _result("a", 3.0, 7)
+    assert collector.expected_spec("t0", result.header) == result.header.spec
+    collector.accept("a", result, now=0.0)
+    aggregate = collector.aggregate()
+    assert aggregate.count == 1 and aggregate.total_weight == 1.0
+    assert aggregate.update is result.tensors
