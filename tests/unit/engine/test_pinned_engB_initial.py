@@ -58,6 +58,16 @@ def test_a_client_long_past_its_backoff_is_forgotten() -> None:
     assert backoff.remaining("a", later) == 1.0  # counted from scratch
 
 
+def test_a_backoff_is_forgotten_once_it_ended_the_longest_backoff_ago() -> None:
+    backoff = InitBackoff(1.0)
+    backoff.failed(["a"], T0)  # asked again from T0 + 1
+    backoff.failed(["b"], T0 + 1.0 + INIT_BACKOFF_MAX_S - 0.5)
+    assert "a" in backoff  # ended less than INIT_BACKOFF_MAX_S ago: kept
+    backoff.failed(["b"], T0 + 1.0 + INIT_BACKOFF_MAX_S)
+    assert "a" not in backoff  # ended exactly INIT_BACKOFF_MAX_S ago: forgotten
+    assert INIT_BACKOFF_MAX_S == 60.0  # docs/deployment.md: "1 s, doubling to 60 s"
+
+
 def test_only_clients_not_backing_off_are_picked_in_order_or_at_random() -> None:
     backoff = InitBackoff(1.0)
     backoff.failed(["b"], T0)
