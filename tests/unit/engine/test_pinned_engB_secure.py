@@ -1,15 +1,19 @@
-"""A secure round's close, on a clock that does not start at 0: a protocol still running at
+"""A secure round's phases on a clock that does not start at 0: a protocol still running at
 the round deadline fails the round saying so (not as an abort), the key phase waits its own
-deadline for silent clients, and a client outside the round dropping changes nothing."""
+deadline for silent clients but closes as soon as the target advertised, each new phase gets
+its full time, and a client outside the round dropping changes nothing."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from fedcore.client import EvalResult, FitResult, FunctionalApp
+from fedcore.client.handler import TaskHandler
 from fedcore.engine import EngineConfig, Phase, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
 from fedcore.engine.records import RoundStatus
 from fedcore.engine.secure_round import SecureRound
+from fedcore.protocol.messages import Task, TaskKind, Wait
 from fedcore.protocol.specs import spec_of
 from fedcore.secagg.server import Phase as ServerPhase
 from fedcore.strategy import FedAvg
@@ -61,3 +65,38 @@ def test_dropping_a_client_outside_the_round_changes_nothing() -> None:
     assert round_.inner_deadline() == T0 + 30.0
     round_.drop("c0", T0)
     assert round_.dropped == {round_.ids["c0"]} and not round_.finished
+
+
+def _handler(cid: str) -> TaskHandler:
+    def fit(params, config):  # type: ignore[no-untyped-def]
+        return FitResult(params={k: v + np.float32(0.5) for k, v in params.items()},
+                         num_examples=10)
+
+    app = FunctionalApp(get_parameters=lambda: {"w": np.zeros(3, np.float32)}, fit=fit,
+                        evaluate=lambda p, c: EvalResult(loss=0.0, num_examples=1))
+    return TaskHandler(app, cid)
+
+
+def test_the_key_phase_closes_once_the_target_advertised_and_the_next_phase_gets_its_time() -> None:
+    engine = RoundEngine(
+        EngineConfig(num_rounds=1, evaluate=None, round_timeout_s=600.0, client_timeout_s=1e6,
+                     train=SelectionConfig(count=3, over_selection=0.34, min_available=4),
+                     secagg=SecureAggregationConfig(max_clients=10, phase_timeout_s=30.0)),
+        FedAvg(), initial_params={"w": np.zeros(3, np.float32)})
+    for cid in IDS:
+        engine.join(cid, now=T0)
+    engine.tick(T0)
+    assert engine.open_clients() == IDS  # 4 selected for a target of 3
+    now = T0 + 1.0
+    for cid in IDS[:3]:
+        task = engine.poll(cid, now=now)
+        assert isinstance(task, Task) and task.kind is TaskKind.TRAIN
+        params = {k: v.copy() for k, v in engine.model_for(cid, task.task_id, now=now).params.items()}
+        engine.submit(_handler(cid).handle(task, params), now=now)
+    engine.tick(now)  # three advertised: the key phase does not wait for the fourth
+    assert isinstance(engine.poll(IDS[3], now=now), Wait)
+    key_list = engine.poll(IDS[0], now=now)
+    assert isinstance(key_list, Task) and key_list.kind is TaskKind.SECAGG
+    assert engine.next_deadline() == now + 30.0
+    engine.tick(now + 29.99)
+    assert engine.phase is Phase.TRAINING and engine.records == []
