@@ -1,0 +1,118 @@
+"""The task handler's results by field: an initialisation result is the app's parameters under
+the least example count the protocol accepts (docs/protocol.md 4.2: nothing was trained, the
+count is not a weight), a decline reports no examples and a reason (a default when none is
+given) and is for this task only unless said otherwise, an app's refusal for this task only is
+the caller's to answer while one for good becomes a permanent decline, and evaluation reports
+the app's loss beside its metrics and sends no tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcore.client import EvalResult, FitResult, FunctionalApp, TaskHandler
+from fedcore.client.app import DeclineTask
+from fedcore.protocol.messages import Task, TaskKind, TrainConfig
+from fedcore.protocol.params import Params
+from fedcore.protocol.specs import EMPTY_SPEC, spec_of
+
+MODEL = {"w": np.arange(3, dtype=np.float32), "b": np.array([[1.5]], np.float64)}
+
+
+def _task(kind: TaskKind, task_id: str = "t1") -> Task:
+    spec = EMPTY_SPEC if kind is TaskKind.INITIALIZE else spec_of(MODEL)
+    return Task(round=1, task_id=task_id, kind=kind, train=TrainConfig(), model_spec=spec)
+
+
+def _app(*, refuse: DeclineTask | None = None) -> FunctionalApp:
+    def fit(params: Params, config: TrainConfig) -> FitResult:
+        if refuse is not None:
+            raise refuse
+        for value in params.values():  # trains in place, as apps may
+            value += 1
+        return FitResult(params=params, num_examples=7)
+
+    def evaluate(params: Params, config: TrainConfig) -> EvalResult:
+        if refuse is not None:
+            raise refuse
+        return EvalResult(loss=0.75, num_examples=4, metrics={"accuracy": 0.5})
+
+    return FunctionalApp(get_parameters=lambda: dict(MODEL), fit=fit, evaluate=evaluate)
+
+
+def _model() -> Params:
+    return {k: v.copy() for k, v in MODEL.items()}
+
+
+def test_an_initialisation_result_is_the_apps_parameters_counted_as_one_example() -> None:
+    result = TaskHandler(_app(), "c1").handle(_task(TaskKind.INITIALIZE, "t0"), None)
+
+    header = result.header
+    assert (header.client_id, header.task_id) == ("c1", "t0")
+    assert header.num_examples == 1  # trained on nothing: the least count a result may carry
+    assert header.declined_reason == "" and header.metrics == {}
+    assert header.spec == spec_of(MODEL)
+    assert set(result.tensors) == set(MODEL)
+    for name, value in MODEL.items():
+        np.testing.assert_array_equal(result.tensors[name], value)
+
+
+def test_a_decline_reports_no_examples_and_is_for_this_task_only_by_default() -> None:
+    handler = TaskHandler(_app(), "c1")
+
+    result = handler.decline(_task(TaskKind.TRAIN, "t9"), "battery low")
+
+    header = result.header
+    assert (header.client_id, header.task_id) == ("c1", "t9")
+    assert header.num_examples == 0 and result.tensors == {}
+    assert header.declined_reason == "battery low" and header.permanent is False
+    assert handler.decline(_task(TaskKind.TRAIN), "x", permanent=True).header.permanent is True
+
+
+def test_a_decline_without_a_reason_still_says_it_declined() -> None:
+    header = TaskHandler(_app(), "c1").decline(_task(TaskKind.TRAIN), "").header
+
+    assert header.declined_reason == "declined"  # an empty reason would read as a result
+
+
+@pytest.mark.parametrize("kind", [TaskKind.TRAIN, TaskKind.EVALUATE])
+def test_an_apps_refusal_for_this_task_only_is_raised_to_the_caller(kind: TaskKind) -> None:
+    handler = TaskHandler(_app(refuse=DeclineTask("busy")), "c1")
+
+    with pytest.raises(DeclineTask) as refusal:
+        handler.handle(_task(kind), _model())
+
+    assert refusal.value.permanent is False and refusal.value.reason == "busy"
+    assert handler.trained_examples == 0
+
+
+@pytest.mark.parametrize("kind", [TaskKind.TRAIN, TaskKind.EVALUATE])
+def test_an_apps_refusal_for_good_becomes_a_permanent_decline(kind: TaskKind) -> None:
+    handler = TaskHandler(_app(refuse=DeclineTask("budget spent", permanent=True)), "c1")
+
+    result = handler.handle(_task(kind), _model())
+
+    assert result.header.permanent is True
+    assert result.header.declined_reason == "budget spent"
+    assert result.header.num_examples == 0 and result.tensors == {}
+
+
+def test_an_evaluation_reports_the_loss_beside_the_apps_metrics_and_no_tensors() -> None:
+    result = TaskHandler(_app(), "c1").handle(_task(TaskKind.EVALUATE), _model())
+
+    assert result.header.num_examples == 4
+    assert result.header.metrics == {"accuracy": 0.5, "loss": 0.75}
+    assert result.tensors == {} and result.header.spec == EMPTY_SPEC
+
+
+def test_a_training_result_is_the_update_from_the_downloaded_model_whatever_the_app_does_in_place(
+) -> None:
+    handler = TaskHandler(_app(), "c1")
+    downloaded = _model()
+
+    result = handler.handle(_task(TaskKind.TRAIN), downloaded)
+
+    assert result.header.num_examples == 7 and handler.trained_examples == 7
+    for name, value in MODEL.items():
+        np.testing.assert_allclose(result.tensors[name], np.ones_like(value))
+        np.testing.assert_array_equal(downloaded[name], value)  # the app trained a copy
