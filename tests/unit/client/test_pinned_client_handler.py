@@ -116,3 +116,52 @@ def test_a_training_result_is_the_update_from_the_downloaded_model_whatever_the_
     for name, value in MODEL.items():
         np.testing.assert_allclose(result.tensors[name], np.ones_like(value))
         np.testing.assert_array_equal(downloaded[name], value)  # the app trained a copy
+
+
+def test_evaluating_a_scaffold_model_gives_the_app_the_model_not_the_variates() -> None:
+    from fedcore.protocol.scaffold import control_name
+
+    seen: list[Params] = []
+
+    def evaluate(params: Params, config: TrainConfig) -> EvalResult:
+        seen.append(params)
+        return EvalResult(loss=float(np.sum(params["w"])), num_examples=1)
+
+    app = FunctionalApp(get_parameters=lambda: {"w": np.zeros(3, np.float32)},
+                        fit=lambda p, c: FitResult(params=p, num_examples=1), evaluate=evaluate)
+    downloaded = {"w": np.array([1.0, 2.0, 3.0], np.float32),
+                  control_name("w"): np.full(3, 10.0, np.float32)}
+    task = Task(round=1, task_id="e1", kind=TaskKind.EVALUATE, train=TrainConfig(),
+                model_spec=spec_of(downloaded))
+
+    result = TaskHandler(app, "c1").handle(task, downloaded)
+
+    assert list(seen[0]) == ["w"]
+    np.testing.assert_array_equal(seen[0]["w"], [1.0, 2.0, 3.0])
+    assert result.header.metrics["loss"] == 6.0
+
+
+class _Planner(FunctionalApp):
+    """An app that plans local DP-SGD but says nothing of its randomness."""
+
+    def plan_local_dp(self, config: TrainConfig) -> None:
+        return None
+
+
+def _planner(**attributes: object) -> _Planner:
+    app = _Planner(get_parameters=lambda: dict(MODEL),
+                   fit=lambda p, c: FitResult(params=p, num_examples=1),
+                   evaluate=lambda p, c: EvalResult(loss=0.0, num_examples=1))
+    for name, value in attributes.items():
+        setattr(app, name, value)
+    return app
+
+
+def test_secure_rng_refuses_a_dp_app_that_does_not_say_its_randomness_is_secure() -> None:
+    with pytest.raises(ValueError, match="secure_rng"):
+        TaskHandler(_planner(), "c1", secure_rng=True)  # silence is not a yes
+    with pytest.raises(ValueError, match="secure_rng"):
+        TaskHandler(_planner(secure_rng=False), "c1", secure_rng=True)
+
+    assert TaskHandler(_planner(secure_rng=True), "c1", secure_rng=True).secure_rng
+    assert not TaskHandler(_planner(), "c1").secure_rng  # no secure rng asked: nothing to check
