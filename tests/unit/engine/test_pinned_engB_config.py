@@ -14,7 +14,10 @@ from fedcore.engine import EngineConfig, RoundEngine, SelectionConfig
 from fedcore.engine.config import Limits, SecureAggregationConfig
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.registry import Registry
+from fedcore.engine.secure_round import SecureRound
+from fedcore.protocol.distributed_dp import DistributedDPConfig
 from fedcore.protocol.messages import Task
+from fedcore.protocol.specs import spec_of
 from fedcore.secagg.config import Mode, suggested_degree, suggested_signed_degree
 from fedcore.secagg.roster import Roster
 from fedcore.secagg.safety import least_signed_threshold
@@ -208,3 +211,15 @@ def test_a_poll_reports_the_time_left_to_the_deadline_from_any_clock() -> None:
     task = engine.poll("a", now=1009.75)
     assert isinstance(task, Task) and task.time_left_s == pytest.approx(0.25)
     assert engine.poll("a", now=1000.0).time_left_s == pytest.approx(10.0)  # type: ignore[union-attr]
+
+
+def test_distributed_dp_noise_that_fits_no_round_is_refused_when_loaded() -> None:
+    # at 16 bits for 10 clients, z = 1.22 leaves too few levels even for the smallest round
+    dp = DistributedDPConfig(noise_multiplier=1.22, clip_norm=1.0)
+    with pytest.raises(ValueError, match="bit_width"):
+        SecureAggregationConfig(bit_width=16, max_clients=10, distributed_dp=dp)
+    fits = SecureAggregationConfig(bit_width=16, max_clients=10, distributed_dp=DistributedDPConfig(
+        noise_multiplier=1.0, clip_norm=1.0))
+    round_ = SecureRound(fits, selected=["a", "b", "c"], model_spec=spec_of({"w": np.zeros(1)}),
+                         round_id=1, graph_seed=bytes(32), now=0.0)
+    assert round_.noise() is not None and round_.spec.dim == 2
