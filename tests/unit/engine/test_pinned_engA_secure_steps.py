@@ -14,6 +14,7 @@ from fedcore.engine.buffered import BufferedConfig, Outcome
 from fedcore.engine.buffered_secure import SecureBufferedEngine
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.protocol.messages import Task, TaskKind, TaskResult, TrainConfig, Wait
+from fedcore.protocol.specs import spec_of
 from fedcore.strategy import FedAvg
 
 from .test_buffered_secure import DIM, SECURE, Clients, _engine
@@ -107,3 +108,28 @@ def test_a_payload_of_the_wrong_layout_is_invalid_and_leaves_the_protocol_as_it_
     assert refused.value.reason is Reason.INVALID
     assert engine.activity == before and engine.open_groups == 1 and engine.version == 0
     assert engine.submit(answer, now=0.0) is Outcome.BUFFERED  # the well-formed one is taken
+
+
+def test_the_spec_the_service_expects_is_each_protocol_messages_own_payload() -> None:
+    engine = _engine(k=2, concurrency=2, updates=1)
+    clients = Clients(engine, {"a": 0.1, "b": 0.2})
+    engine.poll("a", now=0.0)
+    engine.poll("b", now=0.0)  # the group opens
+    seen = []
+    while engine.is_out("sbuf-1"):
+        answered = False
+        for cid in "ab":
+            task = clients.poll(cid)
+            if task is None or not engine.is_out("sbuf-1"):
+                continue
+            params = None
+            if task.kind is TaskKind.TRAIN:
+                params = {k: v.copy() for k, v in engine.model_for(task.task_id).items()}
+            answer = clients.handlers[cid].handle(task, params)
+            assert engine.expected_spec(answer.header) == spec_of(answer.tensors)
+            seen.append(bool(answer.tensors))
+            engine.submit(answer, now=0.0)
+            answered = True
+        assert answered
+    assert engine.version == 1
+    assert True in seen and False in seen  # masked vectors and payload-free messages alike
