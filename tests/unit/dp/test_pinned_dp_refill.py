@@ -5,12 +5,15 @@ The claim (fedcore.dp.opacus docstring): all 624 words of torch's MT19937 state 
 words are not the expansion of any seed (a seeded state satisfies MT19937's initialisation
 recurrence word[1] = 1812433253 * (word[0] ^ (word[0] >> 30)) + 1 mod 2^32, which OS words
 break with probability 2^-32), and the generator's outputs are exactly those of a reference
-MT19937 (numpy's) loaded with the same 624 words at position 624 (twist first).
+MT19937 (numpy's) loaded with the same 624 words at position 624 (twist first). A CPU state
+of an unknown layout is refused untouched; an accelerator's Philox generator gets a fresh
+full 64-bit seed (its whole key).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from fedcore.dp.opacus import refill_generator
@@ -60,3 +63,52 @@ def test_the_refilled_generator_outputs_mt19937_of_those_words_twisted_first() -
 
     # torch's 64-bit draw is (first << 32) | second, masked to 63 bits for int64
     assert drawn == [((raw[2 * k] << 32) | raw[2 * k + 1]) % 2**63 for k in range(8)]
+
+
+class _FakeGenerator:
+    """A generator stand-in: a device, a state of `state_bytes` bytes, and a record of calls."""
+
+    def __init__(self, device: str, state_bytes: int = 5056) -> None:
+        self.device = torch.device(device)
+        self.state_bytes = state_bytes
+        self.seeds: list[int] = []
+        self.states_set = 0
+
+    def get_state(self) -> torch.Tensor:
+        return torch.zeros(self.state_bytes, dtype=torch.uint8)
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.states_set += 1
+
+    def manual_seed(self, seed: int) -> _FakeGenerator:
+        self.seeds.append(seed)
+        return self
+
+
+def test_a_cpu_state_of_an_unknown_layout_is_refused_and_left_alone() -> None:
+    gen = _FakeGenerator("cpu", state_bytes=5056 + 8)
+
+    with pytest.raises(RuntimeError, match="5064 bytes"):
+        refill_generator(gen)  # type: ignore[arg-type]
+
+    assert gen.states_set == 0 and gen.seeds == []
+
+
+def test_a_known_cpu_layout_is_refilled_through_its_state_not_a_seed() -> None:
+    gen = _FakeGenerator("cpu")
+
+    refill_generator(gen)  # type: ignore[arg-type]
+
+    assert gen.states_set == 1 and gen.seeds == []
+
+
+def test_an_accelerator_generator_gets_a_fresh_full_64_bit_seed_each_time() -> None:
+    gen = _FakeGenerator("meta")  # any device but the CPU: Philox, keyed by its 64-bit seed
+
+    for _ in range(32):
+        refill_generator(gen)  # type: ignore[arg-type]
+
+    assert gen.states_set == 0
+    assert len(set(gen.seeds)) == 32
+    assert all(0 <= s < 2**64 for s in gen.seeds)
+    assert max(gen.seeds) >= 2**63  # the top bit is drawn too (all below: p = 2^-32)
