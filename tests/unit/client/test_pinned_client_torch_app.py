@@ -1,6 +1,8 @@
-"""TorchApp on the edges of its data: a training set with no examples takes no step and reports
-a finite loss (0) rather than failing on a division, so the task handler refuses it with its own
-typed error (fewer than one example), and the module is left as loaded."""
+"""TorchApp on the edges of its data and budget: a training set with no examples takes no step
+and reports a finite loss (0) rather than failing on a division, so the task handler refuses it
+with its own typed error (fewer than one example); the coordinator's target epsilon is a limit
+that a looser local budget does not lift: a task past it is declined for good, untrained and
+unspent."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fedcore.client import ClientAppError, TaskHandler
+from fedcore.client.app import DeclineTask
 from fedcore.client.torch_app import TorchApp
-from fedcore.protocol.messages import Task, TaskKind, TrainConfig
+from fedcore.protocol.messages import LocalDPConfig, Task, TaskKind, TrainConfig
 from fedcore.protocol.specs import spec_of
 
 
@@ -44,3 +47,25 @@ def test_the_handler_refuses_a_training_on_no_examples_with_its_own_error() -> N
 
     with pytest.raises(ClientAppError, match="num_examples"):
         TaskHandler(app, "c1").handle(task, model)
+
+
+def test_the_coordinators_target_epsilon_limits_a_task_under_a_looser_local_budget() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=gen), torch.randint(0, 2, (40,), generator=gen)
+    torch.manual_seed(0)
+    app = TorchApp(nn.Linear(3, 2), train_loader=DataLoader(TensorDataset(x, y), batch_size=10),
+                   privacy_budget=50.0)
+    # one planned round: the first task spends the whole target, a second would pass it
+    config = TrainConfig(local_dp=LocalDPConfig(target_epsilon=2.0, planned_rounds=1))
+    app.fit(app.get_parameters(), config)
+    spent, steps = app.accountant.epsilon(1e-5), app.accountant.steps
+    assert spent == pytest.approx(2.0, rel=0.05) and steps == 4
+    before = app.get_parameters()
+
+    with pytest.raises(DeclineTask) as refusal:
+        app.fit({k: v.copy() for k, v in before.items()}, config)
+
+    assert refusal.value.permanent
+    assert app.accountant.steps == steps  # nothing spent
+    for name, value in app.get_parameters().items():
+        np.testing.assert_array_equal(value, before[name])
