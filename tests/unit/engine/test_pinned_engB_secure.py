@@ -6,15 +6,18 @@ its full time, and a client outside the round dropping changes nothing."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fedcore.client import EvalResult, FitResult, FunctionalApp
 from fedcore.client.handler import TaskHandler
 from fedcore.engine import EngineConfig, Phase, RoundEngine, SelectionConfig
 from fedcore.engine.config import SecureAggregationConfig
+from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.records import RoundStatus
 from fedcore.engine.secure_round import SecureRound
-from fedcore.protocol.messages import Task, TaskKind, Wait
+from fedcore.protocol.messages import ResultHeader, Task, TaskKind, TaskResult, Wait
 from fedcore.protocol.specs import spec_of
+from fedcore.secagg.messages import AdvertiseKeys, MaskedInput
 from fedcore.secagg.server import Phase as ServerPhase
 from fedcore.strategy import FedAvg
 
@@ -100,3 +103,39 @@ def test_the_key_phase_closes_once_the_target_advertised_and_the_next_phase_gets
     assert engine.next_deadline() == now + 30.0
     engine.tick(now + 29.99)
     assert engine.phase is Phase.TRAINING and engine.records == []
+
+
+def _round() -> SecureRound:
+    return SecureRound(SecureAggregationConfig(max_clients=10), selected=IDS,
+                       model_spec=spec_of({"w": np.zeros(3, np.float32)}), round_id=1,
+                       graph_seed=bytes(32), now=T0)
+
+
+def _state(round_: SecureRound) -> tuple[object, ...]:
+    return (round_.server.phase, set(round_.advertised), dict(round_.outbox), round_.upload_bytes)
+
+
+def test_a_secure_result_without_its_message_or_payload_is_invalid_and_changes_nothing() -> None:
+    round_ = _round()
+    before = _state(round_)
+    bare = ResultHeader(client_id="c0", task_id="t1", num_examples=1)
+    no_payload = ResultHeader(client_id="c0", task_id="t1", num_examples=1,
+                              secagg=MaskedInput(sender=round_.ids["c0"], data=b""))
+    for header in (bare, no_payload):
+        with pytest.raises(EngineError) as err:
+            round_.accept("c0", TaskResult(header=header), T0)
+        assert err.value.reason is Reason.INVALID
+        assert _state(round_) == before
+
+
+def test_a_message_in_another_clients_name_is_invalid_and_changes_nothing() -> None:
+    round_ = _round()
+    before = _state(round_)
+    keys = AdvertiseKeys(sender=round_.ids["c1"], cipher_pk=bytes(32), mask_pk=bytes(32),
+                         seed_commitment=bytes(32))
+    header = ResultHeader(client_id="c0", task_id="t1", num_examples=1, secagg=keys)
+    with pytest.raises(EngineError) as err:
+        round_.accept("c0", TaskResult(header=header), T0)
+    assert err.value.reason is Reason.INVALID and "not 2" in str(err.value)
+    assert _state(round_) == before
+    assert round_.next_step("c0") is not None  # still asked for its setup
