@@ -1,7 +1,8 @@
 """A secure round's phases on a clock that does not start at 0: a protocol still running at
 the round deadline fails the round saying so (not as an abort), the key phase waits its own
 deadline for silent clients but closes as soon as the target advertised, each new phase gets
-its full time, and a client outside the round dropping changes nothing."""
+its full time, and a client outside the round dropping changes nothing; a result without its
+message or payload, or in another client's name, is INVALID and changes nothing."""
 
 from __future__ import annotations
 
