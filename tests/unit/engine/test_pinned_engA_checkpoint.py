@@ -2,7 +2,8 @@
 records report no distributed ε reads with an empty ledger (nothing to price again), one whose
 records report either kind of distributed ε (exact or approximate) is refused as damaged, since
 the price of those rounds is unknown; and a round record's status and metrics read back as
-their types."""
+their types; the tensors a checkpoint decodes to are the snapshot's own (writeable, and
+unchanged when the buffer they were read from is reused)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import numpy as np
 import pytest
 
 from fedcore.dp.distributed_accountant import APPROX_KEY, EXACT_KEY
+from fedcore.engine.buffered import BufferedSnapshot
 from fedcore.engine.checkpoint import (
     MAGIC,
     CheckpointError,
+    buffered_checkpoint_from_bytes,
+    buffered_checkpoint_to_bytes,
     checkpoint_from_bytes,
     checkpoint_to_bytes,
 )
@@ -73,3 +77,20 @@ def test_a_round_records_status_and_metrics_read_back_as_their_types() -> None:
     assert read.status is RoundStatus.OK
     assert read.metrics == {"distributed_epsilon": 2.0}
     assert isinstance(read.metrics["distributed_epsilon"], float)
+
+
+def test_a_decoded_checkpoint_owns_its_tensors() -> None:
+    rounds = bytearray(checkpoint_to_bytes(EngineSnapshot(
+        round=0, task_seq=0, params={"w": np.arange(3.0)}, strategy_state={"m": np.ones(2)})))
+    buffered = bytearray(buffered_checkpoint_to_bytes(BufferedSnapshot(
+        version=0, params={"w": np.arange(3.0)}, strategy_state={"m": np.ones(2)})))
+    snaps = [checkpoint_from_bytes(rounds), buffered_checkpoint_from_bytes(buffered)]
+    rounds[:] = bytes(len(rounds))  # the file's buffer reused: the snapshots must not see it
+    buffered[:] = bytes(len(buffered))
+    for snap in snaps:
+        np.testing.assert_array_equal(snap.params["w"], [0.0, 1.0, 2.0])
+        np.testing.assert_array_equal(snap.strategy_state["m"], [1.0, 1.0])
+    immutable = checkpoint_from_bytes(checkpoint_to_bytes(EngineSnapshot(
+        round=0, task_seq=0, params={"w": np.arange(3.0)})))
+    immutable.params["w"][0] = 5.0  # writeable even when read from immutable bytes
+    assert immutable.params["w"][0] == 5.0
