@@ -1,6 +1,7 @@
 """TorchApp on the edges of its data and budget: a training set with no examples takes no step
 and reports a finite loss (0) rather than failing on a division, so the task handler refuses it
-with its own typed error (fewer than one example); the coordinator's target epsilon is a limit
+with its own typed error (fewer than one example), and one example reports its own loss;
+evaluation uses the test data when there is some, else the training data; the coordinator's target epsilon is a limit
 that a looser local budget does not lift: a task past it is declined for good, untrained and
 unspent."""
 
@@ -69,3 +70,37 @@ def test_the_coordinators_target_epsilon_limits_a_task_under_a_looser_local_budg
     assert app.accountant.steps == steps  # nothing spent
     for name, value in app.get_parameters().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_training_on_one_example_reports_that_examples_loss() -> None:
+    x, y = torch.tensor([[1.0, -1.0, 0.5]]), torch.tensor([1])
+    model = nn.Linear(3, 2)
+    app = TorchApp(model, train_loader=DataLoader(TensorDataset(x, y), batch_size=4))
+    start = app.get_parameters()
+    expected = float(nn.functional.cross_entropy(model(x), y))
+
+    fit = app.fit(start, TrainConfig(local_epochs=1, learning_rate=0.1))
+
+    assert fit.local_steps == 1 and fit.num_examples == 1
+    assert fit.metrics["loss"] == pytest.approx(expected, rel=1e-6)  # the loss before its step
+
+
+def test_evaluation_uses_the_test_data_when_there_is_some() -> None:
+    torch.manual_seed(0)
+    train = TensorDataset(torch.randn(12, 3), torch.randint(0, 2, (12,)))
+    test_x = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    test = TensorDataset(test_x, torch.tensor([0, 1, 1]))
+    params = {"weight": np.eye(2, 3, dtype=np.float32), "bias": np.zeros(2, np.float32)}
+    # logits: [1, 0], [0, 1], [0, 0] -> predictions 0, 1, 0 (a tie goes to the first class)
+    with_test = TorchApp(nn.Linear(3, 2), train_loader=DataLoader(train, batch_size=5),
+                         test_loader=DataLoader(test, batch_size=2))
+    train_only = TorchApp(nn.Linear(3, 2), train_loader=DataLoader(train, batch_size=5))
+
+    on_test = with_test.evaluate(params, TrainConfig())
+    on_train = train_only.evaluate(params, TrainConfig())
+
+    assert on_test.num_examples == 3 and on_test.metrics["accuracy"] == pytest.approx(2 / 3)
+    logits = test_x @ torch.from_numpy(params["weight"]).T
+    assert on_test.loss == pytest.approx(
+        float(nn.functional.cross_entropy(logits, torch.tensor([0, 1, 1]))), rel=1e-6)
+    assert on_train.num_examples == 12  # no test data: the training data
