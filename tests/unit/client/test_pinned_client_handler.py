@@ -1,9 +1,9 @@
-"""The task handler's results by field: an initialisation result is the app's parameters under
-the least example count the protocol accepts (docs/protocol.md 4.2: nothing was trained, the
-count is not a weight), a decline reports no examples and a reason (a default when none is
-given) and is for this task only unless said otherwise, an app's refusal for this task only is
+"""The task handler's results by field: an initialisation result is the app's parameters (its
+example count only has to be valid: docs/protocol.md 4.2), a decline carries a reason (a default
+when none is given) and no tensors, and is for this task only unless said otherwise, an app's refusal for this task only is
 the caller's to answer while one for good becomes a permanent decline, and evaluation reports
-the app's loss beside its metrics and sends no tensors."""
+the app's loss beside its metrics and sends no tensors. A secure-aggregation identity must be
+this client's own."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_an_initialisation_result_is_the_apps_parameters_counted_as_one_example(
 
     header = result.header
     assert (header.client_id, header.task_id) == ("c1", "t0")
-    assert header.num_examples == 1  # trained on nothing: the least count a result may carry
+    assert header.num_examples >= 1  # not a weight; 0 would be refused as no examples
     assert header.declined_reason == "" and header.metrics == {}
     assert header.spec == spec_of(MODEL)
     assert set(result.tensors) == set(MODEL)
@@ -64,7 +64,7 @@ def test_a_decline_reports_no_examples_and_is_for_this_task_only_by_default() ->
 
     header = result.header
     assert (header.client_id, header.task_id) == ("c1", "t9")
-    assert header.num_examples == 0 and result.tensors == {}
+    assert result.tensors == {}
     assert header.declined_reason == "battery low" and header.permanent is False
     assert handler.decline(_task(TaskKind.TRAIN), "x", permanent=True).header.permanent is True
 
@@ -94,7 +94,7 @@ def test_an_apps_refusal_for_good_becomes_a_permanent_decline(kind: TaskKind) ->
 
     assert result.header.permanent is True
     assert result.header.declined_reason == "budget spent"
-    assert result.header.num_examples == 0 and result.tensors == {}
+    assert result.tensors == {}
 
 
 def test_an_evaluation_reports_the_loss_beside_the_apps_metrics_and_no_tensors() -> None:
@@ -165,3 +165,17 @@ def test_secure_rng_refuses_a_dp_app_that_does_not_say_its_randomness_is_secure(
 
     assert TaskHandler(_planner(secure_rng=True), "c1", secure_rng=True).secure_rng
     assert not TaskHandler(_planner(), "c1").secure_rng  # no secure rng asked: nothing to check
+
+
+def test_a_secure_aggregation_identity_must_be_this_clients_own() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fedcore.secagg.roster import Roster, SecAggIdentity, public_key
+
+    keys = {cid: Ed25519PrivateKey.generate() for cid in ("c1", "c2")}
+    roster = Roster({cid: public_key(k) for cid, k in keys.items()})
+    identity = SecAggIdentity("c1", keys["c1"], roster)
+
+    with pytest.raises(ValueError, match="'c1'"):
+        TaskHandler(_app(), "c2", identity=identity)
+    assert TaskHandler(_app(), "c1", identity=identity).identity is identity
