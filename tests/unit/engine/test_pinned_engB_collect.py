@@ -14,6 +14,7 @@ from fedcore.engine.collect import PlainCollector, RoundFailed
 from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.model import RoundModel
 from fedcore.protocol.messages import ResultHeader, TaskKind, TaskResult
+from fedcore.protocol.params import Array
 from fedcore.protocol.specs import spec_of
 from fedcore.strategy import FedAvg
 
@@ -27,7 +28,7 @@ def _collector(*, model: RoundModel | None = MODEL, target: int = 2,
 
 
 def _result(cid: str, fill: float, num_examples: int) -> TaskResult:
-    tensors = {"w": np.full(3, fill, np.float32), "b": np.array(fill, np.float32)}
+    tensors: dict[str, Array] = {"w": np.full(3, fill, np.float32), "b": np.array(fill, np.float32)}
     header = ResultHeader(client_id=cid, task_id="t1", num_examples=num_examples,
                           spec=spec_of(tensors))
     return TaskResult(header=header, tensors=tensors)
@@ -49,7 +50,7 @@ def test_each_accepted_result_is_complete_and_weighted_by_its_examples() -> None
     assert (second.metrics_weight, second.complete) == (1.0, True)
     aggregate = collector.aggregate()
     assert aggregate.count == 2 and aggregate.total_weight == 4.0
-    np.testing.assert_allclose(aggregate.update["w"], np.full(3, 2.0))
+    assert aggregate.update["w"].tolist() == [2.0, 2.0, 2.0]  # (3 * 1 + 1 * 5) / 4
 
 
 def test_the_upload_measured_is_the_accepted_payloads_together() -> None:

@@ -76,9 +76,9 @@ def test_over_selection_asks_that_fraction_more_capped_by_the_available(
 # ------------------------------------------------------------------ Limits
 @pytest.mark.parametrize("name", ["max_properties", "max_metrics"])
 def test_limits_of_zero_properties_or_metrics_are_allowed(name: str) -> None:
-    assert getattr(Limits(**{name: 0}), name) == 0  # type: ignore[arg-type]
+    assert getattr(Limits(**{name: 0}), name) == 0
     with pytest.raises(ValueError, match=name):
-        Limits(**{name: -1})  # type: ignore[arg-type]
+        Limits(**{name: -1})
 
 
 def test_a_registry_that_takes_no_properties_still_takes_a_bare_join() -> None:

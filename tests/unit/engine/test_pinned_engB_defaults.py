@@ -14,6 +14,7 @@ from fedcore.engine.errors import EngineError, Reason
 from fedcore.engine.registry import Registry
 from fedcore.engine.secure_round import SecureRound
 from fedcore.protocol.messages import ResultHeader, Task, TaskKind, TaskResult, Wait
+from fedcore.protocol.params import Array
 from fedcore.protocol.specs import spec_of
 from fedcore.secagg.roster import Roster
 from fedcore.strategy import FedAvg
@@ -46,7 +47,7 @@ def test_by_default_every_client_trains_for_120_s_then_evaluates_for_60_s_each_r
 
 
 def _update(cid: str, task_id: str) -> TaskResult:
-    tensors = {"w": np.zeros(2, np.float32)}
+    tensors: dict[str, Array] = {"w": np.zeros(2, np.float32)}
     return TaskResult(header=ResultHeader(client_id=cid, task_id=task_id, num_examples=1,
                                           spec=spec_of(tensors)), tensors=tensors)
 

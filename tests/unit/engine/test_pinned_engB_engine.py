@@ -46,9 +46,9 @@ def test_train_and_evaluate_tasks_get_their_own_timeouts() -> None:
     assert isinstance(evaluate, Task) and evaluate.kind is TaskKind.EVALUATE
     assert evaluate.time_left_s == pytest.approx(7.0)
     assert h.engine.next_deadline() == pytest.approx(T0 + 10.0)
-    assert h.poll("c0").time_left_s == pytest.approx(7.0)  # type: ignore[union-attr]
+    assert h.poll("c0").time_left_s == pytest.approx(7.0)
     h.advance(6.75)
-    assert h.poll("c0").time_left_s == pytest.approx(0.25)  # type: ignore[union-attr]
+    assert h.poll("c0").time_left_s == pytest.approx(0.25)
     h.advance(0.25)  # the evaluation's deadline: it closes without results
     assert h.engine.phase is Phase.DONE
     assert "evaluation failed" in h.engine.records[0].reason
