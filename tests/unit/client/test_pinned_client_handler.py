@@ -1,9 +1,11 @@
 """The task handler's results by field: an initialisation result is the app's parameters (its
 example count only has to be valid: docs/protocol.md 4.2), a decline carries a reason (a default
-when none is given) and no tensors, and is for this task only unless said otherwise, an app's refusal for this task only is
-the caller's to answer while one for good becomes a permanent decline, and evaluation reports
-the app's loss beside its metrics and sends no tensors. A secure-aggregation identity must be
-this client's own."""
+when none is given) and no tensors, and is for this task only unless said otherwise, an app's
+refusal for this task only is the caller's to answer while one for good becomes a permanent
+decline, and evaluation reports the app's loss beside its metrics and sends no tensors. A
+secure-aggregation identity must be this client's own. Without a privacy floor a DP app's plan
+is not consulted. The control-variate store is the one given, else the app's own (a simulated
+client's), else one in memory."""
 
 from __future__ import annotations
 
@@ -179,3 +181,48 @@ def test_a_secure_aggregation_identity_must_be_this_clients_own() -> None:
     with pytest.raises(ValueError, match="'c1'"):
         TaskHandler(_app(), "c2", identity=identity)
     assert TaskHandler(_app(), "c1", identity=identity).identity is identity
+
+
+def test_without_a_floor_the_apps_dp_plan_is_not_consulted() -> None:
+    class Unplannable(_Planner):
+        def plan_local_dp(self, config: TrainConfig) -> None:
+            raise ValueError("no noise multiplier reaches the target")
+
+    app = Unplannable(get_parameters=lambda: dict(MODEL),
+                      fit=lambda p, c: FitResult(params={k: v + 1 for k, v in p.items()},
+                                                 num_examples=2),
+                      evaluate=lambda p, c: EvalResult(loss=0.0, num_examples=1))
+
+    result = TaskHandler(app, "c1").handle(_task(TaskKind.TRAIN), _model())
+
+    assert result.header.declined_reason == "" and result.header.num_examples == 2
+
+
+class _Holder(FunctionalApp):
+    """A simulated client's app: it says where its control variate lives."""
+
+    store: object = None
+
+    @property
+    def variate_store(self) -> object:
+        return self.store
+
+
+def _holder(store: object) -> _Holder:
+    app = _Holder(get_parameters=lambda: dict(MODEL),
+                  fit=lambda p, c: FitResult(params=p, num_examples=1),
+                  evaluate=lambda p, c: EvalResult(loss=0.0, num_examples=1))
+    app.store = store
+    return app
+
+
+def test_the_variate_store_is_the_one_given_else_the_apps_else_one_in_memory() -> None:
+    from fedcore.client.scaffold import BlobVariates
+
+    apps_store, given = BlobVariates(), BlobVariates()
+
+    assert TaskHandler(_holder(apps_store), "c1").control_variates is apps_store
+    assert TaskHandler(_holder(apps_store), "c1", control_variates=given).control_variates \
+        is given
+    own = TaskHandler(_holder(None), "c1").control_variates
+    assert isinstance(own, BlobVariates) and own is not apps_store and own is not given
