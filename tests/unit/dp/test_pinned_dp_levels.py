@@ -67,20 +67,23 @@ def test_the_levels_fill_the_range_around_the_noise_tails(
     assert z * sensitivity <= MAX_NOISE_STD  # the cap does not bind here
 
 
-@pytest.mark.parametrize(("z", "dim"), [(1.0, 5), (3.0, 10_001)])
+@pytest.mark.parametrize(("z", "big_c", "c", "dim"), [
+    (1.0, 1.0, 1.0, 5), (3.0, 1.0, 1.0, 10_001), (0.7, 0.5, 2.0, 17), (2.0, 3.0, 0.5, 2)])
 def test_where_the_bits_allow_more_the_levels_stop_at_a_noise_std_of_2_to_the_20(
-        z: float, dim: int) -> None:
-    secagg = SecAggConfig(max_clients=2, threshold=1, clip=1.0, bit_width=56)
-    encoding = NoisyEncoding.for_round(DistributedDPConfig(noise_multiplier=z, clip_norm=1.0),
+        z: float, big_c: float, c: float, dim: int) -> None:
+    secagg = SecAggConfig(max_clients=2, threshold=1, clip=c, bit_width=56)
+    encoding = NoisyEncoding.for_round(DistributedDPConfig(noise_multiplier=z, clip_norm=big_c),
                                        secagg, dim)
 
     levels = encoding.quantizer.levels
 
     def std(n: int) -> float:
-        return z * (n * 1.0 / 2.0 + math.sqrt(dim))
+        return z * (n * big_c / (2 * c) + math.sqrt(dim))
 
-    assert std(levels) <= MAX_NOISE_STD < std(levels + 1)
-    assert levels < _most_levels(secagg.levels, z, 1.0, 1.0, dim)
+    assert MAX_NOISE_STD == 2.0**20  # the documented cap (numpy's Poisson drifts above)
+    assert std(levels) <= 2.0**20 < std(levels + 1)
+    assert levels < _most_levels(secagg.levels, z, big_c, c, dim)
+    assert encoding.noise.total_variance == pytest.approx(std(levels) ** 2, rel=1e-12)
 
 
 def test_256_levels_are_accepted_and_255_refused() -> None:

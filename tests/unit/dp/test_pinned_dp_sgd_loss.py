@@ -32,7 +32,8 @@ def _train(model: nn.Module, criterion: object, accountant: PrivacyAccountant,
     return result.loss, result.steps
 
 
-def test_the_loss_is_the_example_weighted_mean_of_the_batch_losses() -> None:
+@pytest.mark.parametrize(("n", "batch_size"), [(60, 6), (30, 1)])  # the second: sizes 0, 1, 2..
+def test_the_loss_is_the_example_weighted_mean_of_the_batch_losses(n: int, batch_size: int) -> None:
     sizes: list[int] = []
 
     def size_as_loss(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -41,10 +42,13 @@ def test_the_loss_is_the_example_weighted_mean_of_the_batch_losses() -> None:
         return (outputs * 0.0).mean() + float(len(labels))
 
     torch.manual_seed(0)
-    loss, steps = _train(nn.Linear(3, 2), size_as_loss, PrivacyAccountant(), _loader(60, 6))
+    loss, steps = _train(nn.Linear(3, 2), size_as_loss, PrivacyAccountant(),
+                         _loader(n, batch_size))
 
-    assert steps == len(sizes) == 20
+    assert steps == len(sizes) == 2 * n // batch_size
     assert len(set(sizes)) > 2  # Poisson batches of several sizes: the weighting shows
+    if batch_size == 1:
+        assert {0, 1, 2} <= set(sizes)  # empty and single-example batches both occur
     seen = sum(sizes)
     assert loss == pytest.approx(sum(n * n for n in sizes) / seen, rel=1e-6)
     assert loss != pytest.approx(sum(sizes) / len(sizes), rel=1e-3)  # not the plain mean
