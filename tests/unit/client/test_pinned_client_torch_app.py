@@ -3,11 +3,13 @@ and reports a finite loss (0) rather than failing on a division, so the task han
 with its own typed error (fewer than one example), and one example reports its own loss;
 evaluation uses the test data when there is some, else the training data; the coordinator's target epsilon is a limit
 that a looser local budget does not lift: a task past it is declined for good, untrained and
-unspent."""
+unspent; with a `privacy_dir` the spending survives a restart (a new app on the same
+directory), without one it is this app's alone."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +106,27 @@ def test_evaluation_uses_the_test_data_when_there_is_some() -> None:
     assert on_test.loss == pytest.approx(
         float(nn.functional.cross_entropy(logits, torch.tensor([0, 1, 1]))), rel=1e-6)
     assert on_train.num_examples == 12  # no test data: the training data
+
+
+def _dp_app(privacy_dir: Path | None) -> TorchApp:
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(20, 3, generator=gen), torch.randint(0, 2, (20,), generator=gen)
+    return TorchApp(nn.Linear(3, 2), train_loader=DataLoader(TensorDataset(x, y), batch_size=10),
+                    privacy_dir=privacy_dir)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_the_privacy_spent_survives_a_restart_only_with_a_privacy_dir(
+        tmp_path: Path, kept: bool) -> None:
+    directory = tmp_path / "state" if kept else None
+    config = TrainConfig(local_dp=LocalDPConfig(noise_multiplier=1.0))
+    first = _dp_app(directory)
+    first.fit(first.get_parameters(), config)
+    assert first.accountant.steps == 2
+
+    restarted = _dp_app(directory)
+
+    assert restarted.accountant.steps == (2 if kept else 0)
+    assert restarted.accountant.epsilon(1e-5) == pytest.approx(
+        first.accountant.epsilon(1e-5) if kept else 0.0)
+    assert (directory is not None and any(directory.iterdir())) == kept
