@@ -50,8 +50,8 @@ class BufferedCoordinator:
                  registry: ClientRegistry | None = None) -> None:
         self.buffered = engine
         self.config = config
-        self._registry: ClientRegistry = registry or Registry(config.client_timeout_s,
-                                                              limits=config.limits)
+        self._registry: ClientRegistry = registry if registry is not None else Registry(
+            config.client_timeout_s, limits=config.limits)  # an empty registry is falsy
         self._models: dict[int, RoundModel] = {}
         self._records: list[RoundRecord] = []
         self._unread = 0
