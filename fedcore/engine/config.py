@@ -185,8 +185,10 @@ class SecureAggregationConfig:
             raise ValueError("clip, weight_cap and phase_timeout_s must be > 0")
         numeric = SecAggConfig(threshold=1, max_clients=self.max_clients, clip=self.clip,
                                bit_width=self.bit_width)  # checks the numeric range now
-        if self.distributed_dp is not None:  # noise tails must fit the bit width: check now
-            NoisyEncoding.for_round(self.distributed_dp, numeric, dim=1)
+        if self.distributed_dp is not None:  # noise tails must fit the bit width: check now,
+            # for the smallest real round (one parameter and the weight slot); a larger model
+            # leaves less room, and its round refuses to open with the same error
+            NoisyEncoding.for_round(self.distributed_dp, numeric, dim=2)
 
     def for_round(self, num_clients: int) -> SecAggConfig:
         """The protocol configuration for a round of `num_clients`.
