@@ -88,7 +88,9 @@ class Roster:
         except ValueError as err:
             raise RosterError(f"not a fedcore roster: {err}") from err
         clients = value.get("clients") if isinstance(value, dict) else None
-        if not isinstance(clients, dict) or value.get("format") != _FORMAT:
+        # an int: JSON's true and 1.0 equal 1 in Python
+        version = value.get("format") if isinstance(value, dict) else None
+        if not isinstance(clients, dict) or type(version) is not int or version != _FORMAT:
             raise RosterError(f'not a fedcore roster: expected {{"format": {_FORMAT}, '
                               '"clients": {"<client id>": "<base64 public key>"}}')
         try:
