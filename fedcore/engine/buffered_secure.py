@@ -256,7 +256,7 @@ class SecureBufferedEngine(BufferedEngine):
             task_id=task_id, version=self.version, members=frozenset(members),
             protocol=SecureRound(self.secure, selected=members, model_spec=self.spec,
                                  round_id=self._issued, graph_seed=self._random_bytes(32),
-                                 now=now, round_number=self.version + 1),
+                                 now=now),
             deadline=now + self.config.task_timeout_s)
         self._groups[task_id] = group
         self._group_of.update((c, task_id) for c in members)

@@ -481,7 +481,6 @@ class RoundEngine:
                 round_id=self._task_seq,
                 graph_seed=self._random_bytes(32),  # never the seeded selection rng
                 now=now,
-                round_number=self._round,
                 target=sel.target(available),
             )
         return PlainCollector(

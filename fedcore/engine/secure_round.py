@@ -46,12 +46,10 @@ class SecureRound:
         round_id: int,
         graph_seed: bytes,
         now: float,
-        round_number: int = 1,
         target: int | None = None,
     ) -> None:
         self.config = config
         self.target = len(selected) if target is None else target
-        self.round_number = round_number
         self.model_spec = model_spec
         self.ids = {cid: i + 1 for i, cid in enumerate(sorted(selected))}
         self.names = {i: cid for cid, i in self.ids.items()}

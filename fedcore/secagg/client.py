@@ -49,8 +49,6 @@ from fedcore.secagg.messages import (
 from fedcore.secagg.packing import pack, word_dtype
 from fedcore.secagg.prg import MaskExpander
 
-PLAINTEXT_BYTES = 2 * shamir.SHARE_BYTES  # seed share, then mask-key share
-
 
 class Phase(enum.Enum):
     """Where a client stands in the round."""
