@@ -11,8 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedcore.client import EvalResult, FitResult, FunctionalApp, TaskHandler
-from fedcore.client import torch_app
+from fedcore.client import EvalResult, FitResult, FunctionalApp, TaskHandler, torch_app
 from fedcore.client.scaffold import BlobVariates
 from fedcore.client.torch_app import TorchApp
 from fedcore.protocol.messages import TrainConfig
