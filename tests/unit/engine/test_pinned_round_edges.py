@@ -4,11 +4,20 @@ leaves the dtype refused with nothing changed."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fedcore.engine.collect import MAX_EXAMPLES
 from fedcore.engine.errors import EngineError, Reason
+
+
+def test_the_maximum_is_the_protocols_2_to_the_40() -> None:
+    # other languages' clients implement the range from docs/protocol.md, not from this constant
+    protocol = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text()
+    assert "examples behind the result, 1..2^40" in protocol
+    assert MAX_EXAMPLES == 2**40
 
 
 def test_num_examples_up_to_the_maximum_is_taken(make_harness) -> None:  # type: ignore[no-untyped-def]
