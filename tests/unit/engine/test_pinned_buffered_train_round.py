@@ -6,16 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from fedcore.engine.buffered import BufferedConfig, BufferedEngine
-from fedcore.protocol.messages import Task, TaskKind, TrainConfig
-from fedcore.strategy import FedAvg
+from fedcore.protocol.messages import Task, TaskKind
 
-
-class _RoundTagged(FedAvg):
-    """FedAvg whose local epochs name the round they were asked for."""
-
-    def train_config(self, round_number: int) -> TrainConfig:
-        return TrainConfig(local_epochs=round_number, batch_size=self.batch_size,
-                           learning_rate=self.learning_rate)
+from .test_pinned_engA_secure_steps import _RoundTagged
 
 
 def test_the_first_tasks_ask_for_round_1s_settings() -> None:
